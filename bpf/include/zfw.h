@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * zfw.h: every struct, enum and limit shared between the BPF programs and
+ * Go. Go sees these only through bpf2go -type; nothing is mirrored by hand.
+ *
+ * Byte order: addresses are kept as they appear on the wire (network
+ * order); ports in rule entries are host order (the program converts the
+ * packet's port once); ports in packet-derived keys (match_key) are wire
+ * order.
+ */
+#ifndef ZFW_H
+#define ZFW_H
+
+#include <linux/types.h>
+
+/* Capacities. The Go side reads them from the map specs. */
+#define ZFW_MAX_RULES 250000            /* range_map slots, both families   */
+#define ZFW_MAX_PREFIXES 100000         /* zt_tproxy_map / zt_tproxy6_map   */
+#define ZFW_MAX_RANGES_PER_PREFIX 128   /* rules sharing one prefix key     */
+#define ZFW_MAX_RULE_IFACES 8           /* if_list_extension_map entries    */
+#define ZFW_MAX_IFACES 256              /* diag_map                         */
+#define ZFW_MATCH_CACHE 65536           /* matched_map / matched6_map       */
+#define ZFW_SERVICE_ID_LEN 32
+#define ZFW_SERVICE_NAME_LEN 64
+#define ZFW_MAX_IPV6_EXT_HDRS 8         /* longer chains are dropped        */
+
+/* What a rule does with a matching packet (policy.Action in Go). */
+enum action {
+	ZFW_ACTION_NONE = 0,
+	ZFW_ACTION_PASS = 1,
+	ZFW_ACTION_DENY = 2,
+	ZFW_ACTION_TPROXY = 3,
+};
+
+/* Interface setting bits (diag_map value). */
+enum iface_flag {
+	/* No rule matched: drop instead of handing the packet to the host. */
+	ZFW_IFACE_DEFAULT_DENY = 1 << 0,
+	/* Only rules that list this interface apply here. */
+	ZFW_IFACE_PER_INTERFACE = 1 << 1,
+	/* Emit an event for every drop on this interface. */
+	ZFW_IFACE_VERBOSE = 1 << 2,
+};
+
+/* diag_map: ifindex -> settings. An interface without an entry is left
+ * alone (the program returns "next"), so a stale attachment is harmless. */
+struct iface_settings {
+	__u32 flags;
+};
+
+/* config_map[0]: process-wide settings written by the loader. */
+struct config {
+	/* skb->mark put on steered packets; one fwmark rule per family turns it
+	 * into local delivery. */
+	__u32 mark;
+	/* Bumped by userspace after every rule change; cached verdicts of an
+	 * older generation are recomputed. */
+	__u32 generation;
+};
+
+/*
+ * Policy lookup. zt_tproxy_map (v4) / zt_tproxy6_map (v6) are hash maps
+ * keyed by (protocol, prefix length, masked destination). prefix_len_map
+ * lists, per (family, protocol), the prefix lengths that have at least one
+ * key, longest first, so a packet costs one hash lookup per length in use
+ * (not per rule, not per possible length). A hit yields a contiguous block
+ * of range_map slots holding that prefix's rules in precedence order:
+ * longest source prefix first, then insertion order.
+ */
+struct prefix_key {
+	__u8 proto;
+	__u8 len;
+	__u8 pad[2];
+	__u32 addr;
+};
+
+struct prefix6_key {
+	__u8 proto;
+	__u8 len;
+	__u8 pad[2];
+	__u32 addr[4];
+};
+
+struct prefix_value {
+	__u32 start; /* first range_map slot */
+	__u32 count; /* number of slots      */
+};
+
+/* prefix_len_map key: (family << 8) | proto, family 4 or 6. */
+struct prefix_lens {
+	__u32 count;
+	__u8 lens[132]; /* longest first; 129 used at most (v6 /0../128) */
+};
+
+enum range_flag {
+	/* if_list_extension_map[rule_id] limits the rule to some interfaces. */
+	ZFW_RANGE_HAS_IFLIST = 1 << 0,
+};
+
+/* range_map slot: one rule under a prefix key. */
+struct range_entry {
+	__u32 rule_id;
+	__u32 src[4]; /* source prefix, masked; v4 uses src[0] */
+	__u16 port_low;
+	__u16 port_high;
+	__u16 tproxy_port;
+	__u8 src_len;
+	__u8 action;
+	__u8 flags;
+	__u8 pad[3];
+};
+
+/* if_list_extension_map: rule_id -> interfaces the rule applies on. */
+struct if_list {
+	__u32 ifindex[ZFW_MAX_RULE_IFACES]; /* 0 = unused slot */
+};
+
+/* tproxy_extension_map: which service a listener port belongs to. */
+struct tproxy_ext_key {
+	__u16 tproxy_port;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct service_id {
+	char id[ZFW_SERVICE_ID_LEN];
+};
+
+/*
+ * rule_store_map: the canonical copy of every rule, read only by
+ * userspace. A restarted process rebuilds its state from it when it adopts
+ * a kept dataplane.
+ */
+struct rule_record {
+	__u64 seq;
+	__u32 dst[4];
+	__u32 src[4];
+	__u32 ifindex[ZFW_MAX_RULE_IFACES];
+	__u16 port_low;
+	__u16 port_high;
+	__u16 tproxy_port;
+	__u8 family;
+	__u8 proto;
+	__u8 dst_len;
+	__u8 src_len;
+	__u8 action;
+	__u8 pad;
+	char service_id[ZFW_SERVICE_ID_LEN];
+	char service_name[ZFW_SERVICE_NAME_LEN];
+};
+
+/* matched_map / matched6_map: per-flow verdict cache (LRU). */
+struct match_key {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u32 ifindex;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct match6_key {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport;
+	__u16 dport;
+	__u32 ifindex;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct match_value {
+	__u32 generation;
+	__u32 rule_id; /* 0: no rule matched (interface default) */
+	__u16 tproxy_port;
+	__u8 action;
+	__u8 pad;
+};
+
+/* stats_map (per-CPU array) indexes. */
+enum stat {
+	ZFW_STAT_UNMANAGED = 0,   /* no diag_map entry                    */
+	ZFW_STAT_NOT_IP,          /* ARP and other non-IP frames: passed  */
+	ZFW_STAT_MALFORMED,       /* dropped                              */
+	ZFW_STAT_FRAGMENT,        /* decided port-agnostically            */
+	ZFW_STAT_OTHER_PROTO,     /* IP but neither TCP nor UDP           */
+	ZFW_STAT_CACHE_HIT,       /* verdict from matched_map             */
+	ZFW_STAT_POLICY_LOOKUP,   /* verdict from the rule tables         */
+	ZFW_STAT_NO_MATCH,        /* no rule: interface default applied   */
+	ZFW_STAT_PASS,
+	ZFW_STAT_DENY,
+	ZFW_STAT_TPROXY,          /* steered (marked and, if new, assigned) */
+	ZFW_STAT_NO_LISTENER,     /* TPROXY target missing: dropped       */
+	ZFW_STAT_ASSIGN_FAILED,   /* bpf_sk_assign refused: dropped       */
+	ZFW_STAT_MAX,
+};
+
+/* Why a packet was dropped (event reason). */
+enum reason {
+	ZFW_REASON_NONE = 0,
+	ZFW_REASON_MALFORMED = 1,
+	ZFW_REASON_RULE_DENY = 2,
+	ZFW_REASON_DEFAULT_DENY = 3,
+	ZFW_REASON_FRAGMENT = 4,
+	ZFW_REASON_NO_LISTENER = 5,
+	ZFW_REASON_ASSIGN_FAILED = 6,
+};
+
+#define ZFW_EVENT_VERSION 1
+
+/* rb_map record. Versioned: readers check version before the rest. */
+struct event {
+	__u8 version;
+	__u8 family;    /* 4 or 6 */
+	__u8 proto;
+	__u8 direction; /* 0 ingress, 1 egress */
+	__u32 ifindex;
+	__u64 tstamp;   /* bpf_ktime_get_ns */
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport;    /* wire order */
+	__u16 dport;    /* wire order */
+	__u16 tproxy_port;
+	__u8 action;
+	__u8 reason;
+	__u32 rule_id;
+};
+
+#endif /* ZFW_H */

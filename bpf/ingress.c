@@ -1,0 +1,753 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * zfw ingress: one TC (TCX) program that parses a packet once, answers from
+ * the per-flow verdict cache when it can, otherwise looks the packet up in
+ * the rule tables, and then passes, drops or steers it to a transparent
+ * listener. Stages are small static functions in packet order.
+ */
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "zfw.h"
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+/* TCX return codes; TC_ACT_OK/SHOT keep their clsact meaning. */
+#define ZFW_NEXT TC_ACT_UNSPEC
+
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1fff
+#define IPV6_FRAG_OFFSET_MASK 0xfff8
+#define IPV6_FRAG_MORE 0x0001
+
+/* Furthest header offset the parser accepts: L2 (with two VLAN tags), a
+ * 60-byte IPv4 header or IPv6 plus its extension chain. */
+#define MAX_L4_OFFSET 1024
+
+/* ---- maps ---------------------------------------------------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct config);
+} config_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZFW_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, struct iface_settings);
+} diag_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZFW_MAX_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct prefix_key);
+	__type(value, struct prefix_value);
+} zt_tproxy_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZFW_MAX_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct prefix6_key);
+	__type(value, struct prefix_value);
+} zt_tproxy6_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, struct prefix_lens);
+} prefix_len_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ZFW_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct range_entry);
+} range_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZFW_MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct if_list);
+} if_list_extension_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZFW_MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tproxy_ext_key);
+	__type(value, struct service_id);
+} tproxy_extension_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZFW_MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct rule_record);
+} rule_store_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ZFW_MATCH_CACHE);
+	__type(key, struct match_key);
+	__type(value, struct match_value);
+} matched_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ZFW_MATCH_CACHE);
+	__type(key, struct match6_key);
+	__type(value, struct match_value);
+} matched6_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ZFW_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} rb_map SEC(".maps");
+
+/*
+* The enums and the event of zfw.h reach Go only if BTF describes them, and clang emits
+ * an enum's BTF only where a type uses it: this read-only anchor does.
+ */
+struct enum_anchor {
+	enum action action;
+	enum iface_flag iface_flag;
+	enum range_flag range_flag;
+	enum stat stat;
+	enum reason reason;
+	struct event event;
+};
+const volatile struct enum_anchor zfw_enums;
+
+/* ---- packet model -------------------------------------------------- */
+
+enum parse_result {
+	PARSE_TUPLE,     /* TCP/UDP with ports                     */
+	PARSE_FRAGMENT,  /* TCP/UDP fragment: ports not trustworthy */
+	PARSE_OTHER,     /* IP, another protocol                    */
+	PARSE_NOT_IP,
+	PARSE_MALFORMED,
+};
+
+struct packet {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport; /* wire order */
+	__u16 dport; /* wire order */
+	__u8 family; /* 4 or 6 */
+	__u8 proto;
+	__u8 tcp_flags;
+	__u8 pad;
+};
+
+struct vlan_tag {
+	__be16 tci;
+	__be16 encap_proto;
+};
+
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
+
+static __always_inline void count(__u32 stat)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats_map, &stat);
+
+	if (v)
+		*v += 1; /* per-CPU slot: no atomic needed */
+}
+
+/* ---- parse --------------------------------------------------------- */
+
+/* parse_l4 reads ports (and TCP flags) at off. A first fragment carries
+ * the L4 header too; the caller decides what a fragment may do. */
+static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *pkt,
+				    __u32 off, __u32 l4_len, bool fragment)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+
+	if (off > MAX_L4_OFFSET)
+		return PARSE_MALFORMED;
+
+	if (pkt->proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + off;
+
+		if ((void *)(th + 1) > data_end || l4_len < sizeof(*th))
+			return PARSE_MALFORMED;
+		if (th->doff < 5)
+			return PARSE_MALFORMED;
+		pkt->sport = th->source;
+		pkt->dport = th->dest;
+		pkt->tcp_flags = ((__u8 *)th)[13];
+	} else {
+		struct udphdr *uh = data + off;
+
+		if ((void *)(uh + 1) > data_end || l4_len < sizeof(*uh))
+			return PARSE_MALFORMED;
+		/* The UDP length covers the whole datagram, not one fragment. */
+		if (!fragment && bpf_ntohs(uh->len) < sizeof(*uh))
+			return PARSE_MALFORMED;
+		pkt->sport = uh->source;
+		pkt->dport = uh->dest;
+	}
+	if (pkt->dport == 0)
+		return PARSE_MALFORMED;
+	return fragment ? PARSE_FRAGMENT : PARSE_TUPLE;
+}
+
+static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *pkt, __u32 off)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + off;
+	__u32 hlen, tot;
+	__u16 frag;
+
+	if ((void *)(ip + 1) > data_end)
+		return PARSE_MALFORMED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return PARSE_MALFORMED;
+	hlen = ip->ihl * 4;
+	tot = bpf_ntohs(ip->tot_len);
+	if (tot < hlen)
+		return PARSE_MALFORMED;
+
+	pkt->family = 4;
+	pkt->proto = ip->protocol;
+	pkt->saddr[0] = ip->saddr;
+	pkt->daddr[0] = ip->daddr;
+
+	if (pkt->proto != IPPROTO_TCP && pkt->proto != IPPROTO_UDP)
+		return PARSE_OTHER;
+
+	frag = bpf_ntohs(ip->frag_off);
+	if (frag & IP_OFFSET)
+		return PARSE_FRAGMENT; /* no L4 header in this packet */
+	return parse_l4(skb, pkt, off + hlen, tot - hlen, frag & IP_MF);
+}
+
+/* parse_ipv6 walks at most ZFW_MAX_IPV6_EXT_HDRS extension headers. */
+static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *pkt, __u32 off)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip6 = data + off;
+	__u32 payload, end;
+	bool fragment = false;
+	__u8 next;
+	int i;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return PARSE_MALFORMED;
+	if (ip6->version != 6)
+		return PARSE_MALFORMED;
+
+	pkt->family = 6;
+	__builtin_memcpy(pkt->saddr, &ip6->saddr, 16);
+	__builtin_memcpy(pkt->daddr, &ip6->daddr, 16);
+	payload = bpf_ntohs(ip6->payload_len);
+	off += sizeof(*ip6);
+	end = off + payload;
+	next = ip6->nexthdr;
+
+	for (i = 0; i < ZFW_MAX_IPV6_EXT_HDRS; i++) {
+		__u8 *hdr;
+
+		if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING &&
+		    next != IPPROTO_DSTOPTS && next != IPPROTO_FRAGMENT &&
+		    next != IPPROTO_AH)
+			break;
+		if (off > MAX_L4_OFFSET)
+			return PARSE_MALFORMED;
+		hdr = data + off;
+		if ((void *)(hdr + 8) > data_end)
+			return PARSE_MALFORMED;
+		if (next == IPPROTO_FRAGMENT) {
+			__u16 fo = bpf_ntohs(*(__u16 *)(hdr + 2));
+
+			next = hdr[0];
+			off += 8;
+			fragment = true;
+			if (fo & IPV6_FRAG_OFFSET_MASK) {
+				/* Later fragment: what follows is payload. */
+				pkt->proto = next;
+				if (next != IPPROTO_TCP && next != IPPROTO_UDP)
+					return PARSE_OTHER;
+				return PARSE_FRAGMENT;
+			}
+			if (!(fo & IPV6_FRAG_MORE))
+				fragment = false; /* atomic fragment (RFC 6946) */
+		} else if (next == IPPROTO_AH) {
+			next = hdr[0];
+			off += ((__u32)hdr[1] + 2) * 4;
+		} else {
+			next = hdr[0];
+			off += ((__u32)hdr[1] + 1) * 8;
+		}
+	}
+	if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING ||
+	    next == IPPROTO_DSTOPTS || next == IPPROTO_FRAGMENT || next == IPPROTO_AH)
+		return PARSE_MALFORMED; /* chain longer than we walk */
+
+	pkt->proto = next;
+	if (next != IPPROTO_TCP && next != IPPROTO_UDP)
+		return PARSE_OTHER;
+	if (off > end)
+		return PARSE_MALFORMED;
+	return parse_l4(skb, pkt, off, end - off, fragment);
+}
+
+static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *pkt)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u32 off = sizeof(*eth);
+	__be16 proto;
+	int i;
+
+	if ((void *)(eth + 1) > data_end)
+		return PARSE_MALFORMED;
+	proto = eth->h_proto;
+
+#pragma unroll
+	for (i = 0; i < 2; i++) {
+		struct vlan_tag *tag;
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		tag = data + off;
+		if ((void *)(tag + 1) > data_end)
+			return PARSE_MALFORMED;
+		proto = tag->encap_proto;
+		off += sizeof(*tag);
+	}
+
+	if (proto == bpf_htons(ETH_P_IP))
+		return parse_ipv4(skb, pkt, off);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(skb, pkt, off);
+	return PARSE_NOT_IP;
+}
+
+/* ---- verdict cache ------------------------------------------------- */
+
+static __always_inline void match_keys(const struct packet *pkt, __u32 ifindex,
+				       struct match_key *k4, struct match6_key *k6)
+{
+	if (pkt->family == 4) {
+		k4->saddr = pkt->saddr[0];
+		k4->daddr = pkt->daddr[0];
+		k4->sport = pkt->sport;
+		k4->dport = pkt->dport;
+		k4->ifindex = ifindex;
+		k4->proto = pkt->proto;
+	} else {
+		__builtin_memcpy(k6->saddr, pkt->saddr, 16);
+		__builtin_memcpy(k6->daddr, pkt->daddr, 16);
+		k6->sport = pkt->sport;
+		k6->dport = pkt->dport;
+		k6->ifindex = ifindex;
+		k6->proto = pkt->proto;
+	}
+}
+
+/* ---- policy -------------------------------------------------------- */
+
+struct verdict {
+	__u32 rule_id;
+	__u16 tproxy_port;
+	__u8 action;
+	__u8 matched;
+};
+
+/* scan_ctx carries one prefix key's rule block through bpf_loop. */
+struct scan_ctx {
+	__u32 src[4];
+	__u32 start;
+	__u32 ifindex;
+	__u32 iface_flags;
+	__u16 dport; /* host order */
+	__u8 family;
+	__u8 fragment;
+	/* out. __u8, not bool: clang assumes a loaded bool is 0 or 1 and
+	 * returns it as is, which the verifier cannot prove for a callback. */
+	__u8 done;
+	__u8 any_block;  /* fragment: a candidate that does not pass   */
+	__u8 full_pass;  /* fragment: a pass candidate on every port    */
+	struct verdict v;
+};
+
+static __always_inline bool src_matches(const struct range_entry *e, const __u32 *src, __u8 family)
+{
+	__u32 len = e->src_len;
+	int w;
+
+	if (len == 0)
+		return true;
+	if (family == 4) {
+		__u32 mask = bpf_htonl(~0U << (32 - (len > 32 ? 32 : len)));
+
+		return (src[0] & mask) == e->src[0];
+	}
+#pragma unroll
+	for (w = 0; w < 4; w++) {
+		__s32 bits = (__s32)len - 32 * w;
+		__u32 mask;
+
+		if (bits <= 0)
+			break;
+		mask = bits >= 32 ? ~0U : bpf_htonl(~0U << (32 - bits));
+		if ((src[w] & mask) != e->src[w])
+			return false;
+	}
+	return true;
+}
+
+static __always_inline bool iface_allowed(const struct range_entry *e, __u32 ifindex, __u32 iface_flags)
+{
+	struct if_list *l;
+	__u32 id;
+	int i;
+
+	if (!(e->flags & ZFW_RANGE_HAS_IFLIST))
+		return !(iface_flags & ZFW_IFACE_PER_INTERFACE);
+	id = e->rule_id;
+	l = bpf_map_lookup_elem(&if_list_extension_map, &id);
+	if (!l)
+		return false;
+#pragma unroll
+	for (i = 0; i < ZFW_MAX_RULE_IFACES; i++)
+		if (l->ifindex[i] == ifindex)
+			return true;
+	return false;
+}
+
+/* scan_range is the bpf_loop body: slot i of the current prefix block. */
+static long scan_range(__u32 i, void *arg)
+{
+	struct scan_ctx *c = arg;
+	__u32 slot = c->start + i;
+	struct range_entry *e = bpf_map_lookup_elem(&range_map, &slot);
+
+	if (!e)
+		return 1;
+	if (!c->fragment && (c->dport < e->port_low || c->dport > e->port_high))
+		return 0;
+	if (!src_matches(e, c->src, c->family))
+		return 0;
+	if (!iface_allowed(e, c->ifindex, c->iface_flags))
+		return 0;
+	if (c->fragment) {
+		/* Port unknown: every candidate counts. Keep scanning. */
+		if (e->action != ZFW_ACTION_PASS) {
+			c->any_block = 1;
+			return 1;
+		}
+		if (e->port_low <= 1 && e->port_high == 65535)
+			c->full_pass = 1;
+		return 0;
+	}
+	c->v.rule_id = e->rule_id;
+	c->v.action = e->action;
+	c->v.tproxy_port = e->tproxy_port;
+	c->v.matched = 1;
+	c->done = 1;
+	return 1;
+}
+
+static __always_inline void mask_v6(__u32 *out, const __u32 *addr, __u32 len)
+{
+	int w;
+
+#pragma unroll
+	for (w = 0; w < 4; w++) {
+		__s32 bits = (__s32)len - 32 * w;
+
+		if (bits <= 0)
+			out[w] = 0;
+		else if (bits >= 32)
+			out[w] = addr[w];
+		else
+			out[w] = addr[w] & bpf_htonl(~0U << (32 - bits));
+	}
+}
+
+/* lens_ctx carries the packet through the bpf_loop over prefix lengths. */
+struct lens_ctx {
+	struct prefix_lens *lens;
+	struct scan_ctx *scan;
+	__u32 daddr[4];
+	__u8 proto;
+};
+
+/* try_length is the bpf_loop body over prefix lengths: one hash lookup
+ * for the masked destination, then a scan of that prefix's rules. */
+static long try_length(__u32 i, void *arg)
+{
+	struct lens_ctx *lc = arg;
+	struct scan_ctx *c = lc->scan;
+	struct prefix_value *pv;
+	__u32 len;
+
+	if (i >= sizeof(lc->lens->lens))
+		return 1;
+	len = lc->lens->lens[i];
+	if (c->family == 4) {
+		struct prefix_key k = {
+			.proto = lc->proto,
+			.len = len,
+			.addr = len ? lc->daddr[0] & bpf_htonl(~0U << (32 - (len > 32 ? 32 : len))) : 0,
+		};
+		pv = bpf_map_lookup_elem(&zt_tproxy_map, &k);
+	} else {
+		struct prefix6_key k = { .proto = lc->proto, .len = len };
+
+		mask_v6(k.addr, lc->daddr, len);
+		pv = bpf_map_lookup_elem(&zt_tproxy6_map, &k);
+	}
+	if (!pv)
+		return 0;
+	c->start = pv->start;
+	bpf_loop(pv->count > ZFW_MAX_RANGES_PER_PREFIX ? ZFW_MAX_RANGES_PER_PREFIX : pv->count,
+		 scan_range, c, 0);
+	return (c->done != 0 || c->any_block != 0) ? 1 : 0;
+}
+
+/*
+ * policy_lookup walks the prefix lengths in use for (family, proto),
+ * longest first; at each length one hash lookup finds the prefix key, and
+ * its rules are scanned in precedence order. The first match wins; a
+ * prefix whose rules do not match falls through to the next shorter one.
+ */
+static __always_inline void policy_lookup(const struct packet *pkt, __u32 ifindex,
+					  __u32 iface_flags, bool fragment, struct scan_ctx *c)
+{
+	__u32 lkey = ((__u32)pkt->family << 8) | pkt->proto;
+	struct lens_ctx lc = { .scan = c, .proto = pkt->proto };
+	__u32 n;
+
+	__builtin_memcpy(c->src, pkt->saddr, 16);
+	c->ifindex = ifindex;
+	c->iface_flags = iface_flags;
+	c->dport = bpf_ntohs(pkt->dport);
+	c->family = pkt->family;
+	c->fragment = fragment;
+	lc.lens = bpf_map_lookup_elem(&prefix_len_map, &lkey);
+	if (!lc.lens)
+		return;
+	__builtin_memcpy(lc.daddr, pkt->daddr, 16);
+	n = lc.lens->count;
+	if (n > sizeof(lc.lens->lens))
+		n = sizeof(lc.lens->lens);
+	bpf_loop(n, try_length, &lc, 0);
+}
+
+/* ---- events -------------------------------------------------------- */
+
+static __always_inline void emit_drop(const struct packet *pkt, __u32 ifindex,
+				      __u8 reason, const struct verdict *v)
+{
+	struct event *ev = bpf_ringbuf_reserve(&rb_map, sizeof(*ev), 0);
+
+	if (!ev)
+		return;
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->version = ZFW_EVENT_VERSION;
+	ev->family = pkt->family;
+	ev->proto = pkt->proto;
+	ev->ifindex = ifindex;
+	ev->tstamp = bpf_ktime_get_ns();
+	__builtin_memcpy(ev->saddr, pkt->saddr, 16);
+	__builtin_memcpy(ev->daddr, pkt->daddr, 16);
+	ev->sport = pkt->sport;
+	ev->dport = pkt->dport;
+	ev->reason = reason;
+	if (v) {
+		ev->action = v->action;
+		ev->rule_id = v->rule_id;
+		ev->tproxy_port = v->tproxy_port;
+	}
+	bpf_ringbuf_submit(ev, 0);
+}
+
+static __always_inline int drop(const struct packet *pkt, __u32 ifindex, __u32 iface_flags,
+				__u8 reason, const struct verdict *v)
+{
+	if (iface_flags & ZFW_IFACE_VERBOSE)
+		emit_drop(pkt, ifindex, reason, v);
+	return TC_ACT_SHOT;
+}
+
+/* ---- steering ------------------------------------------------------ */
+
+/*
+ * steer marks the packet so the fwmark rule routes it to local delivery,
+ * and for the first packet of a flow assigns it to the listener at the
+ * loopback address of its family. Later TCP segments need no lookup: once
+ * marked, the kernel finds the accepted socket by its 4-tuple.
+ */
+static __always_inline int steer(struct __sk_buff *skb, const struct packet *pkt,
+				 const struct verdict *v, __u32 mark, __u32 iface_flags)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__u32 tlen;
+	long err;
+
+	skb->mark = mark;
+	if (pkt->proto == IPPROTO_TCP &&
+	    (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN) {
+		count(ZFW_STAT_TPROXY);
+		return TC_ACT_OK;
+	}
+
+	if (pkt->family == 4) {
+		t.ipv4.daddr = bpf_htonl(0x7f000001);
+		t.ipv4.dport = bpf_htons(v->tproxy_port);
+		tlen = sizeof(t.ipv4);
+	} else {
+		t.ipv6.daddr[3] = bpf_htonl(1);
+		t.ipv6.dport = bpf_htons(v->tproxy_port);
+		tlen = sizeof(t.ipv6);
+	}
+	if (pkt->proto == IPPROTO_TCP)
+		sk = (struct bpf_sock *)bpf_skc_lookup_tcp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
+	else
+		sk = bpf_sk_lookup_udp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
+	if (!sk) {
+		count(ZFW_STAT_NO_LISTENER);
+		return drop(pkt, skb->ifindex, iface_flags, ZFW_REASON_NO_LISTENER, v);
+	}
+	if (pkt->proto == IPPROTO_TCP && sk->state != BPF_TCP_LISTEN) {
+		bpf_sk_release(sk);
+		count(ZFW_STAT_NO_LISTENER);
+		return drop(pkt, skb->ifindex, iface_flags, ZFW_REASON_NO_LISTENER, v);
+	}
+	err = bpf_sk_assign(skb, sk, 0);
+	bpf_sk_release(sk);
+	if (err) {
+		count(ZFW_STAT_ASSIGN_FAILED);
+		return drop(pkt, skb->ifindex, iface_flags, ZFW_REASON_ASSIGN_FAILED, v);
+	}
+	count(ZFW_STAT_TPROXY);
+	return TC_ACT_OK;
+}
+
+/* ---- entry --------------------------------------------------------- */
+
+SEC("tc")
+int zfw_ingress(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex, zero = 0;
+	struct iface_settings *ifs;
+	struct config *cfg;
+	struct packet pkt = {};
+	struct scan_ctx c = {};
+	struct match_key k4 = {};
+	struct match6_key k6 = {};
+	struct match_value *cached, mv = {};
+	struct verdict v = {};
+	__u32 flags;
+	int kind;
+
+	ifs = bpf_map_lookup_elem(&diag_map, &ifindex);
+	cfg = bpf_map_lookup_elem(&config_map, &zero);
+	if (!ifs || !cfg) {
+		count(ZFW_STAT_UNMANAGED);
+		return ZFW_NEXT;
+	}
+	flags = ifs->flags;
+
+	kind = parse_packet(skb, &pkt);
+	switch (kind) {
+	case PARSE_NOT_IP:
+		count(ZFW_STAT_NOT_IP);
+		return TC_ACT_OK;
+	case PARSE_MALFORMED:
+		count(ZFW_STAT_MALFORMED);
+		return drop(&pkt, ifindex, flags, ZFW_REASON_MALFORMED, NULL);
+	case PARSE_OTHER:
+		count(ZFW_STAT_OTHER_PROTO);
+		if (flags & ZFW_IFACE_DEFAULT_DENY)
+			return drop(&pkt, ifindex, flags, ZFW_REASON_DEFAULT_DENY, NULL);
+		return TC_ACT_OK;
+	case PARSE_FRAGMENT:
+		/*
+		 * Ports are unknown (or, in a first fragment, cannot be steered:
+		 * a listener cannot receive a partial datagram). A fragment
+		 * passes only if its unfragmented twin would pass on every
+		 * port; anything else is dropped.
+		 */
+		count(ZFW_STAT_FRAGMENT);
+		policy_lookup(&pkt, ifindex, flags, true, &c);
+		if (!c.any_block && (c.full_pass || !(flags & ZFW_IFACE_DEFAULT_DENY)))
+			return TC_ACT_OK;
+		return drop(&pkt, ifindex, flags, ZFW_REASON_FRAGMENT, NULL);
+	}
+
+	match_keys(&pkt, ifindex, &k4, &k6);
+	if (pkt.family == 4)
+		cached = bpf_map_lookup_elem(&matched_map, &k4);
+	else
+		cached = bpf_map_lookup_elem(&matched6_map, &k6);
+	if (cached && cached->generation == cfg->generation) {
+		count(ZFW_STAT_CACHE_HIT);
+		v.action = cached->action;
+		v.rule_id = cached->rule_id;
+		v.tproxy_port = cached->tproxy_port;
+	} else {
+		count(ZFW_STAT_POLICY_LOOKUP);
+		policy_lookup(&pkt, ifindex, flags, false, &c);
+		if (c.done) {
+			v = c.v;
+		} else {
+			count(ZFW_STAT_NO_MATCH);
+			v.action = (flags & ZFW_IFACE_DEFAULT_DENY) ? ZFW_ACTION_DENY : ZFW_ACTION_PASS;
+		}
+		mv.generation = cfg->generation;
+		mv.rule_id = v.rule_id;
+		mv.action = v.action;
+		mv.tproxy_port = v.tproxy_port;
+		if (pkt.family == 4)
+			bpf_map_update_elem(&matched_map, &k4, &mv, BPF_ANY);
+		else
+			bpf_map_update_elem(&matched6_map, &k6, &mv, BPF_ANY);
+	}
+
+	switch (v.action) {
+	case ZFW_ACTION_TPROXY:
+		return steer(skb, &pkt, &v, cfg->mark, flags);
+	case ZFW_ACTION_PASS:
+		count(ZFW_STAT_PASS);
+		return TC_ACT_OK;
+	default:
+		count(ZFW_STAT_DENY);
+		return drop(&pkt, ifindex, flags,
+			    v.rule_id ? ZFW_REASON_RULE_DENY : ZFW_REASON_DEFAULT_DENY, &v);
+	}
+}
