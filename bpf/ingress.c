@@ -139,6 +139,7 @@ struct enum_anchor {
 	enum range_flag range_flag;
 	enum stat stat;
 	enum reason reason;
+	enum rule_kind rule_kind;
 	struct event event;
 };
 const volatile struct enum_anchor zfw_enums;

@@ -126,6 +126,12 @@ struct service_id {
 	char id[ZFW_SERVICE_ID_LEN];
 };
 
+/* Who made a rule: Register (an intercept) or the rules API. */
+enum rule_kind {
+	ZFW_RULE_USER = 0,
+	ZFW_RULE_INTERCEPT = 1,
+};
+
 /*
  * rule_store_map: the canonical copy of every rule, read only by
  * userspace. A restarted process rebuilds its state from it when it adopts
@@ -144,7 +150,7 @@ struct rule_record {
 	__u8 dst_len;
 	__u8 src_len;
 	__u8 action;
-	__u8 pad;
+	__u8 kind; /* enum rule_kind */
 	char service_id[ZFW_SERVICE_ID_LEN];
 	char service_name[ZFW_SERVICE_NAME_LEN];
 };

@@ -3,4 +3,4 @@
 // never become public API; the C sources live in bpf/.
 package bpfobj
 
-//go:generate go tool bpf2go -go-package bpfobj -output-stem zfw -target bpfel -type config -type iface_settings -type prefix_key -type prefix6_key -type prefix_value -type prefix_lens -type range_entry -type if_list -type tproxy_ext_key -type service_id -type rule_record -type match_key -type match6_key -type match_value -type event -type stat -type action -type iface_flag -type reason -type range_flag Zfw ../../bpf/ingress.c -- -I../../bpf/include -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -O2 -g -Wall -Werror
+//go:generate go tool bpf2go -go-package bpfobj -output-stem zfw -target bpfel -type config -type iface_settings -type prefix_key -type prefix6_key -type prefix_value -type prefix_lens -type range_entry -type if_list -type tproxy_ext_key -type service_id -type rule_record -type match_key -type match6_key -type match_value -type event -type stat -type action -type iface_flag -type reason -type range_flag -type rule_kind Zfw ../../bpf/ingress.c -- -I../../bpf/include -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -O2 -g -Wall -Werror

@@ -35,7 +35,7 @@ type ZfwEnumAnchor struct {
 	RangeFlag uint32
 	Stat      uint32
 	Reason    uint32
-	_         [4]byte
+	RuleKind  uint32
 	Event     struct {
 		_          structs.HostLayout
 		Version    uint8
@@ -183,6 +183,13 @@ const (
 	ZfwReasonZFW_REASON_ASSIGN_FAILED ZfwReason = 6
 )
 
+type ZfwRuleKind uint32
+
+const (
+	ZfwRuleKindZFW_RULE_USER      ZfwRuleKind = 0
+	ZfwRuleKindZFW_RULE_INTERCEPT ZfwRuleKind = 1
+)
+
 type ZfwRuleRecord struct {
 	_           structs.HostLayout
 	Seq         uint64
@@ -197,7 +204,7 @@ type ZfwRuleRecord struct {
 	DstLen      uint8
 	SrcLen      uint8
 	Action      uint8
-	Pad         uint8
+	Kind        uint8
 	ServiceId   [32]int8
 	ServiceName [64]int8
 	_           [4]byte

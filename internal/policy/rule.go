@@ -70,6 +70,9 @@ type Rule struct {
 	Seq uint64
 	// ServiceID is the owning service, empty for user rules.
 	ServiceID string
+	// Intercept marks a rule made by registering an intercept (as opposed
+	// to one added through the rules API).
+	Intercept bool
 	// ServiceName is informational, for listings.
 	ServiceName string
 	// Proto is ProtoTCP or ProtoUDP.

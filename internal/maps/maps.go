@@ -1,0 +1,117 @@
+// Package maps is the map backend the control plane writes through: the
+// kernel's BPF maps, or an in-memory twin with the same semantics (hash,
+// LRU, array, capacity errors) for tests that run without root.
+package maps
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/zfw-go/zfw/internal/bpfobj"
+)
+
+// Map is the subset of *ebpf.Map the control plane uses. Keys and values
+// are the bpf2go-generated types (or fixed-size integers).
+type Map interface {
+	Lookup(key, valueOut any) error
+	Update(key, value any, flags ebpf.MapUpdateFlags) error
+	Delete(key any) error
+	Iterate() Iterator
+	MaxEntries() uint32
+}
+
+// Iterator walks a map; see *ebpf.MapIterator.
+type Iterator interface {
+	Next(keyOut, valueOut any) bool
+	Err() error
+}
+
+// Errors shared by both backends, so callers test one set.
+var (
+	// ErrKeyNotExist is returned by Lookup and Delete of a missing key.
+	ErrKeyNotExist = ebpf.ErrKeyNotExist
+	// ErrFull is returned by an insert into a full hash map.
+	ErrFull = errors.New("map is full")
+)
+
+// Set is every map the control plane touches, by role.
+type Set struct {
+	Config     Map // config_map
+	Diag       Map // diag_map
+	Prefix4    Map // zt_tproxy_map
+	Prefix6    Map // zt_tproxy6_map
+	PrefixLens Map // prefix_len_map
+	Ranges     Map // range_map
+	IfLists    Map // if_list_extension_map
+	TProxyExt  Map // tproxy_extension_map
+	RuleStore  Map // rule_store_map
+	Matched    Map // matched_map
+	Matched6   Map // matched6_map
+}
+
+// FromObjects wraps the loaded kernel maps.
+func FromObjects(m *bpfobj.ZfwMaps) *Set {
+	return &Set{
+		Config:     kernelMap{m.ConfigMap},
+		Diag:       kernelMap{m.DiagMap},
+		Prefix4:    kernelMap{m.ZtTproxyMap},
+		Prefix6:    kernelMap{m.ZtTproxy6Map},
+		PrefixLens: kernelMap{m.PrefixLenMap},
+		Ranges:     kernelMap{m.RangeMap},
+		IfLists:    kernelMap{m.IfListExtensionMap},
+		TProxyExt:  kernelMap{m.TproxyExtensionMap},
+		RuleStore:  kernelMap{m.RuleStoreMap},
+		Matched:    kernelMap{m.MatchedMap},
+		Matched6:   kernelMap{m.Matched6Map},
+	}
+}
+
+// NewMemorySet builds in-memory maps shaped like the compiled object's:
+// same types, key and value sizes, and capacities.
+func NewMemorySet() (*Set, error) {
+	spec, err := bpfobj.LoadZfw()
+	if err != nil {
+		return nil, fmt.Errorf("load object spec: %w", err)
+	}
+	mk := func(name string) Map {
+		ms := spec.Maps[name]
+		if ms == nil {
+			err = errors.Join(err, fmt.Errorf("object has no map %s", name))
+			return nil
+		}
+		return NewMemory(name, ms.Type, ms.MaxEntries)
+	}
+	s := &Set{
+		Config:     mk("config_map"),
+		Diag:       mk("diag_map"),
+		Prefix4:    mk("zt_tproxy_map"),
+		Prefix6:    mk("zt_tproxy6_map"),
+		PrefixLens: mk("prefix_len_map"),
+		Ranges:     mk("range_map"),
+		IfLists:    mk("if_list_extension_map"),
+		TProxyExt:  mk("tproxy_extension_map"),
+		RuleStore:  mk("rule_store_map"),
+		Matched:    mk("matched_map"),
+		Matched6:   mk("matched6_map"),
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+type kernelMap struct{ m *ebpf.Map }
+
+func (k kernelMap) Lookup(key, valueOut any) error { return k.m.Lookup(key, valueOut) }
+func (k kernelMap) Delete(key any) error           { return k.m.Delete(key) }
+func (k kernelMap) MaxEntries() uint32             { return k.m.MaxEntries() }
+func (k kernelMap) Iterate() Iterator              { return k.m.Iterate() }
+
+func (k kernelMap) Update(key, value any, flags ebpf.MapUpdateFlags) error {
+	err := k.m.Update(key, value, flags)
+	if errors.Is(err, errE2BIG) {
+		return fmt.Errorf("%w: %w", ErrFull, err)
+	}
+	return err
+}

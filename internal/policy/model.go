@@ -1,0 +1,117 @@
+package policy
+
+import "net/netip"
+
+// Packet is what the reference model needs to know of a packet.
+type Packet struct {
+	Src, Dst netip.Addr
+	Proto    uint8
+	SrcPort  uint16
+	DstPort  uint16
+	Ifindex  int
+	// Fragment marks an IPv4 or IPv6 fragment; its ports are not used.
+	Fragment bool
+}
+
+// Interface is the part of an interface's settings that policy reads.
+type Interface struct {
+	// DefaultDeny drops packets no rule matches (otherwise they pass).
+	DefaultDeny bool
+	// PerInterface applies only rules that list the interface.
+	PerInterface bool
+}
+
+// Decision is the verdict for one packet.
+type Decision struct {
+	Action     Action
+	RuleID     uint32 // 0 when no rule matched
+	TProxyPort uint16
+}
+
+// Evaluate is the reference model of the dataplane's policy, written
+// straight from the rule semantics rather than from the compiled tables:
+// among the rules that match, the longest destination prefix wins, then
+// the longest source prefix, then the oldest rule. No match gives the
+// interface default. A fragment passes only if every rule that could
+// match it on some port passes and, where the interface denies by
+// default, one of them passes every port; otherwise it is denied.
+func Evaluate(rules []Rule, iface Interface, p Packet) Decision {
+	deflt := Decision{Action: ActionPass}
+	if iface.DefaultDeny {
+		deflt.Action = ActionDeny
+	}
+	if p.Proto != ProtoTCP && p.Proto != ProtoUDP {
+		return deflt
+	}
+	if p.Fragment {
+		return evaluateFragment(rules, iface, p, deflt)
+	}
+	var best *Rule
+	for i := range rules {
+		r := &rules[i]
+		if !candidate(r, iface, p) || p.DstPort < r.PortLow || p.DstPort > r.PortHigh {
+			continue
+		}
+		if best == nil || outranks(r, best) {
+			best = r
+		}
+	}
+	if best == nil {
+		return deflt
+	}
+	d := Decision{Action: best.Action, RuleID: best.ID}
+	if best.Action == ActionTProxy {
+		d.TProxyPort = best.TProxyPort
+	}
+	return d
+}
+
+func evaluateFragment(rules []Rule, iface Interface, p Packet, deflt Decision) Decision {
+	fullPass := false
+	for i := range rules {
+		r := &rules[i]
+		if !candidate(r, iface, p) {
+			continue
+		}
+		if r.Action != ActionPass {
+			return Decision{Action: ActionDeny}
+		}
+		if r.PortLow <= 1 && r.PortHigh == 65535 {
+			fullPass = true
+		}
+	}
+	if fullPass || !iface.DefaultDeny {
+		return Decision{Action: ActionPass}
+	}
+	return Decision{Action: ActionDeny}
+}
+
+// candidate reports whether r matches p on everything but the port.
+func candidate(r *Rule, iface Interface, p Packet) bool {
+	if r.Proto != p.Proto || !r.Dst.Contains(p.Dst) {
+		return false
+	}
+	if r.Src.IsValid() && !r.Src.Contains(p.Src) {
+		return false
+	}
+	if len(r.Interfaces) == 0 {
+		return !iface.PerInterface
+	}
+	for _, ifx := range r.Interfaces {
+		if ifx == p.Ifindex {
+			return true
+		}
+	}
+	return false
+}
+
+// outranks reports whether a takes precedence over b.
+func outranks(a, b *Rule) bool {
+	if a.Dst.Bits() != b.Dst.Bits() {
+		return a.Dst.Bits() > b.Dst.Bits()
+	}
+	if a.SrcBits() != b.SrcBits() {
+		return a.SrcBits() > b.SrcBits()
+	}
+	return a.Seq < b.Seq
+}
