@@ -97,7 +97,8 @@ func (d *Dataplane) open() error {
 	case errors.Is(statErr, os.ErrNotExist):
 		// Build the pins in a private folder and rename it into place,
 		// so a concurrent creator sees all of the dataplane or none.
-		tmp := fmt.Sprintf("%s.new-%d", pin, os.Getpid())
+		// bpffs refuses names with a dot.
+		tmp := fmt.Sprintf("%s-new-%d", pin, os.Getpid())
 		if err := os.MkdirAll(tmp, 0o700); err != nil {
 			return fmt.Errorf("create pin folder %s: %w", tmp, err)
 		}

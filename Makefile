@@ -1,0 +1,54 @@
+# zfw: every verb installs what it needs on a fresh Debian machine.
+SHELL := /bin/bash
+GO ?= go
+APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev bpftool iproute2
+PKGS := ./...
+
+.PHONY: all build generate check-generated test test-unit demo bench lint deps-bpf deps-run
+
+all: build
+
+build:
+	$(GO) build $(PKGS)
+
+# Tools the tests and the demo need at run time (ip for namespaces).
+deps-run:
+	@command -v ip >/dev/null || (apt-get update -qq && apt-get install -y -qq iproute2)
+
+# clang and the BPF headers, for regenerating the objects.
+deps-bpf:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# Regenerate the BPF objects and their Go bindings (committed).
+generate: deps-bpf
+	$(GO) generate ./internal/bpfobj/
+
+# Fails when the committed objects differ from what the sources build.
+check-generated: generate
+	@if ! git diff --quiet -- internal/bpfobj; then \
+		git --no-pager diff --stat -- internal/bpfobj; \
+		echo "generated BPF objects are stale: run 'make generate' and commit"; exit 1; \
+	fi
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# Everything CI runs. Privileged tests need root; with CI=true (or
+# ZFW_REQUIRE_PRIVILEGED=1) a skipped privileged test fails the run.
+test: deps-run lint check-generated
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+test-unit:
+	$(GO) test -race -count=1 ./intercept/... ./internal/policy/... ./internal/maps/... ./zfw/zfwtest/...
+
+demo: deps-run
+	$(GO) run ./examples/demo
+
+bench: deps-run
+	$(GO) run ./internal/bench/cmd/benchmarks -o BENCHMARKS.md

@@ -1,0 +1,194 @@
+// Package packet builds Ethernet frames for tests and benchmarks that run
+// the BPF program on crafted packets: IPv4 (with options and fragments)
+// and IPv6 (with extension headers and fragments), TCP and UDP, optional
+// VLAN tags.
+package packet
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// IP protocol and extension header numbers.
+const (
+	TCP      = 6
+	UDP      = 17
+	ICMP     = 1
+	HopOpts  = 0
+	Routing  = 43
+	Fragment = 44
+	DstOpts  = 60
+)
+
+// TCP flags.
+const (
+	FIN = 0x01
+	SYN = 0x02
+	RST = 0x04
+	PSH = 0x08
+	ACK = 0x10
+)
+
+// Spec describes a frame.
+type Spec struct {
+	Src, Dst         netip.Addr
+	Proto            uint8
+	SrcPort, DstPort uint16
+	// TCPFlags for TCP; zero means SYN.
+	TCPFlags uint8
+	Payload  []byte
+	// VLANs are 802.1Q tags, outermost first.
+	VLANs []uint16
+	// IPv4Options are appended to the IPv4 header (padded to 4 bytes).
+	IPv4Options []byte
+	// IPv6Ext are extension headers (HopOpts, Routing, DstOpts) put
+	// before the upper layer, in order; each is 8 bytes.
+	IPv6Ext []uint8
+	// FragOffset (in 8-byte units) and MoreFragments make a fragment: an
+	// IPv4 fragment, or for IPv6 a fragment header after IPv6Ext. A
+	// fragment with a non-zero offset carries no L4 header.
+	FragOffset    uint16
+	MoreFragments bool
+	// Fragmented forces an IPv6 fragment header even at offset 0
+	// without more fragments (an atomic fragment).
+	Fragmented bool
+}
+
+func (s Spec) fragment() bool { return s.FragOffset != 0 || s.MoreFragments || s.Fragmented }
+
+// Build returns the frame.
+func Build(s Spec) []byte {
+	l4 := s.l4()
+	var ip []byte
+	if s.Dst.Is4() {
+		ip = s.ipv4(l4)
+	} else {
+		ip = s.ipv6(l4)
+	}
+	eth := make([]byte, 0, 14+4*len(s.VLANs)+len(ip))
+	eth = append(eth, 0x02, 0, 0, 0, 0, 0x02) // dst MAC
+	eth = append(eth, 0x02, 0, 0, 0, 0, 0x01) // src MAC
+	for _, v := range s.VLANs {
+		eth = binary.BigEndian.AppendUint16(eth, 0x8100)
+		eth = binary.BigEndian.AppendUint16(eth, v)
+	}
+	if s.Dst.Is4() {
+		eth = binary.BigEndian.AppendUint16(eth, 0x0800)
+	} else {
+		eth = binary.BigEndian.AppendUint16(eth, 0x86dd)
+	}
+	return append(eth, ip...)
+}
+
+// l4 is the upper-layer header and payload (none for later fragments).
+func (s Spec) l4() []byte {
+	if s.FragOffset != 0 {
+		return append([]byte(nil), s.Payload...)
+	}
+	var h []byte
+	switch s.Proto {
+	case TCP:
+		h = make([]byte, 20)
+		binary.BigEndian.PutUint16(h[0:], s.SrcPort)
+		binary.BigEndian.PutUint16(h[2:], s.DstPort)
+		binary.BigEndian.PutUint32(h[4:], 1000) // seq
+		h[12] = 5 << 4
+		flags := s.TCPFlags
+		if flags == 0 {
+			flags = SYN
+		}
+		h[13] = flags
+		binary.BigEndian.PutUint16(h[14:], 65535)
+	case UDP:
+		h = make([]byte, 8)
+		binary.BigEndian.PutUint16(h[0:], s.SrcPort)
+		binary.BigEndian.PutUint16(h[2:], s.DstPort)
+		binary.BigEndian.PutUint16(h[4:], uint16(8+len(s.Payload)))
+	case ICMP, 58:
+		h = []byte{8, 0, 0, 0, 0, 1, 0, 1}
+	}
+	return append(h, s.Payload...)
+}
+
+func (s Spec) ipv4(l4 []byte) []byte {
+	opts := append([]byte(nil), s.IPv4Options...)
+	for len(opts)%4 != 0 {
+		opts = append(opts, 0) // end-of-options padding
+	}
+	hlen := 20 + len(opts)
+	h := make([]byte, hlen, hlen+len(l4))
+	h[0] = 0x40 | byte(hlen/4)
+	binary.BigEndian.PutUint16(h[2:], uint16(hlen+len(l4)))
+	binary.BigEndian.PutUint16(h[4:], 0x1234)
+	frag := s.FragOffset & 0x1fff
+	if s.MoreFragments {
+		frag |= 0x2000
+	}
+	binary.BigEndian.PutUint16(h[6:], frag)
+	h[8] = 64
+	h[9] = s.Proto
+	src, dst := s.Src.As4(), s.Dst.As4()
+	copy(h[12:], src[:])
+	copy(h[16:], dst[:])
+	copy(h[20:], opts)
+	binary.BigEndian.PutUint16(h[10:], checksum(h))
+	return append(h, l4...)
+}
+
+func (s Spec) ipv6(l4 []byte) []byte {
+	type ext struct {
+		typ  uint8
+		body []byte // without the next-header byte
+	}
+	var exts []ext
+	for _, t := range s.IPv6Ext {
+		exts = append(exts, ext{t, make([]byte, 7)}) // hdr ext len 0: 8 bytes
+	}
+	if s.fragment() {
+		b := make([]byte, 7)
+		fo := s.FragOffset << 3
+		if s.MoreFragments {
+			fo |= 1
+		}
+		binary.BigEndian.PutUint16(b[1:], fo)
+		binary.BigEndian.PutUint32(b[3:], 0xabcd)
+		exts = append(exts, ext{Fragment, b})
+	}
+	var payload []byte
+	for i, e := range exts {
+		next := s.Proto
+		if i+1 < len(exts) {
+			next = exts[i+1].typ
+		}
+		payload = append(payload, next)
+		payload = append(payload, e.body...)
+	}
+	payload = append(payload, l4...)
+	h := make([]byte, 40, 40+len(payload))
+	h[0] = 0x60
+	binary.BigEndian.PutUint16(h[4:], uint16(len(payload)))
+	if len(exts) > 0 {
+		h[6] = exts[0].typ
+	} else {
+		h[6] = s.Proto
+	}
+	h[7] = 64
+	src, dst := s.Src.As16(), s.Dst.As16()
+	copy(h[8:], src[:])
+	copy(h[24:], dst[:])
+	return append(h, payload...)
+}
+
+func checksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
+}

@@ -1,0 +1,36 @@
+package zfw
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrNotFound reports a service or rule that is not registered.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict reports a change that contradicts registered state,
+	// such as two services claiming one listener port.
+	ErrConflict = errors.New("conflict")
+	// ErrClosed reports use of a closed Firewall.
+	ErrClosed = errors.New("firewall closed")
+)
+
+// LimitError reports a change that would exceed a map's capacity. Nothing
+// was changed.
+type LimitError struct {
+	// Limit names the map or limit, e.g. "range_map".
+	Limit string
+	// Max is the capacity; Have what the change would need.
+	Max, Have int
+	// Err is the kernel's error, when the kernel reported the limit.
+	Err error
+}
+
+func (e *LimitError) Error() string {
+	if e.Max > 0 {
+		return fmt.Sprintf("%s full: %d needed, %d at most", e.Limit, e.Have, e.Max)
+	}
+	return fmt.Sprintf("%s full: %v", e.Limit, e.Err)
+}
+
+func (e *LimitError) Unwrap() error { return e.Err }

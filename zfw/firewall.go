@@ -1,0 +1,403 @@
+// Package zfw gives OpenZiti tunnelers and routers an eBPF dataplane.
+//
+// New loads the dataplane and attaches it to interfaces. A tunneler then
+// opens its TPROXY sockets (package tproxy) and registers one intercept
+// per service; from then on the kernel steers every matching TCP
+// connection and UDP datagram straight into that service's socket, with
+// its original destination intact. No iptables, no per-service routes:
+// one fwmark rule per address family delivers every steered packet
+// locally, whatever the number of services.
+//
+//	fw, err := zfw.New(zfw.Options{Interfaces: []zfw.Interface{{Name: "eth0"}}})
+//	defer fw.Close()
+//	ln, err := tproxy.ListenTCP(ctx, netip.MustParseAddrPort("127.0.0.1:0"))
+//	err = fw.Register(ctx, intercept.Intercept{ServiceID: "3Tq…", …, TProxyPort: ln.Port()})
+//
+// Rule precedence: the longest destination prefix wins, then the longest
+// source prefix, then the rule registered first. A prefix whose rules do
+// not match the packet's port, source or interface falls through to the
+// next shorter prefix.
+package zfw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/sirupsen/logrus"
+
+	"github.com/zfw-go/zfw/intercept"
+	"github.com/zfw-go/zfw/internal/bpfobj"
+	"github.com/zfw-go/zfw/internal/dataplane"
+	zmaps "github.com/zfw-go/zfw/internal/maps"
+	"github.com/zfw-go/zfw/internal/policy"
+)
+
+// Firewall is a running dataplane and its rules. It is safe for
+// concurrent use.
+type Firewall struct {
+	opts Options
+	log  logrus.FieldLogger
+	dp   *dataplane.Dataplane // nil InMemory
+
+	mu       sync.Mutex
+	closed   bool
+	tbl      *table
+	ifaces   map[string]*ifaceState
+	services map[string]*service
+}
+
+type ifaceState struct {
+	index    int
+	settings InterfaceSettings
+}
+
+type service struct {
+	ic  intercept.Intercept
+	ids []uint32
+}
+
+// New starts the dataplane: it loads and pins the BPF objects (or adopts
+// the ones a previous process kept), attaches the ingress program to
+// every interface in opts, and installs the policy routing. On error
+// nothing New created is left behind.
+func New(opts Options) (*Firewall, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	f := &Firewall{
+		opts:     opts,
+		log:      opts.Logger,
+		ifaces:   make(map[string]*ifaceState),
+		services: make(map[string]*service),
+	}
+	if opts.InMemory {
+		set, err := zmaps.NewMemorySet()
+		if err != nil {
+			return nil, err
+		}
+		f.tbl = newTable(set, opts.Mark)
+		if err := f.tbl.writeConfig(); err != nil {
+			return nil, err
+		}
+		for _, ifc := range opts.Interfaces {
+			idx, err := f.ifindex(ifc.Name)
+			if err != nil {
+				return nil, err
+			}
+			if err := f.setInterface(ifc.Name, idx, ifc.InterfaceSettings); err != nil {
+				return nil, err
+			}
+		}
+		return f, nil
+	}
+
+	dp, err := dataplane.Open(context.Background(), dataplane.Config{
+		PinPath:      opts.PinPath,
+		Mark:         opts.Mark,
+		Table:        opts.RouteTable,
+		RulePriority: opts.RulePriority,
+		LegacyTC:     opts.LegacyTC,
+		Logger:       opts.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	f.dp = dp
+	f.tbl = newTable(dp.Maps(), opts.Mark)
+	if err := f.start(); err != nil {
+		// A fresh dataplane is torn down; an adopted one is left as the
+		// previous process kept it.
+		if cerr := dp.Close(dp.Adopted()); cerr != nil {
+			f.log.WithError(cerr).Warn("cleanup after failed start")
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *Firewall) start() error {
+	if f.dp.Adopted() {
+		if err := f.tbl.load(); err != nil {
+			return fmt.Errorf("adopt dataplane at %s: %w", f.opts.PinPath, err)
+		}
+		if f.tbl.mark != f.opts.Mark {
+			f.tbl.mark = f.opts.Mark
+		}
+		f.adoptServices()
+		f.log.WithFields(logrus.Fields{"pins": f.opts.PinPath, "rules": len(f.tbl.rules)}).Info("adopted running dataplane")
+	}
+	if err := f.tbl.writeConfig(); err != nil {
+		return err
+	}
+	if len(f.opts.Interfaces) > 0 {
+		// Only an attached dataplane steers, so only then does the
+		// namespace need the fwmark routing.
+		if err := f.dp.InstallRouting(); err != nil {
+			return err
+		}
+	}
+	keep := make(map[string]bool)
+	for _, ifc := range f.opts.Interfaces {
+		keep[ifc.Name] = true
+	}
+	if f.dp.Adopted() {
+		if err := f.dp.DetachStale(keep); err != nil {
+			f.log.WithError(err).Warn("detach interfaces of the previous process")
+		}
+	}
+	for _, ifc := range f.opts.Interfaces {
+		// Settings first: the program leaves interfaces without them alone.
+		idx, err := f.dp.Ifindex(ifc.Name)
+		if err != nil {
+			return fmt.Errorf("attach %s ingress: %w", ifc.Name, err)
+		}
+		if err := f.setInterface(ifc.Name, idx, ifc.InterfaceSettings); err != nil {
+			return err
+		}
+		if _, err := f.dp.Attach(ifc.Name); err != nil {
+			return err
+		}
+		f.log.WithField("interface", ifc.Name).Info("dataplane attached")
+	}
+	return nil
+}
+
+// writeConfig stores the mark and generation for the program.
+func (t *table) writeConfig() error {
+	cfg := bpfobj.ZfwConfig{Mark: t.mark, Generation: t.generation}
+	if err := t.m.Config.Update(uint32(0), &cfg, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("config_map: update: %w", err)
+	}
+	return nil
+}
+
+// Close stops the firewall. Unless Options.KeepOnClose is set it detaches
+// the program, removes the policy routing and deletes the pinned maps.
+func (f *Firewall) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	if f.dp == nil {
+		return nil
+	}
+	if !f.opts.KeepOnClose {
+		for name, st := range f.ifaces {
+			if err := f.tbl.m.Diag.Delete(uint32(st.index)); err != nil && !errors.Is(err, zmaps.ErrKeyNotExist) {
+				f.log.WithError(err).WithField("interface", name).Warn("clear interface settings")
+			}
+		}
+	}
+	return f.dp.Close(f.opts.KeepOnClose)
+}
+
+func (f *Firewall) check(ctx context.Context) error {
+	if f.closed {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+func (f *Firewall) ifindex(name string) (int, error) {
+	if st := f.ifaces[name]; st != nil {
+		return st.index, nil
+	}
+	if f.dp != nil {
+		return f.dp.Ifindex(name)
+	}
+	if f.opts.InterfaceIndex == nil {
+		return 0, fmt.Errorf("interface %s: no InterfaceIndex resolver in memory mode", name)
+	}
+	return f.opts.InterfaceIndex(name)
+}
+
+func (f *Firewall) ifname(index int) string {
+	for name, st := range f.ifaces {
+		if st.index == index {
+			return name
+		}
+	}
+	if f.dp != nil {
+		if l, err := f.dp.Netlink().LinkByIndex(index); err == nil {
+			return l.Attrs().Name
+		}
+	}
+	return fmt.Sprintf("if%d", index)
+}
+
+// SetInterface changes the settings of an attached interface.
+func (f *Firewall) SetInterface(ctx context.Context, name string, s InterfaceSettings) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(ctx); err != nil {
+		return err
+	}
+	st := f.ifaces[name]
+	if st == nil {
+		return fmt.Errorf("set interface %s: not attached: %w", name, ErrNotFound)
+	}
+	return f.setInterface(name, st.index, s)
+}
+
+func (f *Firewall) setInterface(name string, index int, s InterfaceSettings) error {
+	var v bpfobj.ZfwIfaceSettings
+	if s.DefaultDeny {
+		v.Flags |= uint32(bpfobj.ZfwIfaceFlagZFW_IFACE_DEFAULT_DENY)
+	}
+	if s.PerInterfaceRules {
+		v.Flags |= uint32(bpfobj.ZfwIfaceFlagZFW_IFACE_PER_INTERFACE)
+	}
+	if s.Verbose {
+		v.Flags |= uint32(bpfobj.ZfwIfaceFlagZFW_IFACE_VERBOSE)
+	}
+	if err := f.tbl.m.Diag.Update(uint32(index), &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("set interface %s: diag_map: %w", name, mapError("diag_map", err))
+	}
+	f.ifaces[name] = &ifaceState{index: index, settings: s}
+	return nil
+}
+
+// Interfaces lists the attached interfaces and their settings.
+func (f *Firewall) Interfaces() []Interface {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]Interface, 0, len(f.ifaces))
+	for name, st := range f.ifaces {
+		out = append(out, Interface{Name: name, InterfaceSettings: st.settings})
+	}
+	sortInterfaces(out)
+	return out
+}
+
+// Usage is how full the rule maps are.
+type Usage struct {
+	Rules, MaxRules             int
+	Prefixes4, Prefixes6        int
+	MaxPrefixes                 int // per family
+	Services                    int
+	RulesPerPrefix              int // the most one prefix key holds
+	Generation                  uint32
+	InMemory, AdoptedDataplane bool
+}
+
+// Usage reports counts against the map capacities.
+func (f *Firewall) Usage() Usage {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return Usage{
+		Rules:            len(f.tbl.rules),
+		MaxRules:         policy.MaxRules,
+		Prefixes4:        f.tbl.prefixes[0],
+		Prefixes6:        f.tbl.prefixes[1],
+		MaxPrefixes:      policy.MaxPrefixes,
+		Services:         len(f.services),
+		RulesPerPrefix:   policy.MaxRangesPerPrefix,
+		Generation:       f.tbl.generation,
+		InMemory:         f.dp == nil,
+		AdoptedDataplane: f.dp != nil && f.dp.Adopted(),
+	}
+}
+
+// Stats are the dataplane's packet counters, summed over CPUs.
+type Stats struct {
+	Unmanaged, NotIP, Malformed, Fragments, OtherProtocols uint64
+	CacheHits, PolicyLookups, NoMatch                      uint64
+	Passed, Denied, Steered, NoListener, AssignFailed      uint64
+}
+
+// Stats reads the packet counters. It fails in memory mode.
+func (f *Firewall) Stats() (Stats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dp == nil {
+		return Stats{}, errors.New("stats: no kernel dataplane in memory mode")
+	}
+	return readStats(f.dp.Objects().StatsMap)
+}
+
+func readStats(m *ebpf.Map) (Stats, error) {
+	get := func(i bpfobj.ZfwStat) (uint64, error) {
+		var per []uint64
+		if err := m.Lookup(uint32(i), &per); err != nil {
+			return 0, fmt.Errorf("stats_map: lookup %d: %w", i, err)
+		}
+		var sum uint64
+		for _, v := range per {
+			sum += v
+		}
+		return sum, nil
+	}
+	var s Stats
+	var err error
+	for _, x := range []struct {
+		dst *uint64
+		i   bpfobj.ZfwStat
+	}{
+		{&s.Unmanaged, bpfobj.ZfwStatZFW_STAT_UNMANAGED},
+		{&s.NotIP, bpfobj.ZfwStatZFW_STAT_NOT_IP},
+		{&s.Malformed, bpfobj.ZfwStatZFW_STAT_MALFORMED},
+		{&s.Fragments, bpfobj.ZfwStatZFW_STAT_FRAGMENT},
+		{&s.OtherProtocols, bpfobj.ZfwStatZFW_STAT_OTHER_PROTO},
+		{&s.CacheHits, bpfobj.ZfwStatZFW_STAT_CACHE_HIT},
+		{&s.PolicyLookups, bpfobj.ZfwStatZFW_STAT_POLICY_LOOKUP},
+		{&s.NoMatch, bpfobj.ZfwStatZFW_STAT_NO_MATCH},
+		{&s.Passed, bpfobj.ZfwStatZFW_STAT_PASS},
+		{&s.Denied, bpfobj.ZfwStatZFW_STAT_DENY},
+		{&s.Steered, bpfobj.ZfwStatZFW_STAT_TPROXY},
+		{&s.NoListener, bpfobj.ZfwStatZFW_STAT_NO_LISTENER},
+		{&s.AssignFailed, bpfobj.ZfwStatZFW_STAT_ASSIGN_FAILED},
+	} {
+		if *x.dst, err = get(x.i); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// ServiceForPort answers which service a listener port belongs to, from
+// tproxy_extension_map.
+func (f *Firewall) ServiceForPort(port uint16, proto intercept.Protocol) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := protoNumber(proto)
+	if !ok {
+		return "", false
+	}
+	e := f.tbl.ext[extKey{port, p}]
+	if e == nil {
+		return "", false
+	}
+	return e.serviceID, true
+}
+
+func protoNumber(p intercept.Protocol) (uint8, bool) {
+	switch p {
+	case intercept.TCP:
+		return policy.ProtoTCP, true
+	case intercept.UDP:
+		return policy.ProtoUDP, true
+	}
+	return 0, false
+}
+
+func protoOf(n uint8) intercept.Protocol {
+	if n == policy.ProtoUDP {
+		return intercept.UDP
+	}
+	return intercept.TCP
+}
+
+// prefixOrAny renders a zero prefix as "any".
+func prefixOrAny(p netip.Prefix) string {
+	if !p.IsValid() {
+		return "any"
+	}
+	return p.String()
+}

@@ -1,0 +1,120 @@
+package zfw
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Defaults for Options.
+const (
+	// DefaultPinPath is where the dataplane's maps and links are pinned.
+	DefaultPinPath = "/sys/fs/bpf/zfw"
+	// DefaultMark is the skb mark put on steered packets ("ZF" in the top
+	// half, clear of the low bits other software tends to use).
+	DefaultMark uint32 = 0x5a460000
+	// DefaultRouteTable holds the local default routes for marked packets.
+	DefaultRouteTable = 23110
+	// DefaultRulePriority places the fwmark rule before the main table.
+	DefaultRulePriority = 100
+)
+
+// Options configure New.
+type Options struct {
+	// Interfaces to attach the ingress program to.
+	Interfaces []Interface
+	// PinPath is the folder, on a bpf filesystem, holding the pinned
+	// maps and links. Default DefaultPinPath. One process owns it at a
+	// time; a later New over a dataplane kept with KeepOnClose adopts it.
+	PinPath string
+	// KeepOnClose leaves the dataplane attached and its rules in place
+	// when the Firewall closes, for a restarting process to adopt.
+	KeepOnClose bool
+	// Mark, RouteTable and RulePriority shape the policy routing that
+	// delivers steered packets locally (one rule and one route per
+	// family). Zero means the default.
+	Mark         uint32
+	RouteTable   int
+	RulePriority int
+	// LegacyTC attaches with a clsact filter even where the kernel has
+	// TCX (kernels before 6.6 fall back to it by themselves).
+	LegacyTC bool
+	// Logger receives the firewall's logs. Default: a logger that
+	// discards everything below warnings.
+	Logger logrus.FieldLogger
+
+	// InMemory keeps the maps in memory and touches no kernel state:
+	// nothing is loaded, attached or routed. Rules behave exactly as in
+	// the kernel maps, limits included. It exists for unit tests; see
+	// package zfwtest.
+	InMemory bool
+	// InterfaceIndex resolves interface names in InMemory mode (the
+	// kernel mode asks netlink). Nil there means no interface names
+	// resolve.
+	InterfaceIndex func(name string) (int, error)
+}
+
+// Interface is an interface to attach to and its settings.
+type Interface struct {
+	Name string
+	InterfaceSettings
+}
+
+// InterfaceSettings are per-interface dataplane settings (diag_map).
+type InterfaceSettings struct {
+	// DefaultDeny drops TCP and UDP packets that no rule matches, and
+	// other IP protocols. Off, such packets go to the host unchanged and
+	// only intercepted traffic is affected.
+	DefaultDeny bool
+	// PerInterfaceRules applies only rules that name this interface.
+	PerInterfaceRules bool
+	// Verbose emits an event for every dropped packet.
+	Verbose bool
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.PinPath == "" {
+		o.PinPath = DefaultPinPath
+	}
+	if o.Mark == 0 {
+		o.Mark = DefaultMark
+	}
+	if o.RouteTable == 0 {
+		o.RouteTable = DefaultRouteTable
+	}
+	if o.RulePriority == 0 {
+		o.RulePriority = DefaultRulePriority
+	}
+	if o.Logger == nil {
+		l := logrus.New()
+		l.SetLevel(logrus.WarnLevel)
+		o.Logger = l
+	}
+	seen := make(map[string]bool)
+	for i, ifc := range o.Interfaces {
+		if err := validIfname(ifc.Name); err != nil {
+			return o, fmt.Errorf("options: interfaces[%d]: %w", i, err)
+		}
+		if seen[ifc.Name] {
+			return o, fmt.Errorf("options: interfaces[%d]: %s listed twice", i, ifc.Name)
+		}
+		seen[ifc.Name] = true
+	}
+	if o.RouteTable < 0 || o.RulePriority < 0 {
+		return o, errors.New("options: RouteTable and RulePriority must not be negative")
+	}
+	return o, nil
+}
+
+func validIfname(name string) error {
+	if name == "" || len(name) > 15 {
+		return fmt.Errorf("interface name %q: must be 1 to 15 bytes", name)
+	}
+	for _, c := range name {
+		if c == '/' || c <= ' ' || c == 0x7f {
+			return fmt.Errorf("interface name %q: contains %q", name, c)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,282 @@
+package zfw
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/zfw-go/zfw/intercept"
+	"github.com/zfw-go/zfw/internal/policy"
+)
+
+// Action is what a rule does with the packets it matches.
+type Action uint8
+
+// Actions.
+const (
+	// Pass hands matching packets to the host stack.
+	Pass = Action(policy.ActionPass)
+	// Deny drops matching packets.
+	Deny = Action(policy.ActionDeny)
+	// TProxy steers matching packets to the listener at TProxyPort.
+	TProxy = Action(policy.ActionTProxy)
+)
+
+func (a Action) String() string { return policy.Action(a).String() }
+
+// Rule is a rule outside any intercept: a pass-through, a deny, or a
+// TPROXY steer, optionally limited to sources and interfaces.
+type Rule struct {
+	Action   Action
+	Protocol intercept.Protocol
+	// Destination prefix; an address is a /32 or /128.
+	Destination netip.Prefix
+	// Source prefix; the zero Prefix matches any source.
+	Source netip.Prefix
+	Ports  intercept.PortRange
+	// TProxyPort is the listener port of a TProxy rule.
+	TProxyPort uint16
+	// ServiceID optionally tags the rule (shown in listings).
+	ServiceID string
+	// Interfaces limits the rule to these interfaces; empty means all.
+	Interfaces []string
+}
+
+// RuleInfo is one installed rule as listings show it.
+type RuleInfo struct {
+	ID uint32
+	// Order is the insertion order; among rules with equal prefixes the
+	// lowest wins.
+	Order       uint64
+	Action      Action
+	ServiceID   string
+	ServiceName string
+	// Intercept is true for rules made by Register or Sync.
+	Intercept   bool
+	Protocol    intercept.Protocol
+	Source      netip.Prefix
+	Destination netip.Prefix
+	Ports       intercept.PortRange
+	TProxyPort  uint16
+	Interfaces  []string
+}
+
+// Mapping describes what happens to matching packets, as zfw -L shows it.
+func (r RuleInfo) Mapping() string {
+	switch r.Action {
+	case TProxy:
+		lo := "127.0.0.1"
+		if r.Destination.Addr().Is6() {
+			lo = "[::1]"
+		}
+		return fmt.Sprintf("TPROXY redirect %s:%d", lo, r.TProxyPort)
+	case Pass:
+		return "PASSTHRU to " + r.Destination.String()
+	}
+	return "DROP"
+}
+
+// Rules is the rules API: rules that are not intercepts.
+type Rules struct{ f *Firewall }
+
+// Rules returns the rules API.
+func (f *Firewall) Rules() *Rules { return &Rules{f} }
+
+// Add installs a rule and returns its id.
+func (rs *Rules) Add(ctx context.Context, r Rule) (uint32, error) {
+	f := rs.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(ctx); err != nil {
+		return 0, err
+	}
+	pr, err := f.compileRule(r)
+	if err != nil {
+		return 0, fmt.Errorf("add rule: %w", err)
+	}
+	f.tbl.assign([]*policy.Rule{pr})
+	if err := f.change([]*policy.Rule{pr}, nil); err != nil {
+		return 0, fmt.Errorf("add rule: %w", err)
+	}
+	return pr.ID, nil
+}
+
+// Delete removes a rule added with Add.
+func (rs *Rules) Delete(ctx context.Context, id uint32) error {
+	f := rs.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(ctx); err != nil {
+		return err
+	}
+	r := f.tbl.rules[id]
+	if r == nil || r.Intercept {
+		return fmt.Errorf("delete rule %d: %w", id, ErrNotFound)
+	}
+	if err := f.change(nil, []uint32{id}); err != nil {
+		return fmt.Errorf("delete rule %d: %w", id, err)
+	}
+	return nil
+}
+
+// Flush removes every rule added with Add; intercepts stay.
+func (rs *Rules) Flush(ctx context.Context) error {
+	f := rs.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(ctx); err != nil {
+		return err
+	}
+	var ids []uint32
+	for id, r := range f.tbl.rules {
+		if !r.Intercept {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := f.change(nil, ids); err != nil {
+		return fmt.Errorf("flush rules: %w", err)
+	}
+	return nil
+}
+
+// List returns every installed rule, intercepts included, in precedence
+// order: family, protocol, longest destination prefix, longest source
+// prefix, then insertion order.
+func (rs *Rules) List() []RuleInfo {
+	f := rs.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]RuleInfo, 0, len(f.tbl.rules))
+	for _, r := range f.tbl.rules {
+		ri := RuleInfo{
+			ID: r.ID, Order: r.Seq, Action: Action(r.Action),
+			ServiceID: r.ServiceID, ServiceName: r.ServiceName, Intercept: r.Intercept,
+			Protocol: protoOf(r.Proto), Source: r.Src, Destination: r.Dst,
+			Ports: intercept.PortRange{Low: r.PortLow, High: r.PortHigh}, TProxyPort: r.TProxyPort,
+		}
+		for _, ifx := range r.Interfaces {
+			ri.Interfaces = append(ri.Interfaces, f.ifname(ifx))
+		}
+		out = append(out, ri)
+	}
+	slices.SortFunc(out, func(a, b RuleInfo) int {
+		if a.Destination.Addr().Is4() != b.Destination.Addr().Is4() {
+			if a.Destination.Addr().Is4() {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(
+			cmp.Compare(a.Protocol, b.Protocol),
+			cmp.Compare(b.Destination.Bits(), a.Destination.Bits()),
+			a.Destination.Addr().Compare(b.Destination.Addr()),
+			cmp.Compare(bitsOrZero(b.Source), bitsOrZero(a.Source)),
+			cmp.Compare(a.Order, b.Order),
+		)
+	})
+	return out
+}
+
+func bitsOrZero(p netip.Prefix) int {
+	if !p.IsValid() {
+		return 0
+	}
+	return p.Bits()
+}
+
+// WriteTable prints rules in the column layout of `zfw -L`: type, service
+// id, protocol, origin, destination, mapping and interfaces, followed by
+// the counts against the map limits.
+func WriteTable(w io.Writer, rules []RuleInfo, u Usage) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "type\tservice id\tproto\torigin\tdestination\tmapping\tinterfaces")
+	for _, r := range rules {
+		typ := "accept"
+		if r.Action == Deny {
+			typ = "deny"
+		}
+		sid := r.ServiceID
+		if sid == "" {
+			sid = "-"
+		}
+		ifs := "all"
+		if len(r.Interfaces) > 0 {
+			ifs = strings.Join(r.Interfaces, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\tdpts=%d:%d %s\t%s\n",
+			typ, sid, r.Protocol, prefixOrAny(r.Source), r.Destination,
+			r.Ports.Low, r.Ports.High, r.Mapping(), ifs)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "Rule Count: %d / %d\nprefix_tuple_count: %d / %d (IPv4), %d / %d (IPv6)\n",
+		u.Rules, u.MaxRules, u.Prefixes4, u.MaxPrefixes, u.Prefixes6, u.MaxPrefixes)
+	return err
+}
+
+// compileRule validates a user rule and turns it into a policy rule.
+func (f *Firewall) compileRule(r Rule) (*policy.Rule, error) {
+	proto, ok := protoNumber(r.Protocol)
+	if !ok {
+		return nil, fmt.Errorf("protocol %q: must be tcp or udp", r.Protocol)
+	}
+	switch r.Action {
+	case Pass, Deny:
+	case TProxy:
+		if r.TProxyPort == 0 {
+			return nil, fmt.Errorf("tproxy port: 0 is not a listener port (1-65535)")
+		}
+	default:
+		return nil, fmt.Errorf("action %d: must be Pass, Deny or TProxy", r.Action)
+	}
+	if !r.Destination.IsValid() {
+		return nil, fmt.Errorf("destination: invalid prefix")
+	}
+	if r.Source.IsValid() && r.Source.Addr().Is4() != r.Destination.Addr().Is4() {
+		return nil, fmt.Errorf("source %s: family differs from destination %s", r.Source, r.Destination)
+	}
+	if r.Ports.Low == 0 {
+		return nil, fmt.Errorf("ports: low port 0 (ports are 1-65535)")
+	}
+	if r.Ports.Low > r.Ports.High {
+		return nil, fmt.Errorf("ports: low %d > high %d", r.Ports.Low, r.Ports.High)
+	}
+	if len(r.ServiceID) > policy.MaxServiceIDLen {
+		return nil, fmt.Errorf("service id is %d bytes, at most %d", len(r.ServiceID), policy.MaxServiceIDLen)
+	}
+	if len(r.Interfaces) > policy.MaxRuleInterfaces {
+		return nil, fmt.Errorf("interfaces: %d listed, at most %d", len(r.Interfaces), policy.MaxRuleInterfaces)
+	}
+	pr := &policy.Rule{
+		ServiceID: r.ServiceID, Proto: proto,
+		Dst: r.Destination.Masked(), PortLow: r.Ports.Low, PortHigh: r.Ports.High,
+		Action: policy.Action(r.Action),
+	}
+	if r.Action == TProxy {
+		pr.TProxyPort = r.TProxyPort
+	}
+	if r.Source.IsValid() && r.Source.Bits() > 0 {
+		pr.Src = r.Source.Masked()
+	}
+	for _, name := range r.Interfaces {
+		idx, err := f.ifindex(name)
+		if err != nil {
+			return nil, fmt.Errorf("interfaces: %w", err)
+		}
+		pr.Interfaces = append(pr.Interfaces, idx)
+	}
+	return pr, nil
+}
+
+func sortInterfaces(list []Interface) {
+	slices.SortFunc(list, func(a, b Interface) int { return cmp.Compare(a.Name, b.Name) })
+}

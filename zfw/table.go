@@ -1,0 +1,496 @@
+package zfw
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/cilium/ebpf"
+	"github.com/zfw-go/zfw/internal/bpfobj"
+	zmaps "github.com/zfw-go/zfw/internal/maps"
+	"github.com/zfw-go/zfw/internal/policy"
+	"github.com/zfw-go/zfw/internal/wire"
+)
+
+// block is the range_map run that holds one prefix key's rules.
+type block struct {
+	start, count uint32
+	ids          []uint32 // rule ids in precedence order
+}
+
+type extKey struct {
+	port  uint16
+	proto uint8
+}
+
+type extEntry struct {
+	serviceID string
+	refs      int
+}
+
+// table is the control plane's authoritative copy of what the maps hold,
+// and the only writer of the policy maps. Callers serialise access.
+type table struct {
+	m          *zmaps.Set
+	rules      map[uint32]*policy.Rule
+	blocks     map[policy.PrefixKey]*block
+	lens       map[policy.LensKey][]uint8
+	prefixes   [2]int // keys per family: [0] v4, [1] v6
+	ext        map[extKey]*extEntry
+	slots      *slots
+	nextID     uint32
+	nextSeq    uint64
+	mark       uint32
+	generation uint32
+}
+
+func newTable(m *zmaps.Set, mark uint32) *table {
+	return &table{
+		m:       m,
+		rules:   make(map[uint32]*policy.Rule),
+		blocks:  make(map[policy.PrefixKey]*block),
+		lens:    make(map[policy.LensKey][]uint8),
+		ext:     make(map[extKey]*extEntry),
+		slots:   newSlots(m.Ranges.MaxEntries()),
+		nextID:  1,
+		nextSeq: 1,
+		mark:    mark,
+	}
+}
+
+// undoLog collects the inverse of every map write of one change, so a
+// change that fails half way leaves the maps as they were.
+type undoLog []func() error
+
+func (u *undoLog) push(f func() error) { *u = append(*u, f) }
+
+func (u undoLog) run() error {
+	var errs []error
+	for i := len(u) - 1; i >= 0; i-- {
+		if err := u[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// put writes key=value, recording how to restore the previous content.
+func put(u *undoLog, m zmaps.Map, name string, key, value, old any, existed bool) error {
+	if err := m.Update(key, value, ebpf.UpdateAny); err != nil {
+		return mapError(name, err)
+	}
+	u.push(func() error {
+		if existed {
+			return m.Update(key, old, ebpf.UpdateAny)
+		}
+		return m.Delete(key)
+	})
+	return nil
+}
+
+// del deletes key, recording how to put old back.
+func del(u *undoLog, m zmaps.Map, name string, key, old any) error {
+	if err := m.Delete(key); err != nil && !errors.Is(err, zmaps.ErrKeyNotExist) {
+		return fmt.Errorf("%s: delete: %w", name, err)
+	}
+	u.push(func() error { return m.Update(key, old, ebpf.UpdateAny) })
+	return nil
+}
+
+func mapError(name string, err error) error {
+	if errors.Is(err, zmaps.ErrFull) {
+		return &LimitError{Limit: name, Err: err}
+	}
+	return fmt.Errorf("%s: update: %w", name, err)
+}
+
+// plan is one change worked out in full before any map is touched.
+type plan struct {
+	add      []*policy.Rule
+	remove   []uint32
+	blocks   map[policy.PrefixKey][]uint32 // new id order per affected key; empty = key goes
+	lens     map[policy.LensKey][]uint8    // new length lists that differ
+	prefixes [2]int
+	extAdd   map[extKey]string // (port, proto) entries to create
+	extDrop  []extKey          // entries whose last rule goes
+}
+
+// assign gives new rules their ids and insertion order.
+func (t *table) assign(rules []*policy.Rule) {
+	for _, r := range rules {
+		r.ID = t.nextID
+		t.nextID++
+		r.Seq = t.nextSeq
+		t.nextSeq++
+	}
+}
+
+// plan validates a change against every limit and works out the new
+// layout of each prefix key it touches. extra lists keys to rewrite even
+// if their rules did not change (repairing an adopted dataplane).
+func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixKey) (*plan, error) {
+	p := &plan{
+		add:      add,
+		remove:   remove,
+		blocks:   make(map[policy.PrefixKey][]uint32),
+		lens:     make(map[policy.LensKey][]uint8),
+		prefixes: t.prefixes,
+		extAdd:   make(map[extKey]string),
+	}
+	removed := make(map[uint32]bool, len(remove))
+	for _, id := range remove {
+		removed[id] = true
+	}
+	added := make(map[uint32]*policy.Rule, len(add))
+	affected := make(map[policy.PrefixKey]bool)
+	for _, k := range extra {
+		affected[k] = true
+	}
+	for _, id := range remove {
+		if r := t.rules[id]; r != nil {
+			affected[policy.KeyOf(r)] = true
+		}
+	}
+	for _, r := range add {
+		added[r.ID] = r
+		affected[policy.KeyOf(r)] = true
+	}
+	if n := len(t.rules) - len(remove) + len(add); n > policy.MaxRules {
+		return nil, &LimitError{Limit: "range_map", Max: policy.MaxRules, Have: n}
+	}
+
+	byKey := make(map[policy.PrefixKey][]*policy.Rule)
+	for k := range affected {
+		var list []*policy.Rule
+		if b := t.blocks[k]; b != nil {
+			for _, id := range b.ids {
+				if !removed[id] && t.rules[id] != nil {
+					list = append(list, t.rules[id])
+				}
+			}
+		}
+		byKey[k] = list
+	}
+	for _, r := range add {
+		k := policy.KeyOf(r)
+		byKey[k] = append(byKey[k], r)
+	}
+	lensDelta := make(map[policy.LensKey]bool)
+	for k, list := range byKey {
+		if len(list) > policy.MaxRangesPerPrefix {
+			return nil, &LimitError{
+				Limit: fmt.Sprintf("rules per prefix (%s %s)", protoName(k.Proto), k.Prefix),
+				Max:   policy.MaxRangesPerPrefix, Have: len(list),
+			}
+		}
+		policy.SortBlock(list)
+		ids := make([]uint32, len(list))
+		for i, r := range list {
+			ids[i] = r.ID
+		}
+		p.blocks[k] = ids
+		fam := famIndex(k)
+		_, had := t.blocks[k]
+		switch {
+		case had && len(ids) == 0:
+			p.prefixes[fam]--
+			lensDelta[policy.LensKeyOf(k)] = true
+		case !had && len(ids) > 0:
+			p.prefixes[fam]++
+			lensDelta[policy.LensKeyOf(k)] = true
+		}
+	}
+	for fam, n := range p.prefixes {
+		if n > policy.MaxPrefixes {
+			name := "zt_tproxy_map"
+			if fam == 1 {
+				name = "zt_tproxy6_map"
+			}
+			return nil, &LimitError{Limit: name, Max: policy.MaxPrefixes, Have: n}
+		}
+	}
+	if len(lensDelta) > 0 {
+		// Recompute the length lists that may have changed from the
+		// keys that will exist afterwards.
+		var keys []policy.PrefixKey
+		for k := range t.blocks {
+			if lensDelta[policy.LensKeyOf(k)] {
+				if ids, ok := p.blocks[k]; !ok || len(ids) > 0 {
+					keys = append(keys, k)
+				}
+			}
+		}
+		for k, ids := range p.blocks {
+			if _, had := t.blocks[k]; !had && len(ids) > 0 && lensDelta[policy.LensKeyOf(k)] {
+				keys = append(keys, k)
+			}
+		}
+		newLens := policy.Lengths(keys)
+		for lk := range lensDelta {
+			if !slices.Equal(newLens[lk], t.lens[lk]) {
+				p.lens[lk] = newLens[lk]
+			}
+		}
+	}
+
+	// tproxy_extension_map: one service per (listener port, protocol).
+	drops := make(map[extKey]int)
+	for _, id := range remove {
+		if r := t.rules[id]; r != nil && r.ServiceID != "" && r.Action == policy.ActionTProxy {
+			drops[extKey{r.TProxyPort, r.Proto}]++
+		}
+	}
+	for _, r := range add {
+		if r.ServiceID == "" || r.Action != policy.ActionTProxy {
+			continue
+		}
+		k := extKey{r.TProxyPort, r.Proto}
+		if e := t.ext[k]; e != nil && e.refs > drops[k] && e.serviceID != r.ServiceID {
+			return nil, fmt.Errorf("tproxy port %d/%s already belongs to service %q: %w",
+				r.TProxyPort, protoName(r.Proto), e.serviceID, ErrConflict)
+		}
+		if owner, ok := p.extAdd[k]; ok && owner != r.ServiceID {
+			return nil, fmt.Errorf("tproxy port %d/%s claimed by services %q and %q: %w",
+				r.TProxyPort, protoName(r.Proto), owner, r.ServiceID, ErrConflict)
+		}
+		if e := t.ext[k]; e == nil || e.refs <= drops[k] {
+			p.extAdd[k] = r.ServiceID
+		}
+		drops[k]-- // the new rule holds a reference
+	}
+	for k, n := range drops {
+		if e := t.ext[k]; e != nil && n >= e.refs {
+			p.extDrop = append(p.extDrop, k)
+		}
+	}
+	return p, nil
+}
+
+// apply writes a plan make-before-break: records and rule blocks first,
+// then the prefix keys that point at them, then the length lists; removal
+// runs the other way. Any failure undoes what was written.
+func (t *table) apply(p *plan) (err error) {
+	var u undoLog
+	var allocated []extent
+	defer func() {
+		if err == nil {
+			return
+		}
+		for _, e := range allocated {
+			t.slots.undoAlloc(e.start, e.count)
+		}
+		if uerr := u.run(); uerr != nil {
+			err = fmt.Errorf("%w (rollback incomplete: %v)", err, uerr)
+		}
+	}()
+	t.slots.release()
+
+	for _, r := range p.add {
+		rec := wire.Record(r)
+		if err := put(&u, t.m.RuleStore, "rule_store_map", r.ID, &rec, nil, false); err != nil {
+			return err
+		}
+		if len(r.Interfaces) > 0 {
+			l := wire.IfList(r)
+			if err := put(&u, t.m.IfLists, "if_list_extension_map", r.ID, &l, nil, false); err != nil {
+				return err
+			}
+		}
+	}
+	for k, id := range p.extAdd {
+		key := wire.TProxyExtKey(k.port, k.proto)
+		v := wire.ServiceID(id)
+		old, existed := t.ext[k]
+		var oldV bpfobj.ZfwServiceId
+		if existed {
+			oldV = wire.ServiceID(old.serviceID)
+		}
+		if err := put(&u, t.m.TProxyExt, "tproxy_extension_map", key, &v, &oldV, existed); err != nil {
+			return err
+		}
+	}
+
+	rule := func(id uint32) *policy.Rule {
+		if r := t.rules[id]; r != nil {
+			return r
+		}
+		for _, r := range p.add {
+			if r.ID == id {
+				return r
+			}
+		}
+		return nil
+	}
+	newBlocks := make(map[policy.PrefixKey]*block)
+	for k, ids := range p.blocks {
+		if len(ids) == 0 {
+			continue
+		}
+		start, ok := t.slots.alloc(uint32(len(ids)))
+		if !ok {
+			return &LimitError{Limit: "range_map", Max: int(t.slots.capacity), Have: int(t.slots.used) + len(ids)}
+		}
+		allocated = append(allocated, extent{start, uint32(len(ids))})
+		for i, id := range ids {
+			e := wire.RangeEntry(rule(id))
+			if err := t.m.Ranges.Update(start+uint32(i), &e, ebpf.UpdateAny); err != nil {
+				return mapError("range_map", err)
+			}
+		}
+		nb := &block{start: start, count: uint32(len(ids)), ids: ids}
+		newBlocks[k] = nb
+		if err := t.putPrefix(&u, k, nb); err != nil {
+			return err
+		}
+	}
+	for lk, lens := range p.lens {
+		if err := t.putLens(&u, lk, lens); err != nil {
+			return err
+		}
+	}
+	for k, ids := range p.blocks {
+		if len(ids) == 0 && t.blocks[k] != nil {
+			if err := t.deletePrefix(&u, k); err != nil {
+				return err
+			}
+		}
+	}
+	for _, id := range p.remove {
+		r := t.rules[id]
+		if r == nil {
+			continue
+		}
+		rec := wire.Record(r)
+		if err := del(&u, t.m.RuleStore, "rule_store_map", id, &rec); err != nil {
+			return err
+		}
+		if len(r.Interfaces) > 0 {
+			l := wire.IfList(r)
+			if err := del(&u, t.m.IfLists, "if_list_extension_map", id, &l); err != nil {
+				return err
+			}
+		}
+	}
+	for _, k := range p.extDrop {
+		if _, readd := p.extAdd[k]; readd {
+			continue
+		}
+		v := wire.ServiceID(t.ext[k].serviceID)
+		if err := del(&u, t.m.TProxyExt, "tproxy_extension_map", wire.TProxyExtKey(k.port, k.proto), &v); err != nil {
+			return err
+		}
+	}
+	// Commit: cached verdicts of the old rules are void from here on.
+	cfg := bpfobj.ZfwConfig{Mark: t.mark, Generation: t.generation + 1}
+	if err := t.m.Config.Update(uint32(0), &cfg, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("config_map: update: %w", err)
+	}
+
+	// The maps now hold the plan; make the in-memory copy match.
+	t.generation++
+	for k, ids := range p.blocks {
+		if old := t.blocks[k]; old != nil {
+			t.slots.retire(old.start, old.count)
+			delete(t.blocks, k)
+		}
+		if len(ids) > 0 {
+			t.blocks[k] = newBlocks[k]
+		}
+	}
+	maps.Copy(t.lens, p.lens)
+	for lk, l := range p.lens {
+		if len(l) == 0 {
+			delete(t.lens, lk)
+		}
+	}
+	t.prefixes = p.prefixes
+	for _, id := range p.remove {
+		if r := t.rules[id]; r != nil {
+			if r.ServiceID != "" && r.Action == policy.ActionTProxy {
+				k := extKey{r.TProxyPort, r.Proto}
+				if e := t.ext[k]; e != nil {
+					if e.refs--; e.refs <= 0 {
+						delete(t.ext, k)
+					}
+				}
+			}
+			delete(t.rules, id)
+		}
+	}
+	for _, r := range p.add {
+		t.rules[r.ID] = r
+		if r.ServiceID != "" && r.Action == policy.ActionTProxy {
+			k := extKey{r.TProxyPort, r.Proto}
+			e := t.ext[k]
+			if e == nil {
+				e = &extEntry{serviceID: r.ServiceID}
+				t.ext[k] = e
+			}
+			e.refs++
+		}
+	}
+	return nil
+}
+
+func (t *table) putPrefix(u *undoLog, k policy.PrefixKey, b *block) error {
+	v := bpfobj.ZfwPrefixValue{Start: b.start, Count: b.count}
+	old := t.blocks[k]
+	var oldV bpfobj.ZfwPrefixValue
+	if old != nil {
+		oldV = bpfobj.ZfwPrefixValue{Start: old.start, Count: old.count}
+	}
+	if k.Family() == 4 {
+		key := wire.PrefixKey4(k)
+		return put(u, t.m.Prefix4, "zt_tproxy_map", &key, &v, &oldV, old != nil)
+	}
+	key := wire.PrefixKey6(k)
+	return put(u, t.m.Prefix6, "zt_tproxy6_map", &key, &v, &oldV, old != nil)
+}
+
+func (t *table) deletePrefix(u *undoLog, k policy.PrefixKey) error {
+	old := t.blocks[k]
+	oldV := bpfobj.ZfwPrefixValue{Start: old.start, Count: old.count}
+	if k.Family() == 4 {
+		key := wire.PrefixKey4(k)
+		return del(u, t.m.Prefix4, "zt_tproxy_map", &key, &oldV)
+	}
+	key := wire.PrefixKey6(k)
+	return del(u, t.m.Prefix6, "zt_tproxy6_map", &key, &oldV)
+}
+
+func lensValue(lens []uint8) bpfobj.ZfwPrefixLens {
+	var v bpfobj.ZfwPrefixLens
+	v.Count = uint32(copy(v.Lens[:], lens))
+	return v
+}
+
+func (t *table) putLens(u *undoLog, lk policy.LensKey, lens []uint8) error {
+	old, existed := t.lens[lk]
+	oldV := lensValue(old)
+	if len(lens) == 0 {
+		if !existed {
+			return nil
+		}
+		return del(u, t.m.PrefixLens, "prefix_len_map", lk.MapKey(), &oldV)
+	}
+	v := lensValue(lens)
+	return put(u, t.m.PrefixLens, "prefix_len_map", lk.MapKey(), &v, &oldV, existed)
+}
+
+func famIndex(k policy.PrefixKey) int {
+	if k.Family() == 4 {
+		return 0
+	}
+	return 1
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case policy.ProtoTCP:
+		return "tcp"
+	case policy.ProtoUDP:
+		return "udp"
+	}
+	return fmt.Sprintf("proto(%d)", p)
+}

@@ -1,0 +1,156 @@
+package zfw
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/zfw-go/zfw/internal/bpfobj"
+	"github.com/zfw-go/zfw/internal/policy"
+	"github.com/zfw-go/zfw/internal/wire"
+)
+
+// load rebuilds the table from maps that a previous process kept, then
+// repairs any prefix key whose block does not hold exactly the rules the
+// stored records say it should (a process that died mid-change).
+func (t *table) load() error {
+	var cfg bpfobj.ZfwConfig
+	if err := t.m.Config.Lookup(uint32(0), &cfg); err != nil {
+		return fmt.Errorf("config_map: lookup: %w", err)
+	}
+	t.generation = cfg.Generation
+
+	var (
+		id  uint32
+		rec bpfobj.ZfwRuleRecord
+	)
+	it := t.m.RuleStore.Iterate()
+	for it.Next(&id, &rec) {
+		r := wire.RuleFrom(id, &rec)
+		t.rules[id] = &r
+		t.nextID = max(t.nextID, id+1)
+		t.nextSeq = max(t.nextSeq, r.Seq+1)
+		if r.ServiceID != "" && r.Action == policy.ActionTProxy {
+			k := extKey{r.TProxyPort, r.Proto}
+			if e := t.ext[k]; e != nil {
+				e.refs++
+			} else {
+				t.ext[k] = &extEntry{serviceID: r.ServiceID, refs: 1}
+			}
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("rule_store_map: iterate: %w", err)
+	}
+
+	var repair []policy.PrefixKey
+	adopt := func(k policy.PrefixKey, v bpfobj.ZfwPrefixValue) error {
+		b := &block{start: v.Start, count: v.Count}
+		for i := range v.Count {
+			var e bpfobj.ZfwRangeEntry
+			if err := t.m.Ranges.Lookup(v.Start+i, &e); err != nil {
+				return fmt.Errorf("range_map: lookup %d: %w", v.Start+i, err)
+			}
+			b.ids = append(b.ids, e.RuleId)
+		}
+		if !t.slots.reserve(v.Start, v.Count) {
+			repair = append(repair, k) // overlaps another block: rewrite it
+			b.count = 0
+		}
+		t.blocks[k] = b
+		t.prefixes[famIndex(k)]++
+		return nil
+	}
+	var (
+		k4 bpfobj.ZfwPrefixKey
+		k6 bpfobj.ZfwPrefix6Key
+		v  bpfobj.ZfwPrefixValue
+	)
+	it = t.m.Prefix4.Iterate()
+	for it.Next(&k4, &v) {
+		k := policy.PrefixKey{Proto: k4.Proto, Prefix: netip.PrefixFrom(wire.AddrFrom([4]uint32{k4.Addr}, 4), int(k4.Len))}
+		if err := adopt(k, v); err != nil {
+			return err
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("zt_tproxy_map: iterate: %w", err)
+	}
+	it = t.m.Prefix6.Iterate()
+	for it.Next(&k6, &v) {
+		k := policy.PrefixKey{Proto: k6.Proto, Prefix: netip.PrefixFrom(wire.AddrFrom(k6.Addr, 6), int(k6.Len))}
+		if err := adopt(k, v); err != nil {
+			return err
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("zt_tproxy6_map: iterate: %w", err)
+	}
+
+	var (
+		lk   uint32
+		lens bpfobj.ZfwPrefixLens
+	)
+	it = t.m.PrefixLens.Iterate()
+	for it.Next(&lk, &lens) {
+		key := policy.LensKey{Family: uint8(lk >> 8), Proto: uint8(lk)}
+		t.lens[key] = slices.Clone(lens.Lens[:min(int(lens.Count), len(lens.Lens))])
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("prefix_len_map: iterate: %w", err)
+	}
+
+	// Compare with what the records call for.
+	want := make(map[policy.PrefixKey][]*policy.Rule)
+	for _, r := range t.rules {
+		k := policy.KeyOf(r)
+		want[k] = append(want[k], r)
+	}
+	for k, list := range want {
+		policy.SortBlock(list)
+		ids := make([]uint32, len(list))
+		for i, r := range list {
+			ids[i] = r.ID
+		}
+		if b := t.blocks[k]; b == nil || !slices.Equal(b.ids, ids) {
+			repair = append(repair, k)
+		}
+	}
+	for k := range t.blocks {
+		if _, ok := want[k]; !ok {
+			repair = append(repair, k)
+		}
+	}
+	// Length lists are recomputed whenever a repaired key comes or goes;
+	// check them against the keys as well.
+	var keys []policy.PrefixKey
+	for k := range want {
+		keys = append(keys, k)
+	}
+	wantLens := policy.Lengths(keys)
+	lensOK := len(wantLens) == len(t.lens)
+	for lk, l := range wantLens {
+		lensOK = lensOK && slices.Equal(t.lens[lk], l)
+	}
+	if len(repair) == 0 && lensOK {
+		return nil
+	}
+	p, err := t.plan(nil, nil, repair)
+	if err != nil {
+		return fmt.Errorf("repair adopted dataplane: %w", err)
+	}
+	if !lensOK {
+		for lk, l := range wantLens {
+			p.lens[lk] = l
+		}
+		for lk := range t.lens {
+			if _, ok := wantLens[lk]; !ok {
+				p.lens[lk] = nil
+			}
+		}
+	}
+	if err := t.apply(p); err != nil {
+		return fmt.Errorf("repair adopted dataplane: %w", err)
+	}
+	return nil
+}
