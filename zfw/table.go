@@ -172,6 +172,18 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 		}
 		byKey[k] = list
 	}
+	if len(extra) > 0 {
+		// Keys being repaired take their rules from the records, not
+		// from a block that may be missing or wrong.
+		for _, k := range extra {
+			byKey[k] = nil
+		}
+		for _, r := range t.rules {
+			if k := policy.KeyOf(r); !removed[r.ID] && slices.Contains(extra, k) {
+				byKey[k] = append(byKey[k], r)
+			}
+		}
+	}
 	for _, r := range add {
 		k := policy.KeyOf(r)
 		byKey[k] = append(byKey[k], r)
