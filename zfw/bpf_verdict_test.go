@@ -42,8 +42,8 @@ func steer(dst string, low, high, port uint16) Rule {
 }
 
 func withProto(r Rule, p intercept.Protocol) Rule { r.Protocol = p; return r }
-func withSource(r Rule, src string) Rule         { r.Source = pfx(src); return r }
-func withAction(r Rule, a Action) Rule           { r.Action = a; return r }
+func withSource(r Rule, src string) Rule          { r.Source = pfx(src); return r }
+func withAction(r Rule, a Action) Rule            { r.Action = a; return r }
 
 // TestProgramVerdicts runs the ingress program on crafted packets and
 // checks the decision it reaches: action, matching rule, mark.
@@ -211,8 +211,12 @@ func TestProgramVerdicts(t *testing.T) {
 		{
 			name:  "IPv4 options are parsed, not dropped",
 			rules: []Rule{steer("10.9.0.5/32", 80, 80, 7016)},
-			pkt:   func() packet.Spec { s := tcpTo("10.9.0.5", 80); s.IPv4Options = []byte{1, 1, 1, 1, 1, 1, 1, 1}; return s }(),
-			want:  want{policy.ActionTProxy, 0, 7016},
+			pkt: func() packet.Spec {
+				s := tcpTo("10.9.0.5", 80)
+				s.IPv4Options = []byte{1, 1, 1, 1, 1, 1, 1, 1}
+				return s
+			}(),
+			want: want{policy.ActionTProxy, 0, 7016},
 		},
 		{
 			name:  "IPv6 extension headers are walked",

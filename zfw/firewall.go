@@ -278,12 +278,12 @@ func (f *Firewall) Interfaces() []Interface {
 
 // Usage is how full the rule maps are.
 type Usage struct {
-	Rules, MaxRules             int
-	Prefixes4, Prefixes6        int
-	MaxPrefixes                 int // per family
-	Services                    int
-	RulesPerPrefix              int // the most one prefix key holds
-	Generation                  uint32
+	Rules, MaxRules            int
+	Prefixes4, Prefixes6       int
+	MaxPrefixes                int // per family
+	Services                   int
+	RulesPerPrefix             int // the most one prefix key holds
+	Generation                 uint32
 	InMemory, AdoptedDataplane bool
 }
 

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-		"sync"
+	"sync"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -225,4 +225,3 @@ func (r result) decision() policy.Decision {
 	}
 	return policy.Decision{Action: policy.ActionPass}
 }
-

@@ -15,9 +15,9 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/zfw-go/zfw/zfw"
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/policy"
+	"github.com/zfw-go/zfw/zfw"
 )
 
 // Firewall is an in-memory *zfw.Firewall plus the reference model.

@@ -19,9 +19,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/zfw-go/zfw/zfw"
 	"github.com/zfw-go/zfw/internal/bench"
 	"github.com/zfw-go/zfw/internal/packet"
+	"github.com/zfw-go/zfw/zfw"
 )
 
 func main() {
