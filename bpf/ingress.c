@@ -659,6 +659,17 @@ static __always_inline int steer(struct __sk_buff *skb, const struct packet *pkt
 	return TC_ACT_OK;
 }
 
+/*
+ * keeps_steering: a TCP connection that was steered stays steered after a
+ * rule change, until it closes. Its accepted socket lives on in the
+ * tunneler; only new connections (SYNs) see the new rules.
+ */
+static __always_inline bool keeps_steering(const struct packet *pkt, const struct match_value *mv)
+{
+	return mv->action == ZFW_ACTION_TPROXY && pkt->proto == IPPROTO_TCP &&
+	       (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN;
+}
+
 /* ---- entry --------------------------------------------------------- */
 
 SEC("tc")
@@ -716,7 +727,7 @@ int zfw_ingress(struct __sk_buff *skb)
 		cached = bpf_map_lookup_elem(&matched_map, &k4);
 	else
 		cached = bpf_map_lookup_elem(&matched6_map, &k6);
-	if (cached && cached->generation == cfg->generation) {
+	if (cached && (cached->generation == cfg->generation || keeps_steering(&pkt, cached))) {
 		count(ZFW_STAT_CACHE_HIT);
 		v.action = cached->action;
 		v.rule_id = cached->rule_id;

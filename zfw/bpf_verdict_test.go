@@ -281,3 +281,38 @@ func TestProgramVerdicts(t *testing.T) {
 		})
 	}
 }
+
+// TestSteeredConnectionsSurviveRuleChanges: after a rule change, segments
+// of a TCP connection that was steered keep being steered (its socket
+// lives on in the tunneler); new connections and UDP datagrams follow the
+// new rules.
+func TestSteeredConnectionsSurviveRuleChanges(t *testing.T) {
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{})
+	h.add(steer("10.9.0.5/32", 80, 80, 7300))
+	h.add(withProto(steer("10.9.0.5/32", 53, 53, 7301), intercept.UDP))
+
+	ack := tcpTo("10.9.0.5", 80)
+	ack.TCPFlags = packet.ACK
+	dgram := udpTo("10.9.0.5", 53)
+	// Seed the verdict cache as the connection's first packets would.
+	for _, s := range []packet.Spec{ack, dgram} {
+		if res := h.runFrame(packet.Build(s), packet.Spec{}, 1); res.mark != DefaultMark {
+			t.Fatalf("%v not steered before the change: mark %#x", s.Proto, res.mark)
+		}
+	}
+	if err := h.f.Rules().Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if res := h.runFrame(packet.Build(ack), packet.Spec{}, 1); res.mark != DefaultMark || res.code != tcOK {
+		t.Errorf("established segment after the change: code %d mark %#x, want steered", res.code, res.mark)
+	}
+	if res := h.run(dgram, 1); res.mark != 0 || res.code != tcOK {
+		t.Errorf("UDP datagram after the change: code %d mark %#x, want passed unmarked", res.code, res.mark)
+	}
+	syn := tcpTo("10.9.0.5", 80)
+	syn.SrcPort = 40001
+	if res := h.run(syn, 1); res.mark != 0 || res.code != tcOK {
+		t.Errorf("new connection after the change: code %d mark %#x, want passed unmarked", res.code, res.mark)
+	}
+}
