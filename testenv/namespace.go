@@ -221,6 +221,14 @@ func (n *Namespace) Netlink() *netlink.Handle {
 // caller, and runtime.Goexit in fn (as t.FailNow does) ends Do's caller's
 // goroutine too, so t.Fatal inside fn behaves as in the test's own goroutine.
 func (n *Namespace) Do(fn func() error) error {
+	if err := n.do(fn); err != nil {
+		return fmt.Errorf("testenv: %w", err)
+	}
+	return nil
+}
+
+// do is Do with errors not prefixed by the package name.
+func (n *Namespace) do(fn func() error) error {
 	enter := func() error {
 		n.mu.RLock()
 		defer n.mu.RUnlock()
@@ -230,7 +238,7 @@ func (n *Namespace) Do(fn func() error) error {
 		return netns.Set(n.ns)
 	}
 	if err := onNetnsThread(enter, fn); err != nil {
-		return fmt.Errorf("testenv: in netns %s: %w", n.name, err)
+		return fmt.Errorf("in netns %s: %w", n.name, err)
 	}
 	return nil
 }
@@ -323,22 +331,31 @@ func (n *Namespace) Exec(ctx context.Context, name string, args ...string) ([]by
 // DAD is off in its topologies); this is for addresses added otherwise. An
 // address whose DAD failed is an error.
 func (n *Namespace) WaitIPv6Ready(ctx context.Context) error {
+	if err := n.waitIPv6Ready(ctx); err != nil {
+		return fmt.Errorf("testenv: %w", err)
+	}
+	return nil
+}
+
+// waitIPv6Ready is WaitIPv6Ready with errors not prefixed by the package
+// name.
+func (n *Namespace) waitIPv6Ready(ctx context.Context) error {
 	h := n.Netlink()
 	if h == nil {
-		return fmt.Errorf("testenv: netns %s: namespace is closed", n.name)
+		return fmt.Errorf("netns %s: namespace is closed", n.name)
 	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		addrs, err := h.AddrList(nil, netlink.FAMILY_V6)
 		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return fmt.Errorf("testenv: netns %s: list IPv6 addresses: %w", n.name, err)
+			return fmt.Errorf("netns %s: list IPv6 addresses: %w", n.name, err)
 		}
 		var pending []string
 		if err == nil {
 			for _, a := range addrs {
 				if a.Flags&unix.IFA_F_DADFAILED != 0 {
-					return fmt.Errorf("testenv: netns %s: duplicate address detection failed for %s", n.name, a.IPNet)
+					return fmt.Errorf("netns %s: duplicate address detection failed for %s", n.name, a.IPNet)
 				}
 				if a.Flags&unix.IFA_F_TENTATIVE != 0 {
 					pending = append(pending, a.IPNet.String())
@@ -350,7 +367,7 @@ func (n *Namespace) WaitIPv6Ready(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("testenv: netns %s: IPv6 addresses still tentative %v: %w", n.name, pending, ctx.Err())
+			return fmt.Errorf("netns %s: IPv6 addresses still tentative %v: %w", n.name, pending, ctx.Err())
 		case <-tick.C:
 		}
 	}
