@@ -1,0 +1,458 @@
+package zfw_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zfw-go/zfw/intercept"
+	"github.com/zfw-go/zfw/testenv"
+	"github.com/zfw-go/zfw/tproxy"
+	"github.com/zfw-go/zfw/zfw"
+)
+
+// router is a Firewall attached to the router's client-facing interface,
+// with TPROXY listeners opened in the router namespace.
+type router struct {
+	t    *testing.T
+	topo *testenv.Topology
+	pin  string
+	fw   *zfw.Firewall
+}
+
+func pinPath() string { return fmt.Sprintf("/sys/fs/bpf/zfwt-e2e-%d", rand.Uint32()) }
+
+func newRouter(t *testing.T, topo *testenv.Topology, opts zfw.Options) *router {
+	t.Helper()
+	r := &router{t: t, topo: topo, pin: opts.PinPath}
+	if r.pin == "" {
+		r.pin = pinPath()
+	}
+	opts.PinPath = r.pin
+	if len(opts.Interfaces) == 0 {
+		opts.Interfaces = []zfw.Interface{{Name: topo.RouterClientIf}}
+	}
+	err := topo.Router.Do(func() error {
+		fw, err := zfw.New(opts)
+		r.fw = fw
+		return err
+	})
+	if err != nil {
+		t.Fatalf("zfw.New in router: %v", err)
+	}
+	t.Cleanup(func() {
+		if r.fw != nil {
+			r.fw.Close()
+		}
+	})
+	return r
+}
+
+// echoTCP listens in the router namespace and answers every line with
+// the connection's local (original destination) address.
+func echoTCP(t *testing.T, ns *testenv.Namespace, addr string) *tproxy.TCPListener {
+	t.Helper()
+	var ln *tproxy.TCPListener
+	err := ns.Do(func() error {
+		var err error
+		ln, err = tproxy.ListenTCP(context.Background(), netip.MustParseAddrPort(addr))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					fmt.Fprintf(c, "%s %s\n", sc.Text(), c.LocalAddr())
+				}
+			}()
+		}
+	}()
+	return ln
+}
+
+// dialFrom opens a TCP connection from inside ns.
+func dialFrom(ns *testenv.Namespace, dst string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := ns.Do(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", dst, timeout)
+		return err
+	})
+	return c, err
+}
+
+// ask sends a line and returns the reply line.
+func ask(c net.Conn, msg string) (string, error) {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(c, "%s\n", msg); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	return line[:len(line)-1], nil
+}
+
+func tcpIntercept(id, prefix string, port uint16, ln *tproxy.TCPListener) intercept.Intercept {
+	return intercept.Intercept{
+		ServiceID:  id,
+		Protocols:  []intercept.Protocol{intercept.TCP},
+		Addresses:  []netip.Prefix{netip.MustParsePrefix(prefix)},
+		Ports:      []intercept.PortRange{{Low: port, High: port}},
+		TProxyPort: ln.Port(),
+	}
+}
+
+func TestEndToEndTCP(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	r := newRouter(t, topo, zfw.Options{})
+	ln4 := echoTCP(t, topo.Router, "127.0.0.1:0")
+	ln6 := echoTCP(t, topo.Router, "[::1]:0")
+	ctx := context.Background()
+	if err := r.fw.Register(ctx, tcpIntercept("v4", "10.99.0.0/24", 8080, ln4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.fw.Register(ctx, tcpIntercept("v6", "fd00:99::/64", 8443, ln6)); err != nil {
+		t.Fatal(err)
+	}
+	for _, dst := range []string{"10.99.0.7:8080", "[fd00:99::7]:8443"} {
+		t.Run(dst, func(t *testing.T) {
+			c, err := dialFrom(topo.Client, dst, 5*time.Second)
+			if err != nil {
+				t.Fatalf("dial %s: %v", dst, err)
+			}
+			defer c.Close()
+			// Several exchanges: every segment of the flow must arrive,
+			// not only the first.
+			for i := range 5 {
+				got, err := ask(c, fmt.Sprintf("hello%d", i))
+				if err != nil {
+					t.Fatalf("exchange %d: %v", i, err)
+				}
+				if want := fmt.Sprintf("hello%d %s", i, dst); got != want {
+					t.Fatalf("reply %q, want %q (listener must see the original destination)", got, want)
+				}
+			}
+		})
+	}
+	t.Run("unintercepted port is not steered", func(t *testing.T) {
+		if c, err := dialFrom(topo.Client, "10.99.0.7:8081", 2*time.Second); err == nil {
+			c.Close()
+			t.Fatal("connection to an unintercepted port succeeded")
+		}
+	})
+	st, err := r.fw.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Steered == 0 || st.CacheHits == 0 {
+		t.Errorf("stats %+v: want steered packets and cache hits", st)
+	}
+}
+
+func TestEndToEndManyConcurrentConnections(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	r := newRouter(t, topo, zfw.Options{})
+	ln := echoTCP(t, topo.Router, "127.0.0.1:0")
+	if err := r.fw.Register(context.Background(), tcpIntercept("many", "10.98.0.0/16", 9000, ln)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	// Sockets must be created inside the client namespace; once open
+	// they are used from any goroutine.
+	err := topo.Client.Do(func() error {
+		for i := range n {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("10.98.%d.%d:9000", i/200, 1+i%200), 10*time.Second)
+			if err != nil {
+				return fmt.Errorf("dial %d: %w", i, err)
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := ask(c, fmt.Sprintf("c%d", i))
+			if err != nil {
+				errs <- fmt.Errorf("conn %d: %w", i, err)
+				return
+			}
+			if want := fmt.Sprintf("c%d %s", i, c.RemoteAddr()); got != want {
+				errs <- fmt.Errorf("conn %d: reply %q, want %q", i, got, want)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestEndToEndUnregisterWhileTrafficFlows(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	r := newRouter(t, topo, zfw.Options{})
+	ln := echoTCP(t, topo.Router, "127.0.0.1:0")
+	ctx := context.Background()
+	if err := r.fw.Register(ctx, tcpIntercept("svc", "10.97.0.0/24", 7070, ln)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := dialFrom(topo.Client, "10.97.0.1:7070", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// Keep the connection busy while the service goes away.
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if _, err := ask(c, fmt.Sprintf("m%d", i)); err != nil {
+				done <- fmt.Errorf("exchange %d: %w", i, err)
+				return
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := r.fw.Unregister(ctx, "svc"); err != nil {
+		t.Fatal(err)
+	}
+	if nc, err := dialFrom(topo.Client, "10.97.0.1:7070", 2*time.Second); err == nil {
+		nc.Close()
+		t.Error("a new connection was steered after Unregister")
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Errorf("connection opened before Unregister broke: %v", err)
+	}
+	if got, err := ask(c, "after"); err != nil || got != "after 10.97.0.1:7070" {
+		t.Errorf("established connection after Unregister: %q, %v", got, err)
+	}
+}
+
+func TestEndToEndRestartAdoptsKeptDataplane(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	pin := pinPath()
+	first := newRouter(t, topo, zfw.Options{PinPath: pin, KeepOnClose: true})
+	ln := echoTCP(t, topo.Router, "127.0.0.1:0")
+	ctx := context.Background()
+	ic := tcpIntercept("kept", "10.96.0.0/24", 6060, ln)
+	if err := first.fw.Register(ctx, ic); err != nil {
+		t.Fatal(err)
+	}
+	c, err := dialFrom(topo.Client, "10.96.0.1:6060", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := ask(c, "before"); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.fw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	first.fw = nil
+
+	// The dataplane keeps running with nobody owning it.
+	if got, err := ask(c, "between"); err != nil || got != "between 10.96.0.1:6060" {
+		t.Fatalf("connection while no process owns the dataplane: %q, %v", got, err)
+	}
+
+	second := newRouter(t, topo, zfw.Options{PinPath: pin})
+	if u := second.fw.Usage(); !u.AdoptedDataplane || u.Rules != 1 {
+		t.Fatalf("usage after restart = %+v, want the adopted rule", u)
+	}
+	got := second.fw.Intercepts()
+	if len(got) != 1 || !got[0].Equal(ic) {
+		t.Fatalf("intercepts after restart = %+v, want %+v", got, ic)
+	}
+	if got, err := ask(c, "after"); err != nil || got != "after 10.96.0.1:6060" {
+		t.Errorf("connection after restart: %q, %v", got, err)
+	}
+	nc, err := dialFrom(topo.Client, "10.96.0.2:6060", 5*time.Second)
+	if err != nil {
+		t.Fatalf("new connection after restart: %v", err)
+	}
+	defer nc.Close()
+	if _, err := ask(nc, "new"); err != nil {
+		t.Error(err)
+	}
+	// A second owner of the same pins is refused while this one lives.
+	err = topo.Router.Do(func() error {
+		fw, err := zfw.New(zfw.Options{PinPath: pin})
+		if err == nil {
+			fw.Close()
+		}
+		return err
+	})
+	if err == nil {
+		t.Error("a second process took over a dataplane that is owned")
+	}
+}
+
+func TestEndToEndLegacyTCAttach(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	r := newRouter(t, topo, zfw.Options{LegacyTC: true})
+	ln := echoTCP(t, topo.Router, "127.0.0.1:0")
+	if err := r.fw.Register(context.Background(), tcpIntercept("legacy", "10.95.0.0/24", 5050, ln)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := dialFrom(topo.Client, "10.95.0.9:5050", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := ask(c, "x"); err != nil || got != "x 10.95.0.9:5050" {
+		t.Errorf("reply %q, %v", got, err)
+	}
+	if err := r.fw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.fw = nil
+	out, err := topo.Router.Exec(context.Background(), "tc", "filter", "show", "dev", topo.RouterClientIf, "ingress")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 0 {
+		t.Errorf("filter left after Close:\n%s", out)
+	}
+}
+
+// echoUDP answers every datagram of every session with its payload and
+// the session's original destination.
+func echoUDP(t *testing.T, ns *testenv.Namespace, addr string) *tproxy.UDPListener {
+	t.Helper()
+	var ln *tproxy.UDPListener
+	err := ns.Do(func() error {
+		var err error
+		ln, err = tproxy.ListenUDP(context.Background(), netip.MustParseAddrPort(addr), tproxy.UDPOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			s, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer s.Close()
+				buf := make([]byte, 2048)
+				for {
+					n, err := s.Read(buf)
+					if err != nil {
+						return
+					}
+					fmt.Fprintf(s, "%s %s %s", buf[:n], s.OriginalDst(), s.ClientAddr())
+				}
+			}()
+		}
+	}()
+	return ln
+}
+
+// udpAsk sends one datagram from a socket in ns and waits for the reply,
+// checking it comes from the address it was sent to.
+func udpAsk(ns *testenv.Namespace, dst, msg string) (string, error) {
+	var c *net.UDPConn
+	err := ns.Do(func() error {
+		var err error
+		c, err = net.ListenUDP("udp", nil)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	to := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(dst))
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.WriteToUDP([]byte(msg), to); err != nil {
+		return "", err
+	}
+	buf := make([]byte, 2048)
+	n, from, err := c.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		return "", err
+	}
+	if from.Addr().Unmap() != to.AddrPort().Addr() || from.Port() != to.AddrPort().Port() {
+		return "", fmt.Errorf("reply came from %s, not %s", from, dst)
+	}
+	return strings.TrimSuffix(string(buf[:n]), " "+c.LocalAddr().String()), nil
+}
+
+func TestEndToEndUDP(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	r := newRouter(t, topo, zfw.Options{})
+	ln4 := echoUDP(t, topo.Router, "127.0.0.1:0")
+	ln6 := echoUDP(t, topo.Router, "[::1]:0")
+	ctx := context.Background()
+	for _, ic := range []intercept.Intercept{
+		{ServiceID: "dns4", Protocols: []intercept.Protocol{intercept.UDP}, Addresses: []netip.Prefix{netip.MustParsePrefix("10.94.0.0/24")}, Ports: []intercept.PortRange{{Low: 5353, High: 5354}}, TProxyPort: ln4.Port()},
+		{ServiceID: "dns6", Protocols: []intercept.Protocol{intercept.UDP}, Addresses: []netip.Prefix{netip.MustParsePrefix("fd00:94::/64")}, Ports: []intercept.PortRange{{Low: 5353, High: 5353}}, TProxyPort: ln6.Port()},
+	} {
+		if err := r.fw.Register(ctx, ic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dst := range []string{"10.94.0.3:5353", "10.94.0.4:5354", "[fd00:94::3]:5353"} {
+		t.Run(dst, func(t *testing.T) {
+			for i := range 3 {
+				msg := fmt.Sprintf("q%d", i)
+				got, err := udpAsk(topo.Client, dst, msg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := msg + " " + dst; !strings.HasPrefix(got, want) {
+					t.Errorf("reply %q, want %q (listener must see the original destination)", got, want)
+				}
+			}
+		})
+	}
+	if err := r.fw.Unregister(ctx, "dns4"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := udpAsk(topo.Client, "10.94.0.3:5353", "late"); err == nil {
+		t.Errorf("datagram steered after Unregister: %q", got)
+	}
+}
