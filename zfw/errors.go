@@ -8,8 +8,8 @@ import (
 var (
 	// ErrNotFound reports a service or rule that is not registered.
 	ErrNotFound = errors.New("not found")
-	// ErrConflict reports a change that contradicts registered state,
-	// such as two services claiming one listener port.
+	// ErrConflict reports a change that contradicts itself, such as a
+	// Sync listing one service twice.
 	ErrConflict = errors.New("conflict")
 	// ErrClosed reports use of a closed Firewall.
 	ErrClosed = errors.New("firewall closed")

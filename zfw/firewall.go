@@ -76,7 +76,7 @@ func New(opts Options) (*Firewall, error) {
 		services: make(map[string]*service),
 	}
 	if opts.InMemory {
-		set, err := zmaps.NewMemorySet()
+		set, err := zmaps.NewMemorySet(uint32(opts.MaxRules), uint32(opts.MaxPrefixes))
 		if err != nil {
 			return nil, err
 		}
@@ -102,6 +102,8 @@ func New(opts Options) (*Firewall, error) {
 		Table:        opts.RouteTable,
 		RulePriority: opts.RulePriority,
 		LegacyTC:     opts.LegacyTC,
+		MaxRules:     uint32(opts.MaxRules),
+		MaxPrefixes:  uint32(opts.MaxPrefixes),
 		Logger:       opts.Logger,
 	})
 	if err != nil {
@@ -293,10 +295,10 @@ func (f *Firewall) Usage() Usage {
 	defer f.mu.Unlock()
 	return Usage{
 		Rules:            len(f.tbl.rules),
-		MaxRules:         policy.MaxRules,
+		MaxRules:         int(f.tbl.m.Ranges.MaxEntries()),
 		Prefixes4:        f.tbl.prefixes[0],
 		Prefixes6:        f.tbl.prefixes[1],
-		MaxPrefixes:      policy.MaxPrefixes,
+		MaxPrefixes:      int(f.tbl.m.Prefix4.MaxEntries()),
 		Services:         len(f.services),
 		RulesPerPrefix:   policy.MaxRangesPerPrefix,
 		Generation:       f.tbl.generation,
@@ -374,7 +376,7 @@ func (f *Firewall) ServiceForPort(port uint16, proto intercept.Protocol) (string
 	if e == nil {
 		return "", false
 	}
-	return e.serviceID, true
+	return e.owner, true
 }
 
 func protoNumber(p intercept.Protocol) (uint8, bool) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/zfw-go/zfw/internal/policy"
 )
 
 // Defaults for Options.
@@ -37,6 +39,12 @@ type Options struct {
 	Mark         uint32
 	RouteTable   int
 	RulePriority int
+	// MaxRules and MaxPrefixes size the rule maps: range_map (and the
+	// maps keyed by rule) and, per family, zt_tproxy_map. Zero means the
+	// C zfw's sizes, 250,000 and 100,000. range_map is an array: its
+	// memory is taken up front (about 40 bytes a rule). An adopted
+	// dataplane keeps the sizes it was made with.
+	MaxRules, MaxPrefixes int
 	// LegacyTC attaches with a clsact filter even where the kernel has
 	// TCX (kernels before 6.6 fall back to it by themselves).
 	LegacyTC bool
@@ -100,6 +108,15 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("options: interfaces[%d]: %s listed twice", i, ifc.Name)
 		}
 		seen[ifc.Name] = true
+	}
+	if o.MaxRules == 0 {
+		o.MaxRules = policy.MaxRules
+	}
+	if o.MaxPrefixes == 0 {
+		o.MaxPrefixes = policy.MaxPrefixes
+	}
+	if o.MaxRules < 0 || o.MaxPrefixes < 0 || o.MaxRules > 1<<24 || o.MaxPrefixes > 1<<24 {
+		return o, fmt.Errorf("options: MaxRules and MaxPrefixes must be between 1 and %d", 1<<24)
 	}
 	if o.RouteTable < 0 || o.RulePriority < 0 {
 		return o, errors.New("options: RouteTable and RulePriority must not be negative")

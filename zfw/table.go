@@ -24,9 +24,25 @@ type extKey struct {
 	proto uint8
 }
 
+// extEntry tracks the services whose rules steer to one listener port.
+// tproxy_extension_map shows one of them, the owner: the first to claim
+// the port, or when it leaves, the smallest id among the rest.
 type extEntry struct {
-	serviceID string
-	refs      int
+	owner   string
+	holders map[string]int // service id -> rules
+}
+
+func (e *extEntry) nextOwner() string {
+	if e.holders[e.owner] > 0 {
+		return e.owner
+	}
+	next := ""
+	for id, n := range e.holders {
+		if n > 0 && (next == "" || id < next) {
+			next = id
+		}
+	}
+	return next
 }
 
 // table is the control plane's authoritative copy of what the maps hold,
@@ -112,8 +128,7 @@ type plan struct {
 	blocks   map[policy.PrefixKey][]uint32 // new id order per affected key; empty = key goes
 	lens     map[policy.LensKey][]uint8    // new length lists that differ
 	prefixes [2]int
-	extAdd   map[extKey]string // (port, proto) entries to create
-	extDrop  []extKey          // entries whose last rule goes
+	ext      map[extKey]*extEntry // new state of the listener ports touched
 }
 
 // assign gives new rules their ids and insertion order.
@@ -136,7 +151,6 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 		blocks:   make(map[policy.PrefixKey][]uint32),
 		lens:     make(map[policy.LensKey][]uint8),
 		prefixes: t.prefixes,
-		extAdd:   make(map[extKey]string),
 	}
 	removed := make(map[uint32]bool, len(remove))
 	for _, id := range remove {
@@ -156,8 +170,8 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 		added[r.ID] = r
 		affected[policy.KeyOf(r)] = true
 	}
-	if n := len(t.rules) - len(remove) + len(add); n > policy.MaxRules {
-		return nil, &LimitError{Limit: "range_map", Max: policy.MaxRules, Have: n}
+	if n, limit := len(t.rules)-len(remove)+len(add), int(t.m.Ranges.MaxEntries()); n > limit {
+		return nil, &LimitError{Limit: "range_map", Max: limit, Have: n}
 	}
 
 	byKey := make(map[policy.PrefixKey][]*policy.Rule)
@@ -214,12 +228,12 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 		}
 	}
 	for fam, n := range p.prefixes {
-		if n > policy.MaxPrefixes {
-			name := "zt_tproxy_map"
-			if fam == 1 {
-				name = "zt_tproxy6_map"
-			}
-			return nil, &LimitError{Limit: name, Max: policy.MaxPrefixes, Have: n}
+		name, m := "zt_tproxy_map", t.m.Prefix4
+		if fam == 1 {
+			name, m = "zt_tproxy6_map", t.m.Prefix6
+		}
+		if limit := int(m.MaxEntries()); n > limit {
+			return nil, &LimitError{Limit: name, Max: limit, Have: n}
 		}
 	}
 	if len(lensDelta) > 0 {
@@ -246,36 +260,7 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 		}
 	}
 
-	// tproxy_extension_map: one service per (listener port, protocol).
-	drops := make(map[extKey]int)
-	for _, id := range remove {
-		if r := t.rules[id]; r != nil && r.ServiceID != "" && r.Action == policy.ActionTProxy {
-			drops[extKey{r.TProxyPort, r.Proto}]++
-		}
-	}
-	for _, r := range add {
-		if r.ServiceID == "" || r.Action != policy.ActionTProxy {
-			continue
-		}
-		k := extKey{r.TProxyPort, r.Proto}
-		if e := t.ext[k]; e != nil && e.refs > drops[k] && e.serviceID != r.ServiceID {
-			return nil, fmt.Errorf("tproxy port %d/%s already belongs to service %q: %w",
-				r.TProxyPort, protoName(r.Proto), e.serviceID, ErrConflict)
-		}
-		if owner, ok := p.extAdd[k]; ok && owner != r.ServiceID {
-			return nil, fmt.Errorf("tproxy port %d/%s claimed by services %q and %q: %w",
-				r.TProxyPort, protoName(r.Proto), owner, r.ServiceID, ErrConflict)
-		}
-		if e := t.ext[k]; e == nil || e.refs <= drops[k] {
-			p.extAdd[k] = r.ServiceID
-		}
-		drops[k]-- // the new rule holds a reference
-	}
-	for k, n := range drops {
-		if e := t.ext[k]; e != nil && n >= e.refs {
-			p.extDrop = append(p.extDrop, k)
-		}
-	}
+	p.ext = t.planExt(add, remove)
 	return p, nil
 }
 
@@ -310,19 +295,24 @@ func (t *table) apply(p *plan) (err error) {
 			}
 		}
 	}
-	for k, id := range p.extAdd {
-		key := wire.TProxyExtKey(k.port, k.proto)
-		v := wire.ServiceID(id)
-		old, existed := t.ext[k]
-		var oldV bpfobj.ZfwServiceId
-		if existed {
-			oldV = wire.ServiceID(old.serviceID)
+	for k, e := range p.ext {
+		if e.owner == "" {
+			continue // removed below, after the rules that use it
 		}
-		if err := put(&u, t.m.TProxyExt, "tproxy_extension_map", key, &v, &oldV, existed); err != nil {
+		key := wire.TProxyExtKey(k.port, k.proto)
+		v := wire.ServiceID(e.owner)
+		old := t.ext[k]
+		if old != nil && old.owner == e.owner {
+			continue
+		}
+		var oldV bpfobj.ZfwServiceId
+		if old != nil {
+			oldV = wire.ServiceID(old.owner)
+		}
+		if err := put(&u, t.m.TProxyExt, "tproxy_extension_map", key, &v, &oldV, old != nil); err != nil {
 			return err
 		}
 	}
-
 	rule := func(id uint32) *policy.Rule {
 		if r := t.rules[id]; r != nil {
 			return r
@@ -384,13 +374,12 @@ func (t *table) apply(p *plan) (err error) {
 			}
 		}
 	}
-	for _, k := range p.extDrop {
-		if _, readd := p.extAdd[k]; readd {
-			continue
-		}
-		v := wire.ServiceID(t.ext[k].serviceID)
-		if err := del(&u, t.m.TProxyExt, "tproxy_extension_map", wire.TProxyExtKey(k.port, k.proto), &v); err != nil {
-			return err
+	for k, e := range p.ext {
+		if old := t.ext[k]; e.owner == "" && old != nil {
+			v := wire.ServiceID(old.owner)
+			if err := del(&u, t.m.TProxyExt, "tproxy_extension_map", wire.TProxyExtKey(k.port, k.proto), &v); err != nil {
+				return err
+			}
 		}
 	}
 	// Commit: cached verdicts of the old rules are void from here on.
@@ -418,31 +407,60 @@ func (t *table) apply(p *plan) (err error) {
 	}
 	t.prefixes = p.prefixes
 	for _, id := range p.remove {
-		if r := t.rules[id]; r != nil {
-			if r.ServiceID != "" && r.Action == policy.ActionTProxy {
-				k := extKey{r.TProxyPort, r.Proto}
-				if e := t.ext[k]; e != nil {
-					if e.refs--; e.refs <= 0 {
-						delete(t.ext, k)
-					}
-				}
-			}
-			delete(t.rules, id)
-		}
+		delete(t.rules, id)
 	}
 	for _, r := range p.add {
 		t.rules[r.ID] = r
-		if r.ServiceID != "" && r.Action == policy.ActionTProxy {
-			k := extKey{r.TProxyPort, r.Proto}
-			e := t.ext[k]
-			if e == nil {
-				e = &extEntry{serviceID: r.ServiceID}
-				t.ext[k] = e
-			}
-			e.refs++
+	}
+	for k, e := range p.ext {
+		if e.owner == "" {
+			delete(t.ext, k)
+		} else {
+			t.ext[k] = e
 		}
 	}
 	return nil
+}
+
+// steersToPort reports whether r claims a listener port for a service.
+func steersToPort(r *policy.Rule) bool {
+	return r.ServiceID != "" && r.Action == policy.ActionTProxy
+}
+
+// planExt works out the new owner of every listener port a change
+// touches; an empty owner means the port's last rule goes.
+func (t *table) planExt(add []*policy.Rule, remove []uint32) map[extKey]*extEntry {
+	out := make(map[extKey]*extEntry)
+	entry := func(k extKey) *extEntry {
+		if e := out[k]; e != nil {
+			return e
+		}
+		e := &extEntry{holders: make(map[string]int)}
+		if old := t.ext[k]; old != nil {
+			e.owner = old.owner
+			maps.Copy(e.holders, old.holders)
+		}
+		out[k] = e
+		return e
+	}
+	for _, id := range remove {
+		if r := t.rules[id]; r != nil && steersToPort(r) {
+			e := entry(extKey{r.TProxyPort, r.Proto})
+			if e.holders[r.ServiceID]--; e.holders[r.ServiceID] <= 0 {
+				delete(e.holders, r.ServiceID)
+			}
+		}
+	}
+	for _, r := range add {
+		if steersToPort(r) {
+			e := entry(extKey{r.TProxyPort, r.Proto})
+			e.holders[r.ServiceID]++
+		}
+	}
+	for _, e := range out {
+		e.owner = e.nextOwner()
+	}
+	return out
 }
 
 func (t *table) putPrefix(u *undoLog, k policy.PrefixKey, b *block) error {

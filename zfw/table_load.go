@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/zfw-go/zfw/internal/bpfobj"
 	"github.com/zfw-go/zfw/internal/policy"
 	"github.com/zfw-go/zfw/internal/wire"
@@ -30,17 +32,32 @@ func (t *table) load() error {
 		t.rules[id] = &r
 		t.nextID = max(t.nextID, id+1)
 		t.nextSeq = max(t.nextSeq, r.Seq+1)
-		if r.ServiceID != "" && r.Action == policy.ActionTProxy {
+		if steersToPort(&r) {
 			k := extKey{r.TProxyPort, r.Proto}
-			if e := t.ext[k]; e != nil {
-				e.refs++
-			} else {
-				t.ext[k] = &extEntry{serviceID: r.ServiceID, refs: 1}
+			e := t.ext[k]
+			if e == nil {
+				e = &extEntry{holders: make(map[string]int)}
+				t.ext[k] = e
 			}
+			e.holders[r.ServiceID]++
 		}
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("rule_store_map: iterate: %w", err)
+	}
+	for k, e := range t.ext {
+		var v bpfobj.ZfwServiceId
+		if err := t.m.TProxyExt.Lookup(wire.TProxyExtKey(k.port, k.proto), &v); err == nil {
+			e.owner = wire.ServiceIDFrom(&v)
+		}
+		if owner := e.nextOwner(); owner != e.owner {
+			// Missing or stale entry: write the right one.
+			v := wire.ServiceID(owner)
+			if err := t.m.TProxyExt.Update(wire.TProxyExtKey(k.port, k.proto), &v, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("tproxy_extension_map: update: %w", err)
+			}
+			e.owner = owner
+		}
 	}
 
 	var repair []policy.PrefixKey

@@ -16,7 +16,7 @@ import (
 
 func memTable(t *testing.T) (*table, *zmaps.Set) {
 	t.Helper()
-	set, err := zmaps.NewMemorySet()
+	set, err := zmaps.NewMemorySet(0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,8 @@ type Config struct {
 	Mark         uint32
 	Table        int
 	RulePriority int
+	// MaxRules and MaxPrefixes size the rule maps (see Capacities).
+	MaxRules, MaxPrefixes uint32
 	// LegacyTC attaches with clsact filters even where TCX exists.
 	LegacyTC bool
 	Logger   logrus.FieldLogger
@@ -88,6 +90,9 @@ func (d *Dataplane) open() error {
 			continue // .rodata and friends belong to the program
 		}
 		ms.Pinning = ebpf.PinByName
+	}
+	if err := maps.Size(spec, d.cfg.MaxRules, d.cfg.MaxPrefixes); err != nil {
+		return err
 	}
 
 	_, statErr := os.Stat(pin)

@@ -67,12 +67,34 @@ func FromObjects(m *bpfobj.ZfwMaps) *Set {
 	}
 }
 
+// Size sets the capacities of the rule maps in spec: maxRules for
+// range_map and the maps keyed by rule, maxPrefixes for each family's
+// prefix map. Zero keeps the compiled size.
+func Size(spec *ebpf.CollectionSpec, maxRules, maxPrefixes uint32) error {
+	for name, n := range map[string]uint32{
+		"range_map": maxRules, "rule_store_map": maxRules, "if_list_extension_map": maxRules,
+		"tproxy_extension_map": maxRules, "zt_tproxy_map": maxPrefixes, "zt_tproxy6_map": maxPrefixes,
+	} {
+		ms := spec.Maps[name]
+		if ms == nil {
+			return fmt.Errorf("object has no map %s", name)
+		}
+		if n > 0 {
+			ms.MaxEntries = n
+		}
+	}
+	return nil
+}
+
 // NewMemorySet builds in-memory maps shaped like the compiled object's:
-// same types, key and value sizes, and capacities.
-func NewMemorySet() (*Set, error) {
+// same types, key and value sizes, and capacities (resized as Size does).
+func NewMemorySet(maxRules, maxPrefixes uint32) (*Set, error) {
 	spec, err := bpfobj.LoadZfw()
 	if err != nil {
 		return nil, fmt.Errorf("load object spec: %w", err)
+	}
+	if err := Size(spec, maxRules, maxPrefixes); err != nil {
+		return nil, err
 	}
 	mk := func(name string) Map {
 		ms := spec.Maps[name]

@@ -52,9 +52,11 @@ const (
 	// MaxRangesPerPrefix is how many rules may share one
 	// (family, protocol, destination prefix).
 	MaxRangesPerPrefix = 128
-	// MaxRules is the capacity of range_map: rules of both families.
+	// MaxRules is the default capacity of range_map: rules of both
+	// families (zfw.Options.MaxRules changes it).
 	MaxRules = 250000
-	// MaxPrefixes is the capacity of zt_tproxy_map and of zt_tproxy6_map:
+	// MaxPrefixes is the default capacity of zt_tproxy_map and of
+	// zt_tproxy6_map (zfw.Options.MaxPrefixes changes it):
 	// distinct (protocol, destination prefix) pairs per family.
 	MaxPrefixes = 100000
 )

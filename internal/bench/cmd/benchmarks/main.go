@@ -21,6 +21,7 @@ import (
 
 	"github.com/zfw-go/zfw/internal/bench"
 	"github.com/zfw-go/zfw/internal/packet"
+	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/zfw"
 )
 
@@ -28,10 +29,29 @@ func main() {
 	out := flag.String("o", "BENCHMARKS.md", "file to write")
 	rounds := flag.Int("rounds", 7, "rounds per measurement")
 	flag.Parse()
-	if err := run(*out, *rounds); err != nil {
+	if os.Geteuid() != 0 {
+		log.Fatal("benchmarks: needs root (BPF test runs, a network namespace)")
+	}
+	// Everything runs in a namespace of its own: the dataplane attaches
+	// to that namespace's lo and installs its routing there.
+	ns, err := testenv.NewNamespace(fmt.Sprintf("zfwbench-%d", os.Getpid()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = ns.Do(func() error { return run(*out, *rounds) })
+	if cerr := ns.Close(); cerr != nil {
+		log.Print(cerr)
+	}
+	if err != nil {
 		log.Fatal(err)
 	}
 }
+
+// Map sizes for the largest run: each intercept is TCP and UDP.
+const (
+	benchMaxRules    = 600000
+	benchMaxPrefixes = 300000
+)
 
 type row struct {
 	path   string
@@ -68,7 +88,7 @@ func run(out string, rounds int) error {
 	var reg10k, sync10k time.Duration
 	for _, n := range counts {
 		pin := fmt.Sprintf("/sys/fs/bpf/zfw-bench-%d", rand.Uint32())
-		fw, err := zfw.New(zfw.Options{PinPath: pin, Interfaces: []zfw.Interface{{Name: "lo"}}})
+		fw, err := zfw.New(zfw.Options{PinPath: pin, Interfaces: []zfw.Interface{{Name: "lo"}}, MaxRules: benchMaxRules, MaxPrefixes: benchMaxPrefixes})
 		if err != nil {
 			return err
 		}
