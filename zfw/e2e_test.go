@@ -384,7 +384,9 @@ func echoUDP(t *testing.T, ns *testenv.Namespace, addr string) *tproxy.UDPListen
 					if err != nil {
 						return
 					}
-					fmt.Fprintf(s, "%s %s %s", buf[:n], s.OriginalDst(), s.ClientAddr())
+					if _, err := fmt.Fprintf(s, "%s %s %s", buf[:n], s.OriginalDst(), s.ClientAddr()); err != nil {
+						t.Logf("udp echo: %v", err)
+					}
 				}
 			}()
 		}
