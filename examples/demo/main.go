@@ -112,16 +112,16 @@ func run(ctx context.Context) error {
 	svcs := []intercept.Intercept{
 		{
 			ServiceID: "demo-tcp", ServiceName: "echo over tcp",
-			Protocols: []intercept.Protocol{intercept.TCP},
-			Addresses: []netip.Prefix{netip.MustParsePrefix(tcpService)},
-			Ports:     []intercept.PortRange{{Low: tcpPort, High: tcpPort}},
+			Protocols:  []intercept.Protocol{intercept.TCP},
+			Addresses:  []netip.Prefix{netip.MustParsePrefix(tcpService)},
+			Ports:      []intercept.PortRange{{Low: tcpPort, High: tcpPort}},
 			TProxyPort: tcp.Port(),
 		},
 		{
 			ServiceID: "demo-udp6", ServiceName: "echo over udp, ipv6",
-			Protocols: []intercept.Protocol{intercept.UDP},
-			Addresses: []netip.Prefix{netip.MustParsePrefix(udpService)},
-			Ports:     []intercept.PortRange{{Low: udpPort, High: udpPort}},
+			Protocols:  []intercept.Protocol{intercept.UDP},
+			Addresses:  []netip.Prefix{netip.MustParsePrefix(udpService)},
+			Ports:      []intercept.PortRange{{Low: udpPort, High: udpPort}},
 			TProxyPort: udp.Port(),
 		},
 	}
