@@ -52,7 +52,8 @@ type table struct {
 	rules      map[uint32]*policy.Rule
 	blocks     map[policy.PrefixKey]*block
 	lens       map[policy.LensKey][]uint8
-	prefixes   [2]int // keys per family: [0] v4, [1] v6
+	lenCount   map[policy.LensKey]map[uint8]int // keys per prefix length
+	prefixes   [2]int                           // keys per family: [0] v4, [1] v6
 	ext        map[extKey]*extEntry
 	slots      *slots
 	nextID     uint32
@@ -63,15 +64,16 @@ type table struct {
 
 func newTable(m *zmaps.Set, mark uint32) *table {
 	return &table{
-		m:       m,
-		rules:   make(map[uint32]*policy.Rule),
-		blocks:  make(map[policy.PrefixKey]*block),
-		lens:    make(map[policy.LensKey][]uint8),
-		ext:     make(map[extKey]*extEntry),
-		slots:   newSlots(m.Ranges.MaxEntries()),
-		nextID:  1,
-		nextSeq: 1,
-		mark:    mark,
+		m:        m,
+		rules:    make(map[uint32]*policy.Rule),
+		blocks:   make(map[policy.PrefixKey]*block),
+		lens:     make(map[policy.LensKey][]uint8),
+		lenCount: make(map[policy.LensKey]map[uint8]int),
+		ext:      make(map[extKey]*extEntry),
+		slots:    newSlots(m.Ranges.MaxEntries()),
+		nextID:   1,
+		nextSeq:  1,
+		mark:     mark,
 	}
 }
 
@@ -202,7 +204,14 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 		k := policy.KeyOf(r)
 		byKey[k] = append(byKey[k], r)
 	}
-	lensDelta := make(map[policy.LensKey]bool)
+	lensDelta := make(map[policy.LensKey]map[uint8]int)
+	bump := func(k policy.PrefixKey, d int) {
+		lk := policy.LensKeyOf(k)
+		if lensDelta[lk] == nil {
+			lensDelta[lk] = make(map[uint8]int)
+		}
+		lensDelta[lk][uint8(k.Prefix.Bits())] += d
+	}
 	for k, list := range byKey {
 		if len(list) > policy.MaxRangesPerPrefix {
 			return nil, &LimitError{
@@ -221,10 +230,10 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 		switch {
 		case had && len(ids) == 0:
 			p.prefixes[fam]--
-			lensDelta[policy.LensKeyOf(k)] = true
+			bump(k, -1)
 		case !had && len(ids) > 0:
 			p.prefixes[fam]++
-			lensDelta[policy.LensKeyOf(k)] = true
+			bump(k, +1)
 		}
 	}
 	for fam, n := range p.prefixes {
@@ -236,27 +245,25 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 			return nil, &LimitError{Limit: name, Max: limit, Have: n}
 		}
 	}
-	if len(lensDelta) > 0 {
-		// Recompute the length lists that may have changed from the
-		// keys that will exist afterwards.
-		var keys []policy.PrefixKey
-		for k := range t.blocks {
-			if lensDelta[policy.LensKeyOf(k)] {
-				if ids, ok := p.blocks[k]; !ok || len(ids) > 0 {
-					keys = append(keys, k)
-				}
+	// Length lists change only where a key comes or goes; work them out
+	// from the per-length key counts.
+	for lk, delta := range lensDelta {
+		counts := maps.Clone(t.lenCount[lk])
+		if counts == nil {
+			counts = make(map[uint8]int)
+		}
+		for l, d := range delta {
+			counts[l] += d
+		}
+		var lens []uint8
+		for l, n := range counts {
+			if n > 0 {
+				lens = append(lens, l)
 			}
 		}
-		for k, ids := range p.blocks {
-			if _, had := t.blocks[k]; !had && len(ids) > 0 && lensDelta[policy.LensKeyOf(k)] {
-				keys = append(keys, k)
-			}
-		}
-		newLens := policy.Lengths(keys)
-		for lk := range lensDelta {
-			if !slices.Equal(newLens[lk], t.lens[lk]) {
-				p.lens[lk] = newLens[lk]
-			}
+		slices.SortFunc(lens, func(a, b uint8) int { return int(b) - int(a) })
+		if !slices.Equal(lens, t.lens[lk]) {
+			p.lens[lk] = lens
 		}
 	}
 
@@ -391,12 +398,19 @@ func (t *table) apply(p *plan) (err error) {
 	// The maps now hold the plan; make the in-memory copy match.
 	t.generation++
 	for k, ids := range p.blocks {
-		if old := t.blocks[k]; old != nil {
+		old := t.blocks[k]
+		if old != nil {
 			t.slots.retire(old.start, old.count)
 			delete(t.blocks, k)
 		}
 		if len(ids) > 0 {
 			t.blocks[k] = newBlocks[k]
+		}
+		switch {
+		case old == nil && len(ids) > 0:
+			t.countLen(k, +1)
+		case old != nil && len(ids) == 0:
+			t.countLen(k, -1)
 		}
 	}
 	maps.Copy(t.lens, p.lens)
@@ -420,6 +434,18 @@ func (t *table) apply(p *plan) (err error) {
 		}
 	}
 	return nil
+}
+
+// countLen keeps lenCount in step with the keys in blocks.
+func (t *table) countLen(k policy.PrefixKey, d int) {
+	lk := policy.LensKeyOf(k)
+	if t.lenCount[lk] == nil {
+		t.lenCount[lk] = make(map[uint8]int)
+	}
+	l := uint8(k.Prefix.Bits())
+	if t.lenCount[lk][l] += d; t.lenCount[lk][l] <= 0 {
+		delete(t.lenCount[lk], l)
+	}
 }
 
 // steersToPort reports whether r claims a listener port for a service.

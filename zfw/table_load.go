@@ -76,6 +76,7 @@ func (t *table) load() error {
 		}
 		t.blocks[k] = b
 		t.prefixes[famIndex(k)]++
+		t.countLen(k, +1)
 		return nil
 	}
 	var (
