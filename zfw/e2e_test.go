@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -456,5 +457,41 @@ func TestEndToEndUDP(t *testing.T) {
 	}
 	if got, err := udpAsk(topo.Client, "10.94.0.3:5353", "late"); err == nil {
 		t.Errorf("datagram steered after Unregister: %q", got)
+	}
+}
+
+func TestNewFailsCleanly(t *testing.T) {
+	ns := testenv.NewTestNamespace(t, "new")
+	cases := []struct {
+		name string
+		opts zfw.Options
+		says string
+	}{
+		{"missing interface", zfw.Options{Interfaces: []zfw.Interface{{Name: "nosuch0"}}}, "nosuch0"},
+		{"pin folder off bpffs", zfw.Options{PinPath: t.TempDir() + "/zfw"}, "not on a bpf filesystem"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.opts.PinPath == "" {
+				tc.opts.PinPath = pinPath()
+			}
+			err := ns.Do(func() error {
+				fw, err := zfw.New(tc.opts)
+				if err == nil {
+					fw.Close()
+				}
+				return err
+			})
+			if err == nil || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("New = %v, want an error saying %q", err, tc.says)
+			}
+			if _, serr := os.Stat(tc.opts.PinPath); !os.IsNotExist(serr) {
+				t.Errorf("pin folder %s left behind (%v)", tc.opts.PinPath, serr)
+			}
+			out, _ := ns.Exec(context.Background(), "ip", "rule", "show")
+			if strings.Contains(string(out), "fwmark") {
+				t.Errorf("policy routing left behind:\n%s", out)
+			}
+		})
 	}
 }
