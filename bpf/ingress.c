@@ -604,6 +604,24 @@ static __always_inline int drop(const struct packet *pkt, __u32 ifindex, __u32 i
 	return TC_ACT_SHOT;
 }
 
+/* opens_connection: a TCP SYN without ACK, the first packet of a flow. */
+static __always_inline bool opens_connection(const struct packet *pkt)
+{
+	return pkt->proto == IPPROTO_TCP &&
+	       (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+}
+
+/*
+ * record_verdict leaves the decision in skb->cb, the scratch space TC
+ * programs own (the IP layer clears it before use): tests read it back
+ * from BPF_PROG_TEST_RUN's context, at the cost of two stores.
+ */
+static __always_inline void record_verdict(struct __sk_buff *skb, const struct verdict *v)
+{
+	skb->cb[0] = v->rule_id;
+	skb->cb[1] = (__u32)v->action | ((__u32)v->tproxy_port << 16);
+}
+
 /* ---- steering ------------------------------------------------------ */
 
 /*
@@ -621,8 +639,7 @@ static __always_inline int steer(struct __sk_buff *skb, const struct packet *pkt
 	long err;
 
 	skb->mark = mark;
-	if (pkt->proto == IPPROTO_TCP &&
-	    (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN) {
+	if (pkt->proto == IPPROTO_TCP && !opens_connection(pkt)) {
 		count(ZFW_STAT_TPROXY);
 		return TC_ACT_OK;
 	}
@@ -667,7 +684,7 @@ static __always_inline int steer(struct __sk_buff *skb, const struct packet *pkt
 static __always_inline bool keeps_steering(const struct packet *pkt, const struct match_value *mv)
 {
 	return mv->action == ZFW_ACTION_TPROXY && pkt->proto == IPPROTO_TCP &&
-	       (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN;
+	       !opens_connection(pkt);
 }
 
 /* ---- entry --------------------------------------------------------- */
@@ -682,7 +699,7 @@ int zfw_ingress(struct __sk_buff *skb)
 	struct scan_ctx c = {};
 	struct match_key k4 = {};
 	struct match6_key k6 = {};
-	struct match_value *cached, mv = {};
+	struct match_value *cached = NULL, mv = {};
 	struct verdict v = {};
 	__u32 flags;
 	int kind;
@@ -717,16 +734,28 @@ int zfw_ingress(struct __sk_buff *skb)
 		 */
 		count(ZFW_STAT_FRAGMENT);
 		policy_lookup(&pkt, ifindex, flags, true, &c);
-		if (!c.any_block && (c.full_pass || !(flags & ZFW_IFACE_DEFAULT_DENY)))
+		if (!c.any_block && (c.full_pass || !(flags & ZFW_IFACE_DEFAULT_DENY))) {
+			v.action = ZFW_ACTION_PASS;
+			record_verdict(skb, &v);
 			return TC_ACT_OK;
+		}
+		v.action = ZFW_ACTION_DENY;
+		record_verdict(skb, &v);
 		return drop(&pkt, ifindex, flags, ZFW_REASON_FRAGMENT, NULL);
 	}
 
-	match_keys(&pkt, ifindex, &k4, &k6);
-	if (pkt.family == 4)
-		cached = bpf_map_lookup_elem(&matched_map, &k4);
-	else
-		cached = bpf_map_lookup_elem(&matched6_map, &k6);
+	/*
+	 * Only steered TCP connections are remembered in matched_map: their
+	 * later segments skip the rule tables and keep their socket across
+	 * rule changes. Any other verdict costs less to recompute than a
+	 * cache insert (measured: an LRU insert is most of a new flow).
+	 */
+	if (pkt.proto == IPPROTO_TCP) {
+		match_keys(&pkt, ifindex, &k4, &k6);
+		if (!opens_connection(&pkt))
+			cached = pkt.family == 4 ? bpf_map_lookup_elem(&matched_map, &k4)
+						 : bpf_map_lookup_elem(&matched6_map, &k6);
+	}
 	if (cached && (cached->generation == cfg->generation || keeps_steering(&pkt, cached))) {
 		count(ZFW_STAT_CACHE_HIT);
 		v.action = cached->action;
@@ -741,15 +770,18 @@ int zfw_ingress(struct __sk_buff *skb)
 			count(ZFW_STAT_NO_MATCH);
 			v.action = (flags & ZFW_IFACE_DEFAULT_DENY) ? ZFW_ACTION_DENY : ZFW_ACTION_PASS;
 		}
-		mv.generation = cfg->generation;
-		mv.rule_id = v.rule_id;
-		mv.action = v.action;
-		mv.tproxy_port = v.tproxy_port;
-		if (pkt.family == 4)
-			bpf_map_update_elem(&matched_map, &k4, &mv, BPF_ANY);
-		else
-			bpf_map_update_elem(&matched6_map, &k6, &mv, BPF_ANY);
+		if (pkt.proto == IPPROTO_TCP && v.action == ZFW_ACTION_TPROXY) {
+			mv.generation = cfg->generation;
+			mv.rule_id = v.rule_id;
+			mv.action = v.action;
+			mv.tproxy_port = v.tproxy_port;
+			if (pkt.family == 4)
+				bpf_map_update_elem(&matched_map, &k4, &mv, BPF_ANY);
+			else
+				bpf_map_update_elem(&matched6_map, &k6, &mv, BPF_ANY);
+		}
 	}
+	record_verdict(skb, &v);
 
 	switch (v.action) {
 	case ZFW_ACTION_TPROXY:

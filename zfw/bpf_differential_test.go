@@ -145,11 +145,15 @@ func TestProgramMatchesReferenceModel(t *testing.T) {
 			})
 			res := h.run(spec, ifindex)
 			got := res.decision()
-			if fragment && res.cached != nil {
-				t.Errorf("seed %d packet %d: fragment verdict cached", seed, i)
+			wantCached := !fragment && spec.Proto == packet.TCP && want.Action == policy.ActionTProxy
+			if (res.cached != nil) != wantCached {
+				t.Errorf("seed %d packet %d: cached %v, want %v", seed, i, res.cached != nil, wantCached)
 			}
-			if !fragment && res.cached == nil {
-				t.Errorf("seed %d packet %d: no verdict cached (code %d)", seed, i, res.code)
+			if want.Action == policy.ActionTProxy && !fragment && res.mark != DefaultMark {
+				t.Errorf("seed %d packet %d: steered without the mark", seed, i)
+			}
+			if (want.Action == policy.ActionDeny) != (res.code == tcShot) && want.Action != policy.ActionTProxy {
+				t.Errorf("seed %d packet %d: code %d for %v", seed, i, res.code, want.Action)
 			}
 			if got != want {
 				mismatches++

@@ -30,7 +30,7 @@ const (
 // skbLayout holds the offsets of the __sk_buff fields the tests set and
 // read, taken from the kernel's BTF rather than written down by hand.
 type skbLayout struct {
-	size, mark, ifindex uint32
+	size, mark, ifindex, cb uint32
 }
 
 var (
@@ -58,10 +58,12 @@ func kernelSkbLayout() (skbLayout, error) {
 				skb.mark = m.Offset.Bytes()
 			case "ifindex":
 				skb.ifindex = m.Offset.Bytes()
+			case "cb":
+				skb.cb = m.Offset.Bytes()
 			}
 		}
-		if skb.mark == 0 || skb.ifindex == 0 {
-			skbErr = errors.New("__sk_buff: mark or ifindex not found in BTF")
+		if skb.mark == 0 || skb.ifindex == 0 || skb.cb == 0 {
+			skbErr = errors.New("__sk_buff: mark, ifindex or cb not found in BTF")
 		}
 	})
 	return skb, skbErr
@@ -153,6 +155,7 @@ func (h *harness) add(r Rule) uint32 {
 type result struct {
 	code   uint32
 	mark   uint32
+	cb     [2]uint32             // the decision the program recorded
 	cached *bpfobj.ZfwMatchValue // matched_map entry, if one was written
 }
 
@@ -171,7 +174,9 @@ func (h *harness) runFrame(frame []byte, spec packet.Spec, ifindex int) result {
 		h.t.Fatalf("prog run (%d-byte frame): %v", len(frame), err)
 	}
 	res := result{code: code, mark: binary.NativeEndian.Uint32(out[h.skb.mark:])}
-	if spec.Src.IsValid() && (spec.Proto == packet.TCP || spec.Proto == packet.UDP) {
+	res.cb[0] = binary.NativeEndian.Uint32(out[h.skb.cb:])
+	res.cb[1] = binary.NativeEndian.Uint32(out[h.skb.cb+4:])
+	if spec.Src.IsValid() && spec.Proto == packet.TCP {
 		if v, ok := h.cached(spec, ifindex); ok {
 			res.cached = &v
 		}
@@ -215,13 +220,7 @@ func (h *harness) stats() Stats {
 	return s
 }
 
-// decision maps a run to the reference model's terms.
+// decision is the verdict the program recorded in skb->cb.
 func (r result) decision() policy.Decision {
-	if r.cached != nil {
-		return policy.Decision{Action: policy.Action(r.cached.Action), RuleID: r.cached.RuleId, TProxyPort: r.cached.TproxyPort}
-	}
-	if r.code == tcShot {
-		return policy.Decision{Action: policy.ActionDeny}
-	}
-	return policy.Decision{Action: policy.ActionPass}
+	return policy.Decision{Action: policy.Action(r.cb[1] & 0xff), RuleID: r.cb[0], TProxyPort: uint16(r.cb[1] >> 16)}
 }
