@@ -51,6 +51,20 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZFW_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, struct iface_addrs4);
+} ifindex_ip_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZFW_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, struct iface_addrs6);
+} ifindex_ip6_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, ZFW_MAX_PREFIXES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct prefix_key);
@@ -162,7 +176,8 @@ struct packet {
 	__u8 family; /* 4 or 6 */
 	__u8 proto;
 	__u8 tcp_flags;
-	__u8 pad;
+	__u8 icmp_type; /* ICMP and ICMPv6 */
+	__be16 ethertype;
 };
 
 struct vlan_tag {
@@ -220,6 +235,20 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *pkt,
 	return fragment ? PARSE_FRAGMENT : PARSE_TUPLE;
 }
 
+/* peek_icmp_type reads the type of an ICMP or ICMPv6 header at off. */
+static __always_inline void peek_icmp_type(struct __sk_buff *skb, struct packet *pkt, __u32 off)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u8 *t;
+
+	if (off > MAX_L4_OFFSET)
+		return;
+	t = data + off;
+	if ((void *)(t + 1) <= data_end)
+		pkt->icmp_type = *t;
+}
+
 static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *pkt, __u32 off)
 {
 	void *data = (void *)(long)skb->data;
@@ -242,10 +271,13 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *pkt,
 	pkt->saddr[0] = ip->saddr;
 	pkt->daddr[0] = ip->daddr;
 
-	if (pkt->proto != IPPROTO_TCP && pkt->proto != IPPROTO_UDP)
-		return PARSE_OTHER;
-
 	frag = bpf_ntohs(ip->frag_off);
+	if (pkt->proto != IPPROTO_TCP && pkt->proto != IPPROTO_UDP) {
+		if (pkt->proto == IPPROTO_ICMP && !(frag & IP_OFFSET))
+			peek_icmp_type(skb, pkt, off + hlen);
+		return PARSE_OTHER;
+	}
+
 	if (frag & IP_OFFSET)
 		return PARSE_FRAGMENT; /* no L4 header in this packet */
 	return parse_l4(skb, pkt, off + hlen, tot - hlen, frag & IP_MF);
@@ -315,8 +347,11 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *pkt,
 		return PARSE_MALFORMED; /* chain longer than we walk */
 
 	pkt->proto = next;
-	if (next != IPPROTO_TCP && next != IPPROTO_UDP)
+	if (next != IPPROTO_TCP && next != IPPROTO_UDP) {
+		if (next == IPPROTO_ICMPV6 && !fragment)
+			peek_icmp_type(skb, pkt, off);
 		return PARSE_OTHER;
+	}
 	if (off > end)
 		return PARSE_MALFORMED;
 	return parse_l4(skb, pkt, off, end - off, fragment);
@@ -348,6 +383,7 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *pk
 		off += sizeof(*tag);
 	}
 
+	pkt->ethertype = proto;
 	if (proto == bpf_htons(ETH_P_IP))
 		return parse_ipv4(skb, pkt, off);
 	if (proto == bpf_htons(ETH_P_IPV6))
@@ -687,6 +723,90 @@ static __always_inline bool keeps_steering(const struct packet *pkt, const struc
 	       !opens_connection(pkt);
 }
 
+/* ---- host passthroughs (default-deny interfaces) --------------------- */
+
+#define ETH_P_EAPOL_BE bpf_htons(0x888e)
+#define IPPROTO_VRRP 112
+
+/* frame_passes: a frame that is not IP, on a default-deny interface. */
+static __always_inline bool frame_passes(const struct packet *pkt, __u32 flags)
+{
+	if (pkt->ethertype == bpf_htons(ETH_P_ARP))
+		return true;
+	if (pkt->ethertype == ETH_P_EAPOL_BE)
+		return flags & ZFW_IFACE_EAPOL;
+	return flags & ZFW_IFACE_PASS_NON_TUPLE;
+}
+
+/*
+ * other_passes: an IP packet that is neither TCP nor UDP, on a
+ * default-deny interface. ICMP errors always pass (path MTU discovery and
+ * traceroute keep working; the kernel matches them to their sockets), as
+ * does IPv6 neighbour and router discovery.
+ */
+static __always_inline bool other_passes(const struct packet *pkt, __u32 flags)
+{
+	__u8 t = pkt->icmp_type;
+
+	if (pkt->proto == IPPROTO_ICMP && pkt->family == 4) {
+		if (t == 8 || t == 0) /* echo request, reply */
+			return flags & ZFW_IFACE_ICMP_ECHO;
+		return t == 3 || t == 11 || t == 12; /* unreachable, time exceeded, parameter problem */
+	}
+	if (pkt->proto == IPPROTO_ICMPV6 && pkt->family == 6) {
+		if (t == 128 || t == 129)
+			return flags & ZFW_IFACE_ICMP_ECHO;
+		return (t >= 1 && t <= 4) || (t >= 133 && t <= 137);
+	}
+	if (pkt->proto == IPPROTO_VRRP)
+		return flags & ZFW_IFACE_VRRP;
+	return flags & ZFW_IFACE_PASS_NON_TUPLE;
+}
+
+/* own_address reports whether the packet is addressed to one of the
+ * interface's own addresses. */
+static __always_inline bool own_address(const struct packet *pkt, __u32 ifindex)
+{
+	int i;
+
+	if (pkt->family == 4) {
+		struct iface_addrs4 *a = bpf_map_lookup_elem(&ifindex_ip_map, &ifindex);
+
+		if (!a)
+			return false;
+		for (i = 0; i < ZFW_MAX_IFACE_ADDRS; i++)
+			if (i < a->count && a->addr[i] == pkt->daddr[0])
+				return true;
+		return false;
+	}
+	struct iface_addrs6 *a6 = bpf_map_lookup_elem(&ifindex_ip6_map, &ifindex);
+
+	if (!a6)
+		return false;
+	for (i = 0; i < ZFW_MAX_IFACE_ADDRS; i++)
+		if (i < a6->count && a6->addr[i][0] == pkt->daddr[0] && a6->addr[i][1] == pkt->daddr[1] &&
+		    a6->addr[i][2] == pkt->daddr[2] && a6->addr[i][3] == pkt->daddr[3])
+			return true;
+	return false;
+}
+
+/*
+ * tuple_passes: a TCP or UDP packet no rule matched, on a default-deny
+ * interface. DHCP replies pass, and SSH to the interface's own addresses
+ * unless disabled: rules come first, so a deny rule can still close it.
+ */
+static __always_inline bool tuple_passes(const struct packet *pkt, __u32 flags, __u32 ifindex)
+{
+	if (pkt->proto == IPPROTO_UDP) {
+		if (pkt->family == 4)
+			return pkt->sport == bpf_htons(67) && pkt->dport == bpf_htons(68);
+		return pkt->sport == bpf_htons(547) && pkt->dport == bpf_htons(546);
+	}
+	if (pkt->dport == bpf_htons(22) && !(flags & ZFW_IFACE_SSH_DISABLE))
+		return own_address(pkt, ifindex);
+	return false;
+}
+
 /* ---- entry --------------------------------------------------------- */
 
 SEC("tc")
@@ -713,16 +833,20 @@ int zfw_ingress(struct __sk_buff *skb)
 	flags = ifs->flags;
 
 	kind = parse_packet(skb, &pkt);
+	if (pkt.family == 6 && (flags & ZFW_IFACE_IPV6_DISABLE))
+		return drop(&pkt, ifindex, flags, ZFW_REASON_DEFAULT_DENY, NULL);
 	switch (kind) {
 	case PARSE_NOT_IP:
 		count(ZFW_STAT_NOT_IP);
+		if ((flags & ZFW_IFACE_DEFAULT_DENY) && !frame_passes(&pkt, flags))
+			return drop(&pkt, ifindex, flags, ZFW_REASON_DEFAULT_DENY, NULL);
 		return TC_ACT_OK;
 	case PARSE_MALFORMED:
 		count(ZFW_STAT_MALFORMED);
 		return drop(&pkt, ifindex, flags, ZFW_REASON_MALFORMED, NULL);
 	case PARSE_OTHER:
 		count(ZFW_STAT_OTHER_PROTO);
-		if (flags & ZFW_IFACE_DEFAULT_DENY)
+		if ((flags & ZFW_IFACE_DEFAULT_DENY) && !other_passes(&pkt, flags))
 			return drop(&pkt, ifindex, flags, ZFW_REASON_DEFAULT_DENY, NULL);
 		return TC_ACT_OK;
 	case PARSE_FRAGMENT:
@@ -768,7 +892,9 @@ int zfw_ingress(struct __sk_buff *skb)
 			v = c.v;
 		} else {
 			count(ZFW_STAT_NO_MATCH);
-			v.action = (flags & ZFW_IFACE_DEFAULT_DENY) ? ZFW_ACTION_DENY : ZFW_ACTION_PASS;
+			v.action = ZFW_ACTION_PASS;
+			if ((flags & ZFW_IFACE_DEFAULT_DENY) && !tuple_passes(&pkt, flags, ifindex))
+				v.action = ZFW_ACTION_DENY;
 		}
 		if (pkt.proto == IPPROTO_TCP && v.action == ZFW_ACTION_TPROXY) {
 			mv.generation = cfg->generation;

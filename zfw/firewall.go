@@ -34,6 +34,7 @@ import (
 	"github.com/zfw-go/zfw/internal/dataplane"
 	zmaps "github.com/zfw-go/zfw/internal/maps"
 	"github.com/zfw-go/zfw/internal/policy"
+	"github.com/zfw-go/zfw/internal/wire"
 )
 
 // Firewall is a running dataplane and its rules. It is safe for
@@ -45,6 +46,7 @@ type Firewall struct {
 
 	mu       sync.Mutex
 	closed   bool
+	stop     chan struct{} // closed by Close: ends the address watcher
 	tbl      *table
 	ifaces   map[string]*ifaceState
 	services map[string]*service
@@ -74,6 +76,7 @@ func New(opts Options) (*Firewall, error) {
 		log:      opts.Logger,
 		ifaces:   make(map[string]*ifaceState),
 		services: make(map[string]*service),
+		stop:     make(chan struct{}),
 	}
 	if opts.InMemory {
 		set, err := zmaps.NewMemorySet(uint32(opts.MaxRules), uint32(opts.MaxPrefixes))
@@ -166,7 +169,91 @@ func (f *Firewall) start() error {
 		}
 		f.log.WithField("interface", ifc.Name).Info("dataplane attached")
 	}
+	if len(f.opts.Interfaces) > 0 {
+		err := f.dp.WatchAddresses(f.stop, func(ifindex int) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.closed {
+				return
+			}
+			for name, st := range f.ifaces {
+				if st.index == ifindex {
+					if err := f.writeAddresses(ifindex); err != nil {
+						f.log.WithError(err).WithField("interface", name).Warn("update interface addresses")
+					}
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// writeAddresses copies an interface's addresses into ifindex_ip_map and
+// ifindex_ip6_map, where the program looks for "to this host".
+func (f *Firewall) writeAddresses(ifindex int) error {
+	v4, v6, err := f.dp.Addresses(ifindex)
+	if err != nil {
+		return err
+	}
+	objs := f.dp.Objects()
+	key := uint32(ifindex)
+	var a4 bpfobj.ZfwIfaceAddrs4
+	for _, a := range v4 {
+		if int(a4.Count) < len(a4.Addr) {
+			a4.Addr[a4.Count] = wire.Addr(a)[0]
+			a4.Count++
+		}
+	}
+	var a6 bpfobj.ZfwIfaceAddrs6
+	for _, a := range v6 {
+		if int(a6.Count) < len(a6.Addr) {
+			a6.Addr[a6.Count] = wire.Addr(a)
+			a6.Count++
+		}
+	}
+	if err := objs.IfindexIpMap.Update(key, &a4, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("ifindex_ip_map: update: %w", err)
+	}
+	if err := objs.IfindexIp6Map.Update(key, &a6, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("ifindex_ip6_map: update: %w", err)
+	}
+	if len(v4) > len(a4.Addr) || len(v6) > len(a6.Addr) {
+		f.log.WithField("ifindex", ifindex).Warnf("interface has more than %d addresses of a family; the first %d count as its own", len(a4.Addr), len(a4.Addr))
+	}
+	return nil
+}
+
+// Addresses returns the addresses the dataplane holds as an attached
+// interface's own (ifindex_ip_map, ifindex_ip6_map), kept current from
+// netlink address events.
+func (f *Firewall) Addresses(name string) ([]netip.Addr, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.ifaces[name]
+	if st == nil {
+		return nil, fmt.Errorf("addresses of %s: not attached: %w", name, ErrNotFound)
+	}
+	if f.dp == nil {
+		return nil, nil
+	}
+	objs := f.dp.Objects()
+	var out []netip.Addr
+	var a4 bpfobj.ZfwIfaceAddrs4
+	if err := objs.IfindexIpMap.Lookup(uint32(st.index), &a4); err == nil {
+		for i := range min(int(a4.Count), len(a4.Addr)) {
+			out = append(out, wire.AddrFrom([4]uint32{a4.Addr[i]}, 4))
+		}
+	}
+	var a6 bpfobj.ZfwIfaceAddrs6
+	if err := objs.IfindexIp6Map.Lookup(uint32(st.index), &a6); err == nil {
+		for i := range min(int(a6.Count), len(a6.Addr)) {
+			out = append(out, wire.AddrFrom(a6.Addr[i], 6))
+		}
+	}
+	return out, nil
 }
 
 // writeConfig stores the mark and generation for the program.
@@ -187,14 +274,18 @@ func (f *Firewall) Close() error {
 		return nil
 	}
 	f.closed = true
+	close(f.stop)
 	if f.dp == nil {
 		return nil
 	}
 	if !f.opts.KeepOnClose {
+		objs := f.dp.Objects()
 		for name, st := range f.ifaces {
 			if err := f.tbl.m.Diag.Delete(uint32(st.index)); err != nil && !errors.Is(err, zmaps.ErrKeyNotExist) {
 				f.log.WithError(err).WithField("interface", name).Warn("clear interface settings")
 			}
+			objs.IfindexIpMap.Delete(uint32(st.index))
+			objs.IfindexIp6Map.Delete(uint32(st.index))
 		}
 	}
 	return f.dp.Close(f.opts.KeepOnClose)
@@ -256,8 +347,26 @@ func (f *Firewall) setInterface(name string, index int, s InterfaceSettings) err
 	if s.PerInterfaceRules {
 		v.Flags |= uint32(bpfobj.ZfwIfaceFlagZFW_IFACE_PER_INTERFACE)
 	}
-	if s.Verbose {
-		v.Flags |= uint32(bpfobj.ZfwIfaceFlagZFW_IFACE_VERBOSE)
+	for _, b := range []struct {
+		on   bool
+		flag bpfobj.ZfwIfaceFlag
+	}{
+		{s.Verbose, bpfobj.ZfwIfaceFlagZFW_IFACE_VERBOSE},
+		{s.ICMPEcho, bpfobj.ZfwIfaceFlagZFW_IFACE_ICMP_ECHO},
+		{s.DisableSSH, bpfobj.ZfwIfaceFlagZFW_IFACE_SSH_DISABLE},
+		{s.VRRP, bpfobj.ZfwIfaceFlagZFW_IFACE_VRRP},
+		{s.EAPOL, bpfobj.ZfwIfaceFlagZFW_IFACE_EAPOL},
+		{s.PassNonTuple, bpfobj.ZfwIfaceFlagZFW_IFACE_PASS_NON_TUPLE},
+		{s.DisableIPv6, bpfobj.ZfwIfaceFlagZFW_IFACE_IPV6DISABLE},
+	} {
+		if b.on {
+			v.Flags |= uint32(b.flag)
+		}
+	}
+	if f.dp != nil {
+		if err := f.writeAddresses(index); err != nil {
+			return fmt.Errorf("set interface %s: %w", name, err)
+		}
 	}
 	if err := f.tbl.m.Diag.Update(uint32(index), &v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("set interface %s: diag_map: %w", name, mapError("diag_map", err))

@@ -147,6 +147,11 @@ func (f *Firewall) Intercepts() []intercept.Intercept {
 
 // expand turns an intercept into rules with ids and insertion order.
 func (f *Firewall) expand(ic intercept.Intercept) ([]*policy.Rule, error) {
+	// Refuse before allocating: an intercept can name enough ranges and
+	// addresses to expand into more rules than memory holds.
+	if n, limit := ic.RuleCount(), int(f.tbl.m.Ranges.MaxEntries()); n > limit {
+		return nil, &LimitError{Limit: "range_map", Max: limit, Have: n}
+	}
 	rules, err := ic.Rules(f.ifindex)
 	if err != nil {
 		return nil, err

@@ -79,6 +79,25 @@ type InterfaceSettings struct {
 	PerInterfaceRules bool
 	// Verbose emits an event for every dropped packet.
 	Verbose bool
+
+	// What a DefaultDeny interface admits without a rule, so the host
+	// keeps its network. ARP, IPv6 neighbour and router discovery, DHCP
+	// replies and ICMP errors always pass.
+
+	// ICMPEcho admits ICMP and ICMPv6 echo requests and replies.
+	ICMPEcho bool
+	// DisableSSH stops the default admission of SSH (TCP 22) to the
+	// interface's own addresses. Rules still apply either way.
+	DisableSSH bool
+	// VRRP admits IP protocol 112.
+	VRRP bool
+	// EAPOL admits 802.1X frames.
+	EAPOL bool
+	// PassNonTuple admits other IP protocols and other non-IP frames.
+	PassNonTuple bool
+	// DisableIPv6 drops every IPv6 packet on the interface, DefaultDeny
+	// or not.
+	DisableIPv6 bool
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -40,6 +40,32 @@ enum iface_flag {
 	ZFW_IFACE_PER_INTERFACE = 1 << 1,
 	/* Emit an event for every drop on this interface. */
 	ZFW_IFACE_VERBOSE = 1 << 2,
+	/*
+	 * What a default-deny interface admits without a rule, so the host
+	 * keeps its network. ARP, IPv6 neighbour discovery, DHCP replies and
+	 * ICMP errors always pass; these bits add the rest.
+	 */
+	ZFW_IFACE_ICMP_ECHO = 1 << 3,      /* echo requests and replies   */
+	ZFW_IFACE_SSH_DISABLE = 1 << 4,    /* no default SSH to own addrs */
+	ZFW_IFACE_VRRP = 1 << 5,
+	ZFW_IFACE_EAPOL = 1 << 6,
+	ZFW_IFACE_PASS_NON_TUPLE = 1 << 7, /* other protocols and frames  */
+	/* Drop all IPv6 on this interface, default-deny or not. */
+	ZFW_IFACE_IPV6_DISABLE = 1 << 8,
+};
+
+#define ZFW_MAX_IFACE_ADDRS 16
+
+/* ifindex_ip_map / ifindex_ip6_map: the interface's own addresses, kept
+ * current by the control plane from netlink address events. */
+struct iface_addrs4 {
+	__u32 count;
+	__u32 addr[ZFW_MAX_IFACE_ADDRS];
+};
+
+struct iface_addrs6 {
+	__u32 count;
+	__u32 addr[ZFW_MAX_IFACE_ADDRS][4];
 };
 
 /* diag_map: ifindex -> settings. An interface without an entry is left

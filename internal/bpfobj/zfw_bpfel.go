@@ -80,12 +80,30 @@ type ZfwIfList struct {
 	Ifindex [8]uint32
 }
 
+type ZfwIfaceAddrs4 struct {
+	_     structs.HostLayout
+	Count uint32
+	Addr  [16]uint32
+}
+
+type ZfwIfaceAddrs6 struct {
+	_     structs.HostLayout
+	Count uint32
+	Addr  [16][4]uint32
+}
+
 type ZfwIfaceFlag uint32
 
 const (
-	ZfwIfaceFlagZFW_IFACE_DEFAULT_DENY  ZfwIfaceFlag = 1
-	ZfwIfaceFlagZFW_IFACE_PER_INTERFACE ZfwIfaceFlag = 2
-	ZfwIfaceFlagZFW_IFACE_VERBOSE       ZfwIfaceFlag = 4
+	ZfwIfaceFlagZFW_IFACE_DEFAULT_DENY   ZfwIfaceFlag = 1
+	ZfwIfaceFlagZFW_IFACE_PER_INTERFACE  ZfwIfaceFlag = 2
+	ZfwIfaceFlagZFW_IFACE_VERBOSE        ZfwIfaceFlag = 4
+	ZfwIfaceFlagZFW_IFACE_ICMP_ECHO      ZfwIfaceFlag = 8
+	ZfwIfaceFlagZFW_IFACE_SSH_DISABLE    ZfwIfaceFlag = 16
+	ZfwIfaceFlagZFW_IFACE_VRRP           ZfwIfaceFlag = 32
+	ZfwIfaceFlagZFW_IFACE_EAPOL          ZfwIfaceFlag = 64
+	ZfwIfaceFlagZFW_IFACE_PASS_NON_TUPLE ZfwIfaceFlag = 128
+	ZfwIfaceFlagZFW_IFACE_IPV6DISABLE    ZfwIfaceFlag = 256
 )
 
 type ZfwIfaceSettings struct {
@@ -248,6 +266,8 @@ const (
 	ZfwMapConfigMap          = "config_map"
 	ZfwMapDiagMap            = "diag_map"
 	ZfwMapIfListExtensionMap = "if_list_extension_map"
+	ZfwMapIfindexIp6Map      = "ifindex_ip6_map"
+	ZfwMapIfindexIpMap       = "ifindex_ip_map"
 	ZfwMapMatched6Map        = "matched6_map"
 	ZfwMapMatchedMap         = "matched_map"
 	ZfwMapPrefixLenMap       = "prefix_len_map"
@@ -314,6 +334,8 @@ type ZfwMapSpecs struct {
 	ConfigMap          *ebpf.MapSpec `ebpf:"config_map"`
 	DiagMap            *ebpf.MapSpec `ebpf:"diag_map"`
 	IfListExtensionMap *ebpf.MapSpec `ebpf:"if_list_extension_map"`
+	IfindexIp6Map      *ebpf.MapSpec `ebpf:"ifindex_ip6_map"`
+	IfindexIpMap       *ebpf.MapSpec `ebpf:"ifindex_ip_map"`
 	Matched6Map        *ebpf.MapSpec `ebpf:"matched6_map"`
 	MatchedMap         *ebpf.MapSpec `ebpf:"matched_map"`
 	PrefixLenMap       *ebpf.MapSpec `ebpf:"prefix_len_map"`
@@ -356,6 +378,8 @@ type ZfwMaps struct {
 	ConfigMap          *ebpf.Map `ebpf:"config_map"`
 	DiagMap            *ebpf.Map `ebpf:"diag_map"`
 	IfListExtensionMap *ebpf.Map `ebpf:"if_list_extension_map"`
+	IfindexIp6Map      *ebpf.Map `ebpf:"ifindex_ip6_map"`
+	IfindexIpMap       *ebpf.Map `ebpf:"ifindex_ip_map"`
 	Matched6Map        *ebpf.Map `ebpf:"matched6_map"`
 	MatchedMap         *ebpf.Map `ebpf:"matched_map"`
 	PrefixLenMap       *ebpf.Map `ebpf:"prefix_len_map"`
@@ -373,6 +397,8 @@ func (m *ZfwMaps) Close() error {
 		m.ConfigMap,
 		m.DiagMap,
 		m.IfListExtensionMap,
+		m.IfindexIp6Map,
+		m.IfindexIpMap,
 		m.Matched6Map,
 		m.MatchedMap,
 		m.PrefixLenMap,

@@ -14,6 +14,9 @@ const (
 	TCP      = 6
 	UDP      = 17
 	ICMP     = 1
+	ICMPv6   = 58
+	VRRP     = 112
+	GRE      = 47
 	HopOpts  = 0
 	Routing  = 43
 	Fragment = 44
@@ -36,6 +39,9 @@ type Spec struct {
 	SrcPort, DstPort uint16
 	// TCPFlags for TCP; zero means SYN.
 	TCPFlags uint8
+	// ICMPType for ICMP and ICMPv6 (Proto 1 or 58); zero means an echo
+	// request of the packet's family.
+	ICMPType uint8
 	Payload  []byte
 	// VLANs are 802.1Q tags, outermost first.
 	VLANs []uint16
@@ -104,8 +110,14 @@ func (s Spec) l4() []byte {
 		binary.BigEndian.PutUint16(h[0:], s.SrcPort)
 		binary.BigEndian.PutUint16(h[2:], s.DstPort)
 		binary.BigEndian.PutUint16(h[4:], uint16(8+len(s.Payload)))
-	case ICMP, 58:
-		h = []byte{8, 0, 0, 0, 0, 1, 0, 1}
+	case ICMP, ICMPv6:
+		t := s.ICMPType
+		if t == 0 && s.Proto == ICMP {
+			t = 8
+		} else if t == 0 {
+			t = 128
+		}
+		h = []byte{t, 0, 0, 0, 0, 1, 0, 1}
 	}
 	return append(h, s.Payload...)
 }

@@ -355,3 +355,19 @@ func TestClosedFirewallRefusesChanges(t *testing.T) {
 		t.Errorf("err = %v, want ErrClosed", err)
 	}
 }
+
+func TestHugeInterceptRefusedBeforeExpansion(t *testing.T) {
+	fw := zfwtest.New(t)
+	ic := svc("huge", 7000)
+	for i := range 300 {
+		ic.Addresses = append(ic.Addresses, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 32))
+	}
+	for p := 1; p <= 2000; p++ {
+		ic.Ports = append(ic.Ports, intercept.PortRange{Low: uint16(p), High: uint16(p)})
+	}
+	err := fw.Register(context.Background(), ic)
+	var le *zfw.LimitError
+	if !errors.As(err, &le) || le.Limit != "range_map" || le.Have != 300*2000 {
+		t.Fatalf("err = %v, want a range_map LimitError for 600000 rules", err)
+	}
+}

@@ -1,0 +1,57 @@
+package dataplane
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Addresses lists an interface's own addresses, IPv4 and IPv6.
+func (d *Dataplane) Addresses(ifindex int) (v4, v6 []netip.Addr, err error) {
+	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: ifindex}}
+	addrs, err := d.nl.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list addresses of interface %d: %w", ifindex, err)
+	}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		if ip = ip.Unmap(); ip.Is4() {
+			v4 = append(v4, ip)
+		} else {
+			v6 = append(v6, ip)
+		}
+	}
+	return v4, v6, nil
+}
+
+// WatchAddresses calls changed with the interface index of every address
+// added or removed in the dataplane's namespace, until done is closed.
+// Interface addresses are followed from netlink events, not polled.
+func (d *Dataplane) WatchAddresses(done <-chan struct{}, changed func(ifindex int)) error {
+	ns, err := netns.Get()
+	if err != nil {
+		return fmt.Errorf("watch addresses: current namespace: %w", err)
+	}
+	updates := make(chan netlink.AddrUpdate, 64)
+	err = netlink.AddrSubscribeWithOptions(updates, done, netlink.AddrSubscribeOptions{
+		Namespace: &ns,
+		ErrorCallback: func(err error) {
+			d.log.WithError(err).Warn("address subscription")
+		},
+	})
+	ns.Close()
+	if err != nil {
+		return fmt.Errorf("watch addresses: subscribe: %w", err)
+	}
+	go func() {
+		for u := range updates {
+			changed(u.LinkIndex)
+		}
+	}()
+	return nil
+}
