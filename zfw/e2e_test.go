@@ -495,3 +495,77 @@ func TestNewFailsCleanly(t *testing.T) {
 		})
 	}
 }
+
+// TestInterfaceAddressesFollowNetlink: the dataplane's idea of the host's
+// own addresses follows address changes as they happen.
+func TestInterfaceAddressesFollowNetlink(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	r := newRouter(t, topo, zfw.Options{Interfaces: []zfw.Interface{{Name: topo.RouterClientIf, InterfaceSettings: zfw.InterfaceSettings{DefaultDeny: true}}}})
+	has := func(a netip.Addr) bool {
+		got, err := r.fw.Addresses(topo.RouterClientIf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range got {
+			if g == a {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting until %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if !has(topo.RouterClientAddr4.Addr()) || !has(topo.RouterClientAddr6.Addr()) {
+		t.Fatal("the interface's addresses are not known at attach")
+	}
+	extra := netip.MustParsePrefix("10.201.1.77/24")
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := topo.Router.Exec(context.Background(), "ip", args...); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+	}
+	ip("addr", "add", extra.String(), "dev", topo.RouterClientIf)
+	waitFor("the added address is known", func() bool { return has(extra.Addr()) })
+
+	// SSH to the new address is admitted by default on a default-deny
+	// interface; to an address the router does not have, it is not.
+	var ln net.Listener
+	if err := topo.Router.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", "0.0.0.0:22")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	c, err := dialFrom(topo.Client, "10.201.1.77:22", 5*time.Second)
+	if err != nil {
+		t.Fatalf("SSH to the router's new address: %v", err)
+	}
+	c.Close()
+	if c, err := dialFrom(topo.Client, "10.201.1.1:80", 2*time.Second); err == nil {
+		c.Close()
+		t.Error("a port no rule allows was reachable on a default-deny interface")
+	}
+
+	ip("addr", "del", extra.String(), "dev", topo.RouterClientIf)
+	waitFor("the removed address is forgotten", func() bool { return !has(extra.Addr()) })
+}

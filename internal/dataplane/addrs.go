@@ -41,7 +41,11 @@ func (d *Dataplane) WatchAddresses(done <-chan struct{}, changed func(ifindex in
 	err = netlink.AddrSubscribeWithOptions(updates, done, netlink.AddrSubscribeOptions{
 		Namespace: &ns,
 		ErrorCallback: func(err error) {
-			d.log.WithError(err).Warn("address subscription")
+			select {
+			case <-done: // the socket closing under the reader
+			default:
+				d.log.WithError(err).Warn("address subscription")
+			}
 		},
 	})
 	ns.Close()
