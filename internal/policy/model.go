@@ -11,6 +11,8 @@ type Packet struct {
 	Ifindex  int
 	// Fragment marks an IPv4 or IPv6 fragment; its ports are not used.
 	Fragment bool
+	// ICMPType of an ICMP or ICMPv6 packet.
+	ICMPType uint8
 }
 
 // Interface is the part of an interface's settings that policy reads.
@@ -19,6 +21,13 @@ type Interface struct {
 	DefaultDeny bool
 	// PerInterface applies only rules that list the interface.
 	PerInterface bool
+	// Host passthroughs of a DefaultDeny interface (see
+	// zfw.InterfaceSettings): echo, SSH to Addrs, VRRP, other protocols.
+	ICMPEcho, DisableSSH, VRRP, PassNonTuple bool
+	// DisableIPv6 drops every IPv6 packet.
+	DisableIPv6 bool
+	// Addrs are the interface's own addresses.
+	Addrs []netip.Addr
 }
 
 // Decision is the verdict for one packet.
@@ -40,7 +49,13 @@ func Evaluate(rules []Rule, iface Interface, p Packet) Decision {
 	if iface.DefaultDeny {
 		deflt.Action = ActionDeny
 	}
+	if iface.DisableIPv6 && p.Dst.Is6() {
+		return Decision{Action: ActionDeny}
+	}
 	if p.Proto != ProtoTCP && p.Proto != ProtoUDP {
+		if iface.DefaultDeny && otherPasses(iface, p) {
+			return Decision{Action: ActionPass}
+		}
 		return deflt
 	}
 	if p.Fragment {
@@ -57,6 +72,9 @@ func Evaluate(rules []Rule, iface Interface, p Packet) Decision {
 		}
 	}
 	if best == nil {
+		if iface.DefaultDeny && tuplePasses(iface, p) {
+			return Decision{Action: ActionPass}
+		}
 		return deflt
 	}
 	d := Decision{Action: best.Action, RuleID: best.ID}
@@ -114,4 +132,45 @@ func outranks(a, b *Rule) bool {
 		return a.SrcBits() > b.SrcBits()
 	}
 	return a.Seq < b.Seq
+}
+
+// otherPasses: what a default-deny interface admits of IP protocols other
+// than TCP and UDP.
+func otherPasses(iface Interface, p Packet) bool {
+	t := p.ICMPType
+	switch {
+	case p.Proto == 1 && p.Dst.Is4():
+		if t == 8 || t == 0 {
+			return iface.ICMPEcho
+		}
+		return t == 3 || t == 11 || t == 12
+	case p.Proto == 58 && p.Dst.Is6():
+		if t == 128 || t == 129 {
+			return iface.ICMPEcho
+		}
+		return (t >= 1 && t <= 4) || (t >= 133 && t <= 137)
+	case p.Proto == 112:
+		return iface.VRRP
+	}
+	return iface.PassNonTuple
+}
+
+// tuplePasses: what a default-deny interface admits of TCP and UDP that
+// no rule matched: DHCP replies, and SSH to its own addresses.
+func tuplePasses(iface Interface, p Packet) bool {
+	if p.Proto == ProtoUDP {
+		if p.Dst.Is4() {
+			return p.SrcPort == 67 && p.DstPort == 68
+		}
+		return p.SrcPort == 547 && p.DstPort == 546
+	}
+	if p.DstPort != 22 || iface.DisableSSH {
+		return false
+	}
+	for _, a := range iface.Addrs {
+		if a == p.Dst {
+			return true
+		}
+	}
+	return false
 }

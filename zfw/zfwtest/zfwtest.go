@@ -24,6 +24,14 @@ import (
 type Firewall struct {
 	*zfw.Firewall
 	index map[string]int
+	addrs map[string][]netip.Addr
+}
+
+// SetAddresses tells the reference model an interface's own addresses
+// (the kernel dataplane learns them from netlink), which a default-deny
+// interface admits SSH to.
+func (f *Firewall) SetAddresses(iface string, addrs ...netip.Addr) {
+	f.addrs[iface] = addrs
 }
 
 // New returns an in-memory firewall "attached" to the given interfaces
@@ -51,7 +59,7 @@ func New(tb testing.TB, ifaces ...zfw.Interface) *Firewall {
 		tb.Fatalf("zfwtest: %v", err)
 	}
 	tb.Cleanup(func() { fw.Close() })
-	return &Firewall{Firewall: fw, index: index}
+	return &Firewall{Firewall: fw, index: index, addrs: map[string][]netip.Addr{}}
 }
 
 // Packet is a packet arriving on an interface.
@@ -62,6 +70,10 @@ type Packet struct {
 	Interface string
 	// Fragment marks an IP fragment (its ports are not used).
 	Fragment bool
+	// IPProto, for packets that are neither TCP nor UDP (Protocol
+	// empty): 1 ICMP, 58 ICMPv6, 112 VRRP, …; ICMPType with it.
+	IPProto  uint8
+	ICMPType uint8
 }
 
 // TCP builds a TCP packet from "addr:port" strings; it panics on a bad
@@ -99,7 +111,12 @@ func (f *Firewall) Verdict(p Packet) Verdict {
 	}
 	for _, ifc := range attached {
 		if ifc.Name == iface {
-			settings = policy.Interface{DefaultDeny: ifc.DefaultDeny, PerInterface: ifc.PerInterfaceRules}
+			settings = policy.Interface{
+				DefaultDeny: ifc.DefaultDeny, PerInterface: ifc.PerInterfaceRules,
+				ICMPEcho: ifc.ICMPEcho, DisableSSH: ifc.DisableSSH, VRRP: ifc.VRRP,
+				PassNonTuple: ifc.PassNonTuple, DisableIPv6: ifc.DisableIPv6,
+				Addrs: f.addrs[iface],
+			}
 		}
 	}
 	infos := f.Rules().List()
@@ -107,7 +124,7 @@ func (f *Firewall) Verdict(p Packet) Verdict {
 	for _, ri := range infos {
 		r := policy.Rule{
 			ID: ri.ID, Seq: ri.Order, ServiceID: ri.ServiceID,
-			Proto: protoNumber(ri.Protocol), Dst: ri.Destination, Src: ri.Source,
+			Proto: protoNumber(ri.Protocol, 0), Dst: ri.Destination, Src: ri.Source,
 			PortLow: ri.Ports.Low, PortHigh: ri.Ports.High,
 			Action: policy.Action(ri.Action), TProxyPort: ri.TProxyPort,
 		}
@@ -117,8 +134,9 @@ func (f *Firewall) Verdict(p Packet) Verdict {
 		rules = append(rules, r)
 	}
 	d := policy.Evaluate(rules, settings, policy.Packet{
-		Src: p.Src.Addr().Unmap(), Dst: p.Dst.Addr().Unmap(), Proto: protoNumber(p.Protocol),
+		Src: p.Src.Addr().Unmap(), Dst: p.Dst.Addr().Unmap(), Proto: protoNumber(p.Protocol, p.IPProto),
 		SrcPort: p.Src.Port(), DstPort: p.Dst.Port(), Ifindex: f.index[iface], Fragment: p.Fragment,
+		ICMPType: p.ICMPType,
 	})
 	v := Verdict{Action: zfw.Action(d.Action), RuleID: d.RuleID, TProxyPort: d.TProxyPort}
 	for _, ri := range infos {
@@ -129,12 +147,12 @@ func (f *Firewall) Verdict(p Packet) Verdict {
 	return v
 }
 
-func protoNumber(p intercept.Protocol) uint8 {
+func protoNumber(p intercept.Protocol, ipProto uint8) uint8 {
 	switch p {
 	case intercept.TCP:
 		return policy.ProtoTCP
 	case intercept.UDP:
 		return policy.ProtoUDP
 	}
-	return 0 // neither: the interface default applies
+	return ipProto
 }

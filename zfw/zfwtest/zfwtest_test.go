@@ -371,3 +371,25 @@ func TestHugeInterceptRefusedBeforeExpansion(t *testing.T) {
 		t.Fatalf("err = %v, want a range_map LimitError for 600000 rules", err)
 	}
 }
+
+func TestVerdictModelsDefaultDenyPassthroughs(t *testing.T) {
+	fw := zfwtest.New(t, zfw.Interface{Name: "eth0", InterfaceSettings: zfw.InterfaceSettings{DefaultDeny: true, ICMPEcho: true}})
+	fw.SetAddresses("eth0", netip.MustParseAddr("192.168.1.1"))
+	cases := []struct {
+		name string
+		p    zfwtest.Packet
+		want zfw.Action
+	}{
+		{"SSH to the host", zfwtest.TCP("192.168.1.5:40000", "192.168.1.1:22", "eth0"), zfw.Pass},
+		{"SSH elsewhere", zfwtest.TCP("192.168.1.5:40000", "192.168.1.2:22", "eth0"), zfw.Deny},
+		{"DHCP reply", zfwtest.UDP("192.168.1.254:67", "192.168.1.1:68", "eth0"), zfw.Pass},
+		{"other TCP", zfwtest.TCP("192.168.1.5:40000", "192.168.1.1:80", "eth0"), zfw.Deny},
+		{"echo request", zfwtest.Packet{IPProto: 1, ICMPType: 8, Src: netip.MustParseAddrPort("192.168.1.5:0"), Dst: netip.MustParseAddrPort("192.168.1.1:0")}, zfw.Pass},
+		{"GRE", zfwtest.Packet{IPProto: 47, Src: netip.MustParseAddrPort("192.168.1.5:0"), Dst: netip.MustParseAddrPort("192.168.1.1:0")}, zfw.Deny},
+	}
+	for _, c := range cases {
+		if v := fw.Verdict(c.p); v.Action != c.want {
+			t.Errorf("%s: %v, want %v", c.name, v.Action, c.want)
+		}
+	}
+}
