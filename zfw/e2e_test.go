@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -348,12 +349,14 @@ func TestEndToEndLegacyTCAttach(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.fw = nil
-	out, err := topo.Router.Exec(context.Background(), "tc", "filter", "show", "dev", topo.RouterClientIf, "ingress")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(out) != 0 {
-		t.Errorf("filter left after Close:\n%s", out)
+	for _, dir := range []string{"ingress", "egress"} {
+		out, err := topo.Router.Exec(context.Background(), "tc", "filter", "show", "dev", topo.RouterClientIf, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != 0 {
+			t.Errorf("%s filter left after Close:\n%s", dir, out)
+		}
 	}
 }
 
@@ -568,4 +571,119 @@ func TestInterfaceAddressesFollowNetlink(t *testing.T) {
 
 	ip("addr", "del", extra.String(), "dev", topo.RouterClientIf)
 	waitFor("the removed address is forgotten", func() bool { return !has(extra.Addr()) })
+}
+
+// TestEndToEndHostFirewall: a host whose interface is default-deny
+// reaches out (TCP and UDP, both families) and gets its replies, while
+// nobody reaches in.
+func TestEndToEndHostFirewall(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	var fw *zfw.Firewall
+	err := topo.Client.Do(func() error {
+		var err error
+		fw, err = zfw.New(zfw.Options{
+			PinPath:    pinPath(),
+			Interfaces: []zfw.Interface{{Name: topo.ClientIf, InterfaceSettings: zfw.InterfaceSettings{DefaultDeny: true}}},
+		})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.Close()
+
+	// Plain (not transparent) echo servers in the server namespace.
+	serve := func(network, addr string) string {
+		var bound string
+		err := topo.Server.Do(func() error {
+			if network == "udp" {
+				pc, err := net.ListenPacket("udp", addr)
+				if err != nil {
+					return err
+				}
+				t.Cleanup(func() { pc.Close() })
+				bound = pc.LocalAddr().String()
+				go func() {
+					buf := make([]byte, 1500)
+					for {
+						n, from, err := pc.ReadFrom(buf)
+						if err != nil {
+							return
+						}
+						pc.WriteTo(buf[:n], from)
+					}
+				}()
+				return nil
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { ln.Close() })
+			bound = ln.Addr().String()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						io.Copy(c, c)
+					}()
+				}
+			}()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bound
+	}
+	for _, dst := range []string{
+		serve("tcp", netip.AddrPortFrom(topo.ServerAddr4.Addr(), 0).String()),
+		serve("tcp", netip.AddrPortFrom(topo.ServerAddr6.Addr(), 0).String()),
+	} {
+		c, err := dialFrom(topo.Client, dst, 5*time.Second)
+		if err != nil {
+			t.Fatalf("outbound TCP to %s: %v", dst, err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintln(c, "ping")
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "ping\n" {
+			t.Errorf("TCP echo from %s: %q, %v", dst, line, err)
+		}
+		c.Close()
+	}
+	for _, dst := range []string{
+		serve("udp", netip.AddrPortFrom(topo.ServerAddr4.Addr(), 0).String()),
+		serve("udp", netip.AddrPortFrom(topo.ServerAddr6.Addr(), 0).String()),
+	} {
+		got, err := udpAsk(topo.Client, dst, "ping")
+		if err != nil || !strings.HasPrefix(got, "ping") {
+			t.Errorf("UDP echo from %s: %q, %v", dst, got, err)
+		}
+	}
+
+	// Inbound: a listener on the client is not reachable from the server.
+	var ln net.Listener
+	if err := topo.Client.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", ":7777")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if c, err := dialFrom(topo.Server, netip.AddrPortFrom(topo.ClientAddr4.Addr(), 7777).String(), 2*time.Second); err == nil {
+		c.Close()
+		t.Error("an unsolicited inbound connection got through a default-deny interface")
+	}
+	st, err := fw.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Replies == 0 || st.Tracked == 0 {
+		t.Errorf("stats %+v: want replies admitted by tracked sessions", st)
+	}
 }

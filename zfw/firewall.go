@@ -84,6 +84,7 @@ func New(opts Options) (*Firewall, error) {
 			return nil, err
 		}
 		f.tbl = newTable(set, opts.Mark)
+		f.tbl.timeouts = opts.Timeouts
 		if err := f.tbl.writeConfig(); err != nil {
 			return nil, err
 		}
@@ -114,6 +115,7 @@ func New(opts Options) (*Firewall, error) {
 	}
 	f.dp = dp
 	f.tbl = newTable(dp.Maps(), opts.Mark)
+	f.tbl.timeouts = opts.Timeouts
 	if err := f.start(); err != nil {
 		// A fresh dataplane is torn down; an adopted one is left as the
 		// previous process kept it.
@@ -256,9 +258,20 @@ func (f *Firewall) Addresses(name string) ([]netip.Addr, error) {
 	return out, nil
 }
 
-// writeConfig stores the mark and generation for the program.
+// config is config_map's value at a rule generation.
+func (t *table) config(generation uint32) bpfobj.ZfwConfig {
+	return bpfobj.ZfwConfig{
+		Mark:             t.mark,
+		Generation:       generation,
+		TcpEstablishedNs: uint64(t.timeouts.TCPEstablished),
+		TcpTransitoryNs:  uint64(t.timeouts.TCPTransitory),
+		UdpNs:            uint64(t.timeouts.UDP),
+	}
+}
+
+// writeConfig stores the mark, generation and timeouts for the program.
 func (t *table) writeConfig() error {
-	cfg := bpfobj.ZfwConfig{Mark: t.mark, Generation: t.generation}
+	cfg := t.config(t.generation)
 	if err := t.m.Config.Update(uint32(0), &cfg, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("config_map: update: %w", err)
 	}
@@ -421,6 +434,9 @@ type Stats struct {
 	Unmanaged, NotIP, Malformed, Fragments, OtherProtocols uint64
 	CacheHits, PolicyLookups, NoMatch                      uint64
 	Passed, Denied, Steered, NoListener, AssignFailed      uint64
+	// Replies admitted by a session opened outwards, and egress packets
+	// recorded in such sessions.
+	Replies, Tracked uint64
 }
 
 // Stats reads the packet counters. It fails in memory mode.
@@ -464,6 +480,8 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.Steered, bpfobj.ZfwStatZFW_STAT_TPROXY},
 		{&s.NoListener, bpfobj.ZfwStatZFW_STAT_NO_LISTENER},
 		{&s.AssignFailed, bpfobj.ZfwStatZFW_STAT_ASSIGN_FAILED},
+		{&s.Replies, bpfobj.ZfwStatZFW_STAT_REPLY},
+		{&s.Tracked, bpfobj.ZfwStatZFW_STAT_TRACKED},
 	} {
 		if *x.dst, err = get(x.i); err != nil {
 			return s, err

@@ -82,13 +82,20 @@ type harness struct {
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
+	return newHarnessWith(t, Options{})
+}
+
+// newHarnessWith is newHarness with options (PinPath is chosen here).
+func newHarnessWith(t testing.TB, opts Options) *harness {
+	t.Helper()
 	testenv.RequirePrivileged(t)
 	layout, err := kernelSkbLayout()
 	if err != nil {
 		t.Fatalf("__sk_buff layout: %v", err)
 	}
 	pin := fmt.Sprintf("/sys/fs/bpf/zfwt-%d-%d", rand.Uint32(), rand.Uint32())
-	f, err := New(Options{PinPath: pin})
+	opts.PinPath = pin
+	f, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -166,10 +173,21 @@ func (h *harness) run(spec packet.Spec, ifindex int) result {
 
 func (h *harness) runFrame(frame []byte, spec packet.Spec, ifindex int) result {
 	h.t.Helper()
+	return h.runProgram(h.prog, frame, spec, ifindex)
+}
+
+// egress runs the egress program on a packet leaving ifindex.
+func (h *harness) egress(spec packet.Spec, ifindex int) result {
+	h.t.Helper()
+	return h.runProgram(h.f.dp.Objects().ZfwEgress, packet.Build(spec), packet.Spec{}, ifindex)
+}
+
+func (h *harness) runProgram(prog *ebpf.Program, frame []byte, spec packet.Spec, ifindex int) result {
+	h.t.Helper()
 	ctx := make([]byte, h.skb.size)
 	binary.NativeEndian.PutUint32(ctx[h.skb.ifindex:], uint32(ifindex))
 	out := make([]byte, h.skb.size)
-	code, err := h.prog.Run(&ebpf.RunOptions{Data: frame, Context: ctx, ContextOut: out})
+	code, err := prog.Run(&ebpf.RunOptions{Data: frame, Context: ctx, ContextOut: out})
 	if err != nil {
 		h.t.Fatalf("prog run (%d-byte frame): %v", len(frame), err)
 	}
@@ -223,4 +241,19 @@ func (h *harness) stats() Stats {
 // decision is the verdict the program recorded in skb->cb.
 func (r result) decision() policy.Decision {
 	return policy.Decision{Action: policy.Action(r.cb[1] & 0xff), RuleID: r.cb[0], TProxyPort: uint16(r.cb[1] >> 16)}
+}
+
+// mapLen counts a map's entries.
+func mapLen(t testing.TB, m *ebpf.Map) int {
+	t.Helper()
+	var n int
+	it := m.Iterate()
+	var k, v []byte
+	for it.Next(&k, &v) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

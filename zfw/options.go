@@ -3,6 +3,7 @@ package zfw
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -45,6 +46,8 @@ type Options struct {
 	// memory is taken up front (about 40 bytes a rule). An adopted
 	// dataplane keeps the sizes it was made with.
 	MaxRules, MaxPrefixes int
+	// Timeouts of the sessions a default-deny interface tracks.
+	Timeouts Timeouts
 	// LegacyTC attaches with a clsact filter even where the kernel has
 	// TCX (kernels before 6.6 fall back to it by themselves).
 	LegacyTC bool
@@ -63,6 +66,17 @@ type Options struct {
 	InterfaceIndex func(name string) (int, error)
 }
 
+// Timeouts are idle timeouts of tracked sessions: an expired session
+// admits nothing more. Zero means the default.
+type Timeouts struct {
+	// TCPEstablished: an established TCP session, default 60 minutes.
+	TCPEstablished time.Duration
+	// TCPTransitory: a TCP session opening or closing, default 2 minutes.
+	TCPTransitory time.Duration
+	// UDP: a UDP session, default 30 seconds.
+	UDP time.Duration
+}
+
 // Interface is an interface to attach to and its settings.
 type Interface struct {
 	Name string
@@ -71,9 +85,12 @@ type Interface struct {
 
 // InterfaceSettings are per-interface dataplane settings (diag_map).
 type InterfaceSettings struct {
-	// DefaultDeny drops TCP and UDP packets that no rule matches, and
-	// other IP protocols. Off, such packets go to the host unchanged and
-	// only intercepted traffic is affected.
+	// DefaultDeny makes the interface a host firewall: TCP and UDP
+	// packets that no rule matches are dropped, and other traffic too but
+	// for the passthroughs below, except replies to sessions opened
+	// outwards through the interface, which the egress program tracks.
+	// Off, unmatched packets go to the host unchanged and only
+	// intercepted traffic is affected.
 	DefaultDeny bool
 	// PerInterfaceRules applies only rules that name this interface.
 	PerInterfaceRules bool
@@ -127,6 +144,21 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("options: interfaces[%d]: %s listed twice", i, ifc.Name)
 		}
 		seen[ifc.Name] = true
+	}
+	for _, t := range []struct {
+		d   *time.Duration
+		def time.Duration
+	}{
+		{&o.Timeouts.TCPEstablished, 60 * time.Minute},
+		{&o.Timeouts.TCPTransitory, 2 * time.Minute},
+		{&o.Timeouts.UDP, 30 * time.Second},
+	} {
+		if *t.d < 0 {
+			return o, fmt.Errorf("options: timeouts must not be negative")
+		}
+		if *t.d == 0 {
+			*t.d = t.def
+		}
 	}
 	if o.MaxRules == 0 {
 		o.MaxRules = policy.MaxRules

@@ -60,6 +60,7 @@ type table struct {
 	nextSeq    uint64
 	mark       uint32
 	generation uint32
+	timeouts   Timeouts
 }
 
 func newTable(m *zmaps.Set, mark uint32) *table {
@@ -390,7 +391,7 @@ func (t *table) apply(p *plan) (err error) {
 		}
 	}
 	// Commit: cached verdicts of the old rules are void from here on.
-	cfg := bpfobj.ZfwConfig{Mark: t.mark, Generation: t.generation + 1}
+	cfg := t.config(t.generation + 1)
 	if err := t.m.Config.Update(uint32(0), &cfg, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("config_map: update: %w", err)
 	}

@@ -82,6 +82,10 @@ struct config {
 	/* Bumped by userspace after every rule change; cached verdicts of an
 	 * older generation are recomputed. */
 	__u32 generation;
+	/* Session idle timeouts, ns: an expired session admits nothing. */
+	__u64 tcp_established_ns; /* established, no FIN yet            */
+	__u64 tcp_transitory_ns;  /* opening or closing                  */
+	__u64 udp_ns;
 };
 
 /*
@@ -181,6 +185,47 @@ struct rule_record {
 	char service_name[ZFW_SERVICE_NAME_LEN];
 };
 
+/*
+ * tcp_map / udp_map: sessions this host (or a client it routes) opened
+ * outwards on a default-deny interface, so their replies get in without a
+ * rule. The key is always in the initiator's orientation: src is the
+ * initiator, dst the responder; the ingress side looks replies up with
+ * the addresses and ports swapped.
+ */
+struct tuple_key {
+	__u32 dst[4];
+	__u32 src[4];
+	__u16 sport;
+	__u16 dport;
+	__u32 ifindex;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+/* TCP session state bits. */
+enum tcp_flag {
+	ZFW_TCP_SYN = 1 << 0,      /* initiator sent SYN                  */
+	ZFW_TCP_SYN_ACK = 1 << 1,  /* responder answered SYN-ACK          */
+	ZFW_TCP_EST = 1 << 2,      /* initiator acknowledged the SYN-ACK  */
+	ZFW_TCP_CFIN = 1 << 3,     /* initiator sent FIN (cfin_seq)       */
+	ZFW_TCP_SFIN = 1 << 4,     /* responder sent FIN (sfin_seq)       */
+	ZFW_TCP_CFIN_ACK = 1 << 5, /* responder acknowledged the FIN      */
+	ZFW_TCP_SFIN_ACK = 1 << 6, /* initiator acknowledged the FIN      */
+};
+
+struct tcp_state {
+	__u64 tstamp; /* last packet either way, bpf_ktime_get_ns */
+	__u32 cfin_seq;
+	__u32 sfin_seq;
+	__u32 flags;  /* enum tcp_flag */
+	__u32 pad;
+};
+
+struct udp_state {
+	__u64 tstamp;
+};
+
 /* matched_map / matched6_map: per-flow verdict cache (LRU). */
 struct match_key {
 	__u32 saddr;
@@ -225,6 +270,8 @@ enum stat {
 	ZFW_STAT_TPROXY,          /* steered (marked and, if new, assigned) */
 	ZFW_STAT_NO_LISTENER,     /* TPROXY target missing: dropped       */
 	ZFW_STAT_ASSIGN_FAILED,   /* bpf_sk_assign refused: dropped       */
+	ZFW_STAT_REPLY,           /* admitted as a reply to an outbound session */
+	ZFW_STAT_TRACKED,         /* egress packet recorded in a session        */
 	ZFW_STAT_MAX,
 };
 

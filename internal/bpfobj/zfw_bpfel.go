@@ -23,9 +23,12 @@ const (
 )
 
 type ZfwConfig struct {
-	_          structs.HostLayout
-	Mark       uint32
-	Generation uint32
+	_                structs.HostLayout
+	Mark             uint32
+	Generation       uint32
+	TcpEstablishedNs uint64
+	TcpTransitoryNs  uint64
+	UdpNs            uint64
 }
 
 type ZfwEnumAnchor struct {
@@ -36,6 +39,8 @@ type ZfwEnumAnchor struct {
 	Stat      uint32
 	Reason    uint32
 	RuleKind  uint32
+	TcpFlag   uint32
+	_         [4]byte
 	Event     struct {
 		_          structs.HostLayout
 		Version    uint8
@@ -249,14 +254,54 @@ const (
 	ZfwStatZFW_STAT_TPROXY        ZfwStat = 10
 	ZfwStatZFW_STAT_NO_LISTENER   ZfwStat = 11
 	ZfwStatZFW_STAT_ASSIGN_FAILED ZfwStat = 12
-	ZfwStatZFW_STAT_MAX           ZfwStat = 13
+	ZfwStatZFW_STAT_REPLY         ZfwStat = 13
+	ZfwStatZFW_STAT_TRACKED       ZfwStat = 14
+	ZfwStatZFW_STAT_MAX           ZfwStat = 15
 )
+
+type ZfwTcpFlag uint32
+
+const (
+	ZfwTcpFlagZFW_TCP_SYN      ZfwTcpFlag = 1
+	ZfwTcpFlagZFW_TCP_SYN_ACK  ZfwTcpFlag = 2
+	ZfwTcpFlagZFW_TCP_EST      ZfwTcpFlag = 4
+	ZfwTcpFlagZFW_TCP_CFIN     ZfwTcpFlag = 8
+	ZfwTcpFlagZFW_TCP_SFIN     ZfwTcpFlag = 16
+	ZfwTcpFlagZFW_TCP_CFIN_ACK ZfwTcpFlag = 32
+	ZfwTcpFlagZFW_TCP_SFIN_ACK ZfwTcpFlag = 64
+)
+
+type ZfwTcpState struct {
+	_       structs.HostLayout
+	Tstamp  uint64
+	CfinSeq uint32
+	SfinSeq uint32
+	Flags   uint32
+	Pad     uint32
+}
 
 type ZfwTproxyExtKey struct {
 	_          structs.HostLayout
 	TproxyPort uint16
 	Proto      uint8
 	Pad        uint8
+}
+
+type ZfwTupleKey struct {
+	_       structs.HostLayout
+	Dst     [4]uint32
+	Src     [4]uint32
+	Sport   uint16
+	Dport   uint16
+	Ifindex uint32
+	Proto   uint8
+	Family  uint8
+	Pad     [2]uint8
+}
+
+type ZfwUdpState struct {
+	_      structs.HostLayout
+	Tstamp uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -275,9 +320,12 @@ const (
 	ZfwMapRbMap              = "rb_map"
 	ZfwMapRuleStoreMap       = "rule_store_map"
 	ZfwMapStatsMap           = "stats_map"
+	ZfwMapTcpMap             = "tcp_map"
 	ZfwMapTproxyExtensionMap = "tproxy_extension_map"
+	ZfwMapUdpMap             = "udp_map"
 	ZfwMapZtTproxy6Map       = "zt_tproxy6_map"
 	ZfwMapZtTproxyMap        = "zt_tproxy_map"
+	ZfwProgZfwEgress         = "zfw_egress"
 	ZfwProgZfwIngress        = "zfw_ingress"
 	ZfwVarZfwEnums           = "zfw_enums"
 )
@@ -324,6 +372,7 @@ type ZfwSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ZfwProgramSpecs struct {
+	ZfwEgress  *ebpf.ProgramSpec `ebpf:"zfw_egress"`
 	ZfwIngress *ebpf.ProgramSpec `ebpf:"zfw_ingress"`
 }
 
@@ -343,7 +392,9 @@ type ZfwMapSpecs struct {
 	RbMap              *ebpf.MapSpec `ebpf:"rb_map"`
 	RuleStoreMap       *ebpf.MapSpec `ebpf:"rule_store_map"`
 	StatsMap           *ebpf.MapSpec `ebpf:"stats_map"`
+	TcpMap             *ebpf.MapSpec `ebpf:"tcp_map"`
 	TproxyExtensionMap *ebpf.MapSpec `ebpf:"tproxy_extension_map"`
+	UdpMap             *ebpf.MapSpec `ebpf:"udp_map"`
 	ZtTproxy6Map       *ebpf.MapSpec `ebpf:"zt_tproxy6_map"`
 	ZtTproxyMap        *ebpf.MapSpec `ebpf:"zt_tproxy_map"`
 }
@@ -387,7 +438,9 @@ type ZfwMaps struct {
 	RbMap              *ebpf.Map `ebpf:"rb_map"`
 	RuleStoreMap       *ebpf.Map `ebpf:"rule_store_map"`
 	StatsMap           *ebpf.Map `ebpf:"stats_map"`
+	TcpMap             *ebpf.Map `ebpf:"tcp_map"`
 	TproxyExtensionMap *ebpf.Map `ebpf:"tproxy_extension_map"`
+	UdpMap             *ebpf.Map `ebpf:"udp_map"`
 	ZtTproxy6Map       *ebpf.Map `ebpf:"zt_tproxy6_map"`
 	ZtTproxyMap        *ebpf.Map `ebpf:"zt_tproxy_map"`
 }
@@ -406,7 +459,9 @@ func (m *ZfwMaps) Close() error {
 		m.RbMap,
 		m.RuleStoreMap,
 		m.StatsMap,
+		m.TcpMap,
 		m.TproxyExtensionMap,
+		m.UdpMap,
 		m.ZtTproxy6Map,
 		m.ZtTproxyMap,
 	)
@@ -423,11 +478,13 @@ type ZfwVariables struct {
 //
 // It can be passed to LoadZfwObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ZfwPrograms struct {
+	ZfwEgress  *ebpf.Program `ebpf:"zfw_egress"`
 	ZfwIngress *ebpf.Program `ebpf:"zfw_ingress"`
 }
 
 func (p *ZfwPrograms) Close() error {
 	return _ZfwClose(
+		p.ZfwEgress,
 		p.ZfwIngress,
 	)
 }

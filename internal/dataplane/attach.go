@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -13,146 +14,183 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// attachment is the ingress program on one interface.
+// direction is one of an interface's two TC hooks.
+type direction struct {
+	name   string // "ingress", "egress": pin suffix and error text
+	tcx    ebpf.AttachType
+	parent uint32 // clsact parent of the fallback filter
+}
+
+var directions = []direction{
+	{"ingress", ebpf.AttachTCXIngress, netlink.HANDLE_MIN_INGRESS},
+	{"egress", ebpf.AttachTCXEgress, netlink.HANDLE_MIN_EGRESS},
+}
+
+// hook is a program on one direction of an interface.
+type hook struct {
+	tcx    link.Link          // TCX link, pinned
+	filter *netlink.BpfFilter // clsact fallback
+}
+
+// attachment is the programs on one interface.
 type attachment struct {
 	ifname  string
 	ifindex int
-	tcx     link.Link          // TCX link, pinned
-	filter  *netlink.BpfFilter // clsact fallback
-	qdisc   bool               // this process created the clsact qdisc
+	hooks   []hook
+	qdisc   bool // this process created the clsact qdisc
 }
 
 func (a *attachment) release() {
-	if a.tcx != nil {
-		a.tcx.Close()
+	for _, h := range a.hooks {
+		if h.tcx != nil {
+			h.tcx.Close()
+		}
 	}
 }
 
-func (d *Dataplane) linkPin(ifname string) string {
-	return filepath.Join(d.cfg.PinPath, linksDir, ifname+"-ingress")
+func (d *Dataplane) linkPin(ifname string, dir direction) string {
+	return filepath.Join(d.cfg.PinPath, linksDir, ifname+"-"+dir.name)
 }
 
-// Attach puts the ingress program on ifname. A TCX link that an earlier
-// process pinned for the interface is taken over and pointed at this
-// process's program, so traffic never runs without the dataplane.
+func (d *Dataplane) program(dir direction) *ebpf.Program {
+	if dir.tcx == ebpf.AttachTCXEgress {
+		return d.objs.ZfwEgress
+	}
+	return d.objs.ZfwIngress
+}
+
+// Attach puts the ingress and egress programs on ifname. TCX links that
+// an earlier process pinned for the interface are taken over and pointed
+// at this process's programs, so traffic never runs without the
+// dataplane. On error nothing attached by this call stays.
 func (d *Dataplane) Attach(ifname string) (int, error) {
 	if a := d.attach[ifname]; a != nil {
 		return a.ifindex, nil
 	}
 	l, err := d.nl.LinkByName(ifname)
 	if err != nil {
-		return 0, fmt.Errorf("attach %s ingress: %w", ifname, err)
+		return 0, fmt.Errorf("attach %s: %w", ifname, err)
 	}
-	ifindex := l.Attrs().Index
-	prog := d.objs.ZfwIngress
-	a := &attachment{ifname: ifname, ifindex: ifindex}
+	a := &attachment{ifname: ifname, ifindex: l.Attrs().Index}
+	for _, dir := range directions {
+		h, err := d.attachHook(a, dir)
+		if err != nil {
+			d.detach(a)
+			return 0, err
+		}
+		a.hooks = append(a.hooks, h)
+	}
+	d.attach[ifname] = a
+	return a.ifindex, nil
+}
 
-	pin := d.linkPin(ifname)
+func (d *Dataplane) attachHook(a *attachment, dir direction) (hook, error) {
+	prog := d.program(dir)
+	pin := d.linkPin(a.ifname, dir)
 	if old, err := link.LoadPinnedLink(pin, nil); err == nil {
 		if err := old.Update(prog); err == nil {
-			a.tcx = old
-			d.attach[ifname] = a
-			d.log.WithField("interface", ifname).Debug("adopted pinned TCX link")
-			return ifindex, nil
+			d.log.WithField("interface", a.ifname).Debugf("adopted pinned TCX %s link", dir.name)
+			return hook{tcx: old}, nil
 		}
 		old.Unpin()
 		old.Close()
 	}
-
 	if !d.cfg.LegacyTC {
-		tl, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: ebpf.AttachTCXIngress})
+		tl, err := link.AttachTCX(link.TCXOptions{Interface: a.ifindex, Program: prog, Attach: dir.tcx})
 		switch {
 		case err == nil:
 			if err := tl.Pin(pin); err != nil {
 				tl.Close()
-				return 0, fmt.Errorf("attach %s ingress: pin link: %w", ifname, err)
+				return hook{}, fmt.Errorf("attach %s %s: pin link: %w", a.ifname, dir.name, err)
 			}
-			a.tcx = tl
-			d.attach[ifname] = a
-			return ifindex, nil
+			return hook{tcx: tl}, nil
 		case !errors.Is(err, ebpf.ErrNotSupported):
-			return 0, fmt.Errorf("attach %s ingress (tcx): %w", ifname, err)
+			return hook{}, fmt.Errorf("attach %s %s (tcx): %w", a.ifname, dir.name, err)
 		}
-		d.log.WithField("interface", ifname).Info("TCX not supported by this kernel; using a clsact filter")
+		d.log.WithField("interface", a.ifname).Info("TCX not supported by this kernel; using a clsact filter")
 	}
-	if err := d.attachClsact(a, prog); err != nil {
-		return 0, fmt.Errorf("attach %s ingress (clsact): %w", ifname, err)
+	f, err := d.attachClsact(a, dir, prog)
+	if err != nil {
+		return hook{}, fmt.Errorf("attach %s %s (clsact): %w", a.ifname, dir.name, err)
 	}
-	d.attach[ifname] = a
-	return ifindex, nil
+	return hook{filter: f}, nil
 }
 
 const filterPriority = 1
 
-func (d *Dataplane) attachClsact(a *attachment, prog *ebpf.Program) error {
-	q := &netlink.GenericQdisc{
+func clsact(ifindex int) *netlink.GenericQdisc {
+	return &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{
-			LinkIndex: a.ifindex,
+			LinkIndex: ifindex,
 			Handle:    netlink.MakeHandle(0xffff, 0),
 			Parent:    netlink.HANDLE_CLSACT,
 		},
 		QdiscType: "clsact",
 	}
-	switch err := d.nl.QdiscAdd(q); {
+}
+
+func (d *Dataplane) attachClsact(a *attachment, dir direction, prog *ebpf.Program) (*netlink.BpfFilter, error) {
+	switch err := d.nl.QdiscAdd(clsact(a.ifindex)); {
 	case err == nil:
 		a.qdisc = true
 	case errors.Is(err, unix.EEXIST):
 	default:
-		return fmt.Errorf("add clsact qdisc: %w", err)
+		return nil, fmt.Errorf("add clsact qdisc: %w", err)
 	}
 	f := &netlink.BpfFilter{
 		FilterAttrs: netlink.FilterAttrs{
 			LinkIndex: a.ifindex,
-			Parent:    netlink.HANDLE_MIN_INGRESS,
+			Parent:    dir.parent,
 			Handle:    netlink.MakeHandle(0, 1),
 			Protocol:  unix.ETH_P_ALL,
 			Priority:  filterPriority,
 		},
 		Fd:           prog.FD(),
-		Name:         "zfw_ingress",
+		Name:         "zfw_" + dir.name,
 		DirectAction: true,
 	}
 	if err := d.nl.FilterReplace(f); err != nil {
-		if a.qdisc {
-			d.nl.QdiscDel(q)
-		}
-		return fmt.Errorf("add bpf filter: %w", err)
+		return nil, fmt.Errorf("add bpf filter: %w", err)
 	}
-	a.filter = f
-	return nil
+	return f, nil
 }
 
-// Detach removes the program from ifname.
+// Detach removes the programs from ifname.
 func (d *Dataplane) Detach(ifname string) error {
 	a := d.attach[ifname]
 	if a == nil {
 		return nil
 	}
 	delete(d.attach, ifname)
-	var errs []error
-	if a.tcx != nil {
-		if err := a.tcx.Unpin(); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-		if err := a.tcx.Close(); err != nil {
-			errs = append(errs, err)
-		}
+	if err := d.detach(a); err != nil {
+		return fmt.Errorf("detach %s: %w", ifname, err)
 	}
-	if a.filter != nil {
-		if err := d.nl.FilterDel(a.filter); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
-			errs = append(errs, err)
+	return nil
+}
+
+func (d *Dataplane) detach(a *attachment) error {
+	var errs []error
+	for _, h := range a.hooks {
+		if h.tcx != nil {
+			if err := h.tcx.Unpin(); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			if err := h.tcx.Close(); err != nil {
+				errs = append(errs, err)
+			}
 		}
-		if a.qdisc {
-			q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: a.ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
-			if err := d.nl.QdiscDel(q); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENODEV) {
+		if h.filter != nil {
+			if err := d.nl.FilterDel(h.filter); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
 				errs = append(errs, err)
 			}
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("detach %s ingress: %w", ifname, err)
+	if a.qdisc {
+		if err := d.nl.QdiscDel(clsact(a.ifindex)); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENODEV) {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // DetachStale removes pinned links of interfaces that are not in keep: an
@@ -165,12 +203,8 @@ func (d *Dataplane) DetachStale(keep map[string]bool) error {
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
-		const suffix = "-ingress"
-		if len(name) <= len(suffix) || name[len(name)-len(suffix):] != suffix {
-			continue
-		}
-		ifname := name[:len(name)-len(suffix)]
-		if keep[ifname] {
+		i := strings.LastIndexByte(name, '-')
+		if i <= 0 || keep[name[:i]] {
 			continue
 		}
 		l, err := link.LoadPinnedLink(filepath.Join(d.cfg.PinPath, linksDir, name), nil)
@@ -180,7 +214,7 @@ func (d *Dataplane) DetachStale(keep map[string]bool) error {
 		}
 		l.Unpin()
 		l.Close()
-		d.log.WithField("interface", ifname).Info("detached interface no longer configured")
+		d.log.WithField("interface", name[:i]).Info("detached interface no longer configured")
 	}
 	return errors.Join(errs...)
 }

@@ -39,6 +39,9 @@ type Spec struct {
 	SrcPort, DstPort uint16
 	// TCPFlags for TCP; zero means SYN.
 	TCPFlags uint8
+	// Seq and Ack are the TCP sequence and acknowledgement numbers; a
+	// zero Seq means 1000.
+	Seq, Ack uint32
 	// ICMPType for ICMP and ICMPv6 (Proto 1 or 58); zero means an echo
 	// request of the packet's family.
 	ICMPType uint8
@@ -97,7 +100,12 @@ func (s Spec) l4() []byte {
 		h = make([]byte, 20)
 		binary.BigEndian.PutUint16(h[0:], s.SrcPort)
 		binary.BigEndian.PutUint16(h[2:], s.DstPort)
-		binary.BigEndian.PutUint32(h[4:], 1000) // seq
+		seq := s.Seq
+		if seq == 0 {
+			seq = 1000
+		}
+		binary.BigEndian.PutUint32(h[4:], seq)
+		binary.BigEndian.PutUint32(h[8:], s.Ack)
 		h[12] = 5 << 4
 		flags := s.TCPFlags
 		if flags == 0 {

@@ -132,6 +132,20 @@ struct {
 } matched6_map SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ZFW_MATCH_CACHE);
+	__type(key, struct tuple_key);
+	__type(value, struct tcp_state);
+} tcp_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ZFW_MATCH_CACHE);
+	__type(key, struct tuple_key);
+	__type(value, struct udp_state);
+} udp_map SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, ZFW_STAT_MAX);
 	__type(key, __u32);
@@ -154,6 +168,7 @@ struct enum_anchor {
 	enum stat stat;
 	enum reason reason;
 	enum rule_kind rule_kind;
+	enum tcp_flag tcp_flag;
 	struct event event;
 };
 const volatile struct enum_anchor zfw_enums;
@@ -178,6 +193,9 @@ struct packet {
 	__u8 tcp_flags;
 	__u8 icmp_type; /* ICMP and ICMPv6 */
 	__be16 ethertype;
+	__u16 payload_len; /* TCP payload bytes */
+	__u32 seq;         /* TCP, host order */
+	__u32 ack_seq;     /* TCP, host order */
 };
 
 struct vlan_tag {
@@ -185,7 +203,9 @@ struct vlan_tag {
 	__be16 encap_proto;
 };
 
+#define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
 #define TCP_FLAG_ACK 0x10
 
 static __always_inline void count(__u32 stat)
@@ -219,6 +239,11 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *pkt,
 		pkt->sport = th->source;
 		pkt->dport = th->dest;
 		pkt->tcp_flags = ((__u8 *)th)[13];
+		pkt->seq = bpf_ntohl(th->seq);
+		pkt->ack_seq = bpf_ntohl(th->ack_seq);
+		if (l4_len < th->doff * 4U)
+			return PARSE_MALFORMED;
+		pkt->payload_len = l4_len - th->doff * 4U;
 	} else {
 		struct udphdr *uh = data + off;
 
@@ -807,6 +832,149 @@ static __always_inline bool tuple_passes(const struct packet *pkt, __u32 flags, 
 	return false;
 }
 
+/* ---- sessions opened outwards (tcp_map, udp_map) -------------------- */
+
+/* session_key builds the initiator-oriented key: as seen on egress
+ * (outbound), or from a reply seen on ingress. */
+static __always_inline void session_key(const struct packet *pkt, __u32 ifindex, bool outbound,
+					struct tuple_key *k)
+{
+	k->ifindex = ifindex;
+	k->proto = pkt->proto;
+	k->family = pkt->family;
+	if (outbound) {
+		__builtin_memcpy(k->src, pkt->saddr, 16);
+		__builtin_memcpy(k->dst, pkt->daddr, 16);
+		k->sport = pkt->sport;
+		k->dport = pkt->dport;
+	} else {
+		__builtin_memcpy(k->src, pkt->daddr, 16);
+		__builtin_memcpy(k->dst, pkt->saddr, 16);
+		k->sport = pkt->dport;
+		k->dport = pkt->sport;
+	}
+}
+
+/* tcp_timeout: established sessions idle long; opening and closing ones
+ * do not. */
+static __always_inline __u64 tcp_timeout(const struct config *cfg, __u32 flags)
+{
+	if ((flags & ZFW_TCP_EST) && !(flags & (ZFW_TCP_CFIN | ZFW_TCP_SFIN)))
+		return cfg->tcp_established_ns;
+	return cfg->tcp_transitory_ns;
+}
+
+#define ZFW_TCP_CLOSED (ZFW_TCP_CFIN | ZFW_TCP_SFIN | ZFW_TCP_CFIN_ACK | ZFW_TCP_SFIN_ACK)
+
+/*
+ * track_outbound runs on egress of a default-deny interface: a SYN opens
+ * a TCP session (a new SYN restarts it), later segments advance it; every
+ * UDP datagram opens or refreshes one. Segments of sessions this side did
+ * not open (replies of local servers) are not recorded.
+ */
+static __always_inline void track_outbound(const struct packet *pkt, __u32 ifindex,
+					   const struct config *cfg)
+{
+	struct tuple_key k = {};
+	__u64 now = bpf_ktime_get_ns();
+	struct tcp_state *st;
+	__u8 f = pkt->tcp_flags;
+
+	session_key(pkt, ifindex, true, &k);
+	if (pkt->proto == IPPROTO_UDP) {
+		struct udp_state us = { .tstamp = now };
+
+		bpf_map_update_elem(&udp_map, &k, &us, BPF_ANY);
+		count(ZFW_STAT_TRACKED);
+		return;
+	}
+	if ((f & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+		struct tcp_state ts = { .tstamp = now, .flags = ZFW_TCP_SYN };
+
+		bpf_map_update_elem(&tcp_map, &k, &ts, BPF_ANY);
+		count(ZFW_STAT_TRACKED);
+		return;
+	}
+	st = bpf_map_lookup_elem(&tcp_map, &k);
+	if (!st)
+		return;
+	if (now - st->tstamp > tcp_timeout(cfg, st->flags) || (f & TCP_FLAG_RST)) {
+		bpf_map_delete_elem(&tcp_map, &k);
+		return;
+	}
+	count(ZFW_STAT_TRACKED);
+	st->tstamp = now;
+	if ((f & TCP_FLAG_ACK) && (st->flags & ZFW_TCP_SYN_ACK))
+		st->flags |= ZFW_TCP_EST;
+	if ((f & TCP_FLAG_ACK) && (st->flags & ZFW_TCP_SFIN) && pkt->ack_seq == st->sfin_seq + 1)
+		st->flags |= ZFW_TCP_SFIN_ACK;
+	if (f & TCP_FLAG_FIN) {
+		st->flags |= ZFW_TCP_CFIN;
+		st->cfin_seq = pkt->seq + pkt->payload_len;
+	}
+	if ((st->flags & ZFW_TCP_CLOSED) == ZFW_TCP_CLOSED)
+		bpf_map_delete_elem(&tcp_map, &k); /* both FINs acknowledged */
+}
+
+/*
+ * admit_reply runs on ingress of a default-deny interface before any
+ * rule: a packet of a session this side opened passes. An expired
+ * session admits nothing (and is removed); before the handshake only the
+ * SYN-ACK gets in; a RST ends the session and passes, so the host learns.
+ */
+static __always_inline bool admit_reply(const struct packet *pkt, __u32 ifindex,
+					const struct config *cfg)
+{
+	struct tuple_key k = {};
+	__u64 now = bpf_ktime_get_ns();
+	struct tcp_state *st;
+	__u8 f = pkt->tcp_flags;
+
+	session_key(pkt, ifindex, false, &k);
+	if (pkt->proto == IPPROTO_UDP) {
+		struct udp_state *us = bpf_map_lookup_elem(&udp_map, &k);
+
+		if (!us)
+			return false;
+		if (now - us->tstamp > cfg->udp_ns) {
+			bpf_map_delete_elem(&udp_map, &k);
+			return false;
+		}
+		us->tstamp = now;
+		return true;
+	}
+	st = bpf_map_lookup_elem(&tcp_map, &k);
+	if (!st)
+		return false;
+	if (now - st->tstamp > tcp_timeout(cfg, st->flags)) {
+		bpf_map_delete_elem(&tcp_map, &k);
+		return false;
+	}
+	if (f & TCP_FLAG_RST) {
+		bpf_map_delete_elem(&tcp_map, &k);
+		return true;
+	}
+	if ((f & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == (TCP_FLAG_SYN | TCP_FLAG_ACK)) {
+		if (!(st->flags & ZFW_TCP_SYN))
+			return false;
+		st->flags |= ZFW_TCP_SYN_ACK;
+		st->tstamp = now;
+		return true;
+	}
+	if (!(st->flags & ZFW_TCP_SYN_ACK) || (f & TCP_FLAG_SYN))
+		return false; /* nothing but the SYN-ACK before the handshake */
+	st->tstamp = now;
+	if ((f & TCP_FLAG_ACK) && (st->flags & ZFW_TCP_CFIN) && pkt->ack_seq == st->cfin_seq + 1)
+		st->flags |= ZFW_TCP_CFIN_ACK;
+	if (f & TCP_FLAG_FIN) {
+		st->flags |= ZFW_TCP_SFIN;
+		st->sfin_seq = pkt->seq + pkt->payload_len;
+	}
+	if ((st->flags & ZFW_TCP_CLOSED) == ZFW_TCP_CLOSED)
+		bpf_map_delete_elem(&tcp_map, &k); /* this was the last ACK */
+	return true;
+}
+
 /* ---- entry --------------------------------------------------------- */
 
 SEC("tc")
@@ -868,6 +1036,13 @@ int zfw_ingress(struct __sk_buff *skb)
 		return drop(&pkt, ifindex, flags, ZFW_REASON_FRAGMENT, NULL);
 	}
 
+	if ((flags & ZFW_IFACE_DEFAULT_DENY) && admit_reply(&pkt, ifindex, cfg)) {
+		count(ZFW_STAT_REPLY);
+		v.action = ZFW_ACTION_PASS;
+		record_verdict(skb, &v);
+		return TC_ACT_OK;
+	}
+
 	/*
 	 * Only steered TCP connections are remembered in matched_map: their
 	 * later segments skip the rule tables and keep their socket across
@@ -920,4 +1095,26 @@ int zfw_ingress(struct __sk_buff *skb)
 		return drop(&pkt, ifindex, flags,
 			    v.rule_id ? ZFW_REASON_RULE_DENY : ZFW_REASON_DEFAULT_DENY, &v);
 	}
+}
+
+/*
+ * zfw_egress records the sessions a default-deny interface's host (or the
+ * clients it routes) opens outwards, so that zfw_ingress admits their
+ * replies. It never drops.
+ */
+SEC("tc")
+int zfw_egress(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex, zero = 0;
+	struct iface_settings *ifs;
+	struct config *cfg;
+	struct packet pkt = {};
+
+	ifs = bpf_map_lookup_elem(&diag_map, &ifindex);
+	cfg = bpf_map_lookup_elem(&config_map, &zero);
+	if (!ifs || !cfg || !(ifs->flags & ZFW_IFACE_DEFAULT_DENY))
+		return ZFW_NEXT;
+	if (parse_packet(skb, &pkt) == PARSE_TUPLE)
+		track_outbound(&pkt, ifindex, cfg);
+	return ZFW_NEXT;
 }

@@ -1,0 +1,158 @@
+package zfw
+
+import (
+	"testing"
+	"time"
+
+	"github.com/zfw-go/zfw/internal/packet"
+)
+
+// A host on a default-deny interface (lo in these test runs) talking to a
+// server: out is what it sends, in what comes back.
+var (
+	hostAddr   = addr("10.50.0.1")
+	serverAddr = addr("10.60.0.2")
+	host6      = addr("fd00:50::1")
+	server6    = addr("fd00:60::2")
+)
+
+type conv struct {
+	h          *harness
+	host, peer packet.Spec // templates: host->server, server->host
+}
+
+func newConv(h *harness, proto uint8, v6 bool) conv {
+	src, dst := hostAddr, serverAddr
+	if v6 {
+		src, dst = host6, server6
+	}
+	out := packet.Spec{Src: src, Dst: dst, Proto: proto, SrcPort: 40000, DstPort: 443}
+	in := packet.Spec{Src: dst, Dst: src, Proto: proto, SrcPort: 443, DstPort: 40000}
+	return conv{h: h, host: out, peer: in}
+}
+
+func (c conv) out(flags uint8, seq, ack uint32) result {
+	s := c.host
+	s.TCPFlags, s.Seq, s.Ack = flags, seq, ack
+	return c.h.egress(s, 1)
+}
+
+func (c conv) in(flags uint8, seq, ack uint32) uint32 {
+	s := c.peer
+	s.TCPFlags, s.Seq, s.Ack = flags, seq, ack
+	return c.h.runFrame(packet.Build(s), packet.Spec{}, 1).code
+}
+
+func (c conv) expect(t *testing.T, step string, got, want uint32) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s: code %d, want %d", step, got, want)
+	}
+}
+
+// TestSessionsOpenedOutwardAdmitReplies walks TCP through its states and
+// checks which replies a default-deny interface admits at each.
+func TestSessionsOpenedOutwardAdmitReplies(t *testing.T) {
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{DefaultDeny: true})
+	const syn, ack, fin, rst, psh = packet.SYN, packet.ACK, packet.FIN, packet.RST, packet.PSH
+
+	for _, v6 := range []bool{false, true} {
+		name := "IPv4"
+		if v6 {
+			name = "IPv6"
+		}
+		t.Run(name+" handshake, data and close", func(t *testing.T) {
+			c := newConv(h.with(t), packet.TCP, v6)
+			c.expect(t, "SYN-ACK with no session", c.in(syn|ack, 5000, 1001), tcShot)
+			c.expect(t, "ACK for an unseen SYN", c.in(ack, 5001, 1001), tcShot)
+			if res := c.out(syn, 1000, 0); res.code != tcNext {
+				t.Fatalf("egress dropped or passed a SYN: code %d", res.code)
+			}
+			c.expect(t, "data before the SYN-ACK", c.in(ack|psh, 5001, 1001), tcShot)
+			c.expect(t, "SYN-ACK", c.in(syn|ack, 5000, 1001), tcOK)
+			c.out(ack, 1001, 5001)
+			c.expect(t, "reply data", c.in(ack|psh, 5001, 1001), tcOK)
+			c.expect(t, "a new SYN from the server", c.in(syn, 9000, 0), tcShot)
+			// The host closes first: FIN 1001, the server ACKs 1002 and
+			// sends its FIN 6001, the host ACKs 6002: the session ends.
+			c.out(fin|ack, 1001, 6001)
+			c.expect(t, "ACK of the host's FIN", c.in(ack, 6001, 1002), tcOK)
+			c.expect(t, "server FIN", c.in(fin|ack, 6001, 1002), tcOK)
+			c.out(ack, 1002, 6002)
+			c.expect(t, "a packet after the close", c.in(ack, 6002, 1002), tcShot)
+		})
+	}
+	t.Run("server closes first; its final ACK ends the session and passes", func(t *testing.T) {
+		c := newConv(h.with(t), packet.TCP, false)
+		c.host.SrcPort = 40001
+		c.peer.DstPort = 40001
+		c.out(syn, 1000, 0)
+		c.in(syn|ack, 5000, 1001)
+		c.out(ack, 1001, 5001)
+		c.expect(t, "server FIN", c.in(fin|ack, 5001, 1001), tcOK)
+		c.out(ack, 1001, 5002)
+		c.out(fin|ack, 1001, 5002)
+		c.expect(t, "server's final ACK", c.in(ack, 5002, 1002), tcOK)
+		c.expect(t, "a packet after the close", c.in(ack, 5002, 1002), tcShot)
+	})
+	t.Run("RST ends the session and passes", func(t *testing.T) {
+		c := newConv(h.with(t), packet.TCP, false)
+		c.host.SrcPort = 40002
+		c.peer.DstPort = 40002
+		c.out(syn, 1000, 0)
+		c.expect(t, "SYN-ACK", c.in(syn|ack, 5000, 1001), tcOK)
+		c.expect(t, "RST", c.in(rst, 5001, 0), tcOK)
+		c.expect(t, "a packet after the RST", c.in(ack, 5001, 1001), tcShot)
+	})
+	t.Run("UDP replies from the addressed port only", func(t *testing.T) {
+		c := newConv(h.with(t), packet.UDP, false)
+		c.expect(t, "unsolicited datagram", c.in(0, 0, 0), tcShot)
+		c.out(0, 0, 0)
+		c.expect(t, "reply", c.in(0, 0, 0), tcOK)
+		other := c.peer
+		other.SrcPort = 444
+		if code := h.runFrame(packet.Build(other), packet.Spec{}, 1).code; code != tcShot {
+			t.Errorf("datagram from another port: code %d, want drop", code)
+		}
+	})
+	t.Run("sessions are per interface", func(t *testing.T) {
+		other, otherIdx := h.otherIface()
+		h.manage(other, InterfaceSettings{DefaultDeny: true})
+		c := newConv(h.with(t), packet.UDP, false)
+		c.host.SrcPort = 40003
+		c.peer.DstPort = 40003
+		c.out(0, 0, 0) // left through lo
+		if code := h.runFrame(packet.Build(c.peer), packet.Spec{}, otherIdx); code.code != tcShot {
+			t.Errorf("reply on another interface: code %d, want drop", code.code)
+		}
+	})
+	if st := h.stats(); st.Replies == 0 || st.Tracked == 0 {
+		t.Errorf("stats %+v: want replies and tracked packets counted", st)
+	}
+}
+
+// TestExpiredSessionsAdmitNothing: with timeouts shorter than the gap
+// between two test runs, a session has expired by the time its reply
+// comes, and it is removed.
+func TestExpiredSessionsAdmitNothing(t *testing.T) {
+	h := newHarnessWith(t, Options{Timeouts: Timeouts{TCPEstablished: time.Nanosecond, TCPTransitory: time.Nanosecond, UDP: time.Nanosecond}})
+	h.manage("lo", InterfaceSettings{DefaultDeny: true})
+	for _, proto := range []uint8{packet.TCP, packet.UDP} {
+		c := newConv(h.with(t), proto, false)
+		flags := uint8(packet.SYN)
+		reply := uint8(packet.SYN | packet.ACK)
+		if proto == packet.UDP {
+			flags, reply = 0, 0
+		}
+		c.out(flags, 1000, 0)
+		time.Sleep(time.Millisecond)
+		c.expect(t, protoName(proto)+" reply to an expired session", c.in(reply, 5000, 1001), tcShot)
+	}
+	objs := h.f.dp.Objects()
+	for name, n := range map[string]int{"tcp_map": mapLen(t, objs.TcpMap), "udp_map": mapLen(t, objs.UdpMap)} {
+		if n != 0 {
+			t.Errorf("%s holds %d expired sessions, want them removed", name, n)
+		}
+	}
+}
