@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/packet"
 )
 
@@ -154,5 +155,73 @@ func TestExpiredSessionsAdmitNothing(t *testing.T) {
 		if n != 0 {
 			t.Errorf("%s holds %d expired sessions, want them removed", name, n)
 		}
+	}
+}
+
+func TestSessionsAPI(t *testing.T) {
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{DefaultDeny: true})
+	c := newConv(h, packet.TCP, false)
+	c.out(packet.SYN, 1000, 0)
+	u := newConv(h, packet.UDP, true)
+	u.out(0, 0, 0)
+
+	list, err := h.f.Sessions().List(SessionFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 {
+		t.Fatalf("%d sessions, want 2: %+v", len(list), list)
+	}
+	tcp := list[0]
+	if tcp.Protocol != intercept.TCP || tcp.State != "opening" || tcp.Interface != "lo" ||
+		tcp.Client.String() != "10.50.0.1:40000" || tcp.Server.String() != "10.60.0.2:443" || tcp.Expired {
+		t.Errorf("tcp session %+v", tcp)
+	}
+	c.in(packet.SYN|packet.ACK, 5000, 1001)
+	c.out(packet.ACK, 1001, 5001)
+	est, _ := h.f.Sessions().List(SessionFilter{Protocol: intercept.TCP})
+	if len(est) != 1 || est[0].State != "established" {
+		t.Errorf("after the handshake: %+v", est)
+	}
+	if got, _ := h.f.Sessions().List(SessionFilter{Address: pfx("fd00::/8")}); len(got) != 1 || got[0].Protocol != intercept.UDP {
+		t.Errorf("filter by address: %+v", got)
+	}
+	cnt, err := h.f.Sessions().Count()
+	if err != nil || cnt.TCP != 1 || cnt.UDP != 1 || cnt.MaxTCP == 0 {
+		t.Errorf("count %+v, %v", cnt, err)
+	}
+	n, err := h.f.Sessions().Flush(SessionFilter{Protocol: intercept.TCP})
+	if err != nil || n != 1 {
+		t.Fatalf("flush = %d, %v", n, err)
+	}
+	c.expect(t, "reply after flush", c.in(packet.ACK, 5001, 1001), tcShot)
+}
+
+func TestGarbageCollectionRemovesExpiredSessions(t *testing.T) {
+	h := newHarnessWith(t, Options{Timeouts: Timeouts{UDP: time.Millisecond}})
+	h.manage("lo", InterfaceSettings{DefaultDeny: true})
+	u := newConv(h, packet.UDP, false)
+	u.out(0, 0, 0)
+	c := newConv(h, packet.TCP, false)
+	c.out(packet.SYN, 1000, 0)
+	// The collector runs every millisecond here (the shortest timeout):
+	// the expired UDP session goes, the opening TCP session stays.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left, err := h.f.Sessions().List(SessionFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) == 1 && left[0].Protocol == intercept.TCP {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions left: %+v; want only the TCP one", left)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n, err := h.f.Sessions().collectGarbage(); err != nil || n != 0 {
+		t.Errorf("collected %d more, %v", n, err)
 	}
 }

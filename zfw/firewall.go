@@ -45,6 +45,7 @@ type Firewall struct {
 	dp   *dataplane.Dataplane // nil InMemory
 
 	mu       sync.Mutex
+	life     sync.RWMutex // held shared while maps are used outside mu
 	closed   bool
 	stop     chan struct{} // closed by Close: ends the address watcher
 	tbl      *table
@@ -117,6 +118,7 @@ func New(opts Options) (*Firewall, error) {
 	f.tbl = newTable(dp.Maps(), opts.Mark)
 	f.tbl.timeouts = opts.Timeouts
 	if err := f.start(); err != nil {
+		close(f.stop)
 		// A fresh dataplane is torn down; an adopted one is left as the
 		// previous process kept it.
 		if cerr := dp.Close(dp.Adopted()); cerr != nil {
@@ -124,6 +126,7 @@ func New(opts Options) (*Firewall, error) {
 		}
 		return nil, err
 	}
+	go f.collect(gcInterval(f.tbl.timeouts))
 	return f, nil
 }
 
@@ -234,6 +237,9 @@ func (f *Firewall) writeAddresses(ifindex int) error {
 func (f *Firewall) Addresses(name string) ([]netip.Addr, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.closed {
+		return nil, ErrClosed
+	}
 	st := f.ifaces[name]
 	if st == nil {
 		return nil, fmt.Errorf("addresses of %s: not attached: %w", name, ErrNotFound)
@@ -282,13 +288,14 @@ func (t *table) writeConfig() error {
 // the program, removes the policy routing and deletes the pinned maps.
 func (f *Firewall) Close() error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.closed {
+		f.mu.Unlock()
 		return nil
 	}
 	f.closed = true
 	close(f.stop)
 	if f.dp == nil {
+		f.mu.Unlock()
 		return nil
 	}
 	if !f.opts.KeepOnClose {
@@ -301,6 +308,11 @@ func (f *Firewall) Close() error {
 			objs.IfindexIp6Map.Delete(uint32(st.index))
 		}
 	}
+	f.mu.Unlock()
+	// Wait for background readers of the maps (session walks), which
+	// hold life while they work outside mu.
+	f.life.Lock()
+	defer f.life.Unlock()
 	return f.dp.Close(f.opts.KeepOnClose)
 }
 
@@ -443,6 +455,9 @@ type Stats struct {
 func (f *Firewall) Stats() (Stats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.closed {
+		return Stats{}, ErrClosed
+	}
 	if f.dp == nil {
 		return Stats{}, errors.New("stats: no kernel dataplane in memory mode")
 	}

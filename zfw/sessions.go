@@ -1,0 +1,264 @@
+package zfw
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/zfw-go/zfw/intercept"
+	"github.com/zfw-go/zfw/internal/bpfobj"
+	"github.com/zfw-go/zfw/internal/wire"
+)
+
+// Session is one tracked session.
+type Session struct {
+	Protocol intercept.Protocol
+	// Interface the session passes through.
+	Interface string
+	// Client opened the session; Server answers it.
+	Client, Server netip.AddrPort
+	// State: for TCP "opening" (SYN sent), "answered" (SYN-ACK seen),
+	// "established", "closing"; for UDP "active".
+	State string
+	// Idle is the time since the session's last packet.
+	Idle time.Duration
+	// Expired sessions admit nothing; garbage collection removes them.
+	Expired bool
+}
+
+// SessionFilter selects sessions; zero fields match everything.
+type SessionFilter struct {
+	Protocol  intercept.Protocol
+	Interface string
+	// Address matches sessions whose client or server is inside it.
+	Address netip.Prefix
+}
+
+func (flt SessionFilter) match(s Session) bool {
+	if flt.Protocol != "" && flt.Protocol != s.Protocol {
+		return false
+	}
+	if flt.Interface != "" && flt.Interface != s.Interface {
+		return false
+	}
+	if flt.Address.IsValid() && !flt.Address.Contains(s.Client.Addr()) && !flt.Address.Contains(s.Server.Addr()) {
+		return false
+	}
+	return true
+}
+
+// SessionCount is how full the session maps are.
+type SessionCount struct {
+	TCP, UDP       int
+	MaxTCP, MaxUDP int
+}
+
+// Sessions is the sessions API.
+type Sessions struct{ f *Firewall }
+
+// Sessions returns the sessions API. In memory mode it has no sessions.
+func (f *Firewall) Sessions() *Sessions { return &Sessions{f} }
+
+// List returns the tracked sessions that match filter.
+func (ss *Sessions) List(filter SessionFilter) ([]Session, error) {
+	var out []Session
+	err := ss.walk(func(s Session, _ func() error) error {
+		if filter.match(s) {
+			out = append(out, s)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Flush removes the sessions that match filter and reports how many. A
+// removed session's next reply is judged by the rules again.
+func (ss *Sessions) Flush(filter SessionFilter) (int, error) {
+	n := 0
+	err := ss.walk(func(s Session, del func() error) error {
+		if !filter.match(s) {
+			return nil
+		}
+		if err := del(); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
+}
+
+// Count reports the number of sessions against the maps' capacities.
+func (ss *Sessions) Count() (SessionCount, error) {
+	var c SessionCount
+	if ss.f.dp == nil {
+		return c, nil
+	}
+	objs := ss.f.dp.Objects()
+	c.MaxTCP, c.MaxUDP = int(objs.TcpMap.MaxEntries()), int(objs.UdpMap.MaxEntries())
+	err := ss.walk(func(s Session, _ func() error) error {
+		if s.Protocol == intercept.UDP {
+			c.UDP++
+		} else {
+			c.TCP++
+		}
+		return nil
+	})
+	return c, err
+}
+
+// collectGarbage removes expired sessions.
+func (ss *Sessions) collectGarbage() (int, error) {
+	n := 0
+	err := ss.walk(func(s Session, del func() error) error {
+		if !s.Expired {
+			return nil
+		}
+		if err := del(); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
+}
+
+// monotonic is the clock bpf_ktime_get_ns reads.
+func monotonic() uint64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// walk visits every session of both maps, with a function that deletes it.
+func (ss *Sessions) walk(visit func(Session, func() error) error) error {
+	f := ss.f
+	f.life.RLock()
+	defer f.life.RUnlock()
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return ErrClosed
+	}
+	dp := f.dp
+	timeouts := f.tbl.timeouts
+	names := make(map[int]string, len(f.ifaces))
+	for name, st := range f.ifaces {
+		names[st.index] = name
+	}
+	f.mu.Unlock()
+	if dp == nil {
+		return nil
+	}
+	ifname := func(idx uint32) string {
+		if n, ok := names[int(idx)]; ok {
+			return n
+		}
+		return fmt.Sprintf("if%d", idx)
+	}
+	objs := dp.Objects()
+	now := monotonic()
+	base := func(k *bpfobj.ZfwTupleKey, tstamp uint64) Session {
+		s := Session{
+			Protocol:  protoOf(k.Proto),
+			Interface: ifname(k.Ifindex),
+			Client:    netip.AddrPortFrom(wire.AddrFrom(k.Src, k.Family), wire.PortFrom16(k.Sport)),
+			Server:    netip.AddrPortFrom(wire.AddrFrom(k.Dst, k.Family), wire.PortFrom16(k.Dport)),
+		}
+		if now > tstamp {
+			s.Idle = time.Duration(now - tstamp)
+		}
+		return s
+	}
+
+	// Keys are collected first: deleting while iterating a hash map can
+	// restart the iteration.
+	type tcpEntry struct {
+		k bpfobj.ZfwTupleKey
+		v bpfobj.ZfwTcpState
+	}
+	var tcps []tcpEntry
+	var k bpfobj.ZfwTupleKey
+	var tv bpfobj.ZfwTcpState
+	it := objs.TcpMap.Iterate()
+	for it.Next(&k, &tv) {
+		tcps = append(tcps, tcpEntry{k, tv})
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("tcp_map: iterate: %w", err)
+	}
+	for _, e := range tcps {
+		s := base(&e.k, e.v.Tstamp)
+		s.State, s.Expired = tcpState(e.v.Flags, s.Idle, timeouts)
+		key := e.k
+		if err := visit(s, func() error { return objs.TcpMap.Delete(&key) }); err != nil {
+			return err
+		}
+	}
+	type udpEntry struct {
+		k bpfobj.ZfwTupleKey
+		v bpfobj.ZfwUdpState
+	}
+	var udps []udpEntry
+	var uv bpfobj.ZfwUdpState
+	it = objs.UdpMap.Iterate()
+	for it.Next(&k, &uv) {
+		udps = append(udps, udpEntry{k, uv})
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("udp_map: iterate: %w", err)
+	}
+	for _, e := range udps {
+		s := base(&e.k, e.v.Tstamp)
+		s.State, s.Expired = "active", s.Idle > timeouts.UDP
+		key := e.k
+		if err := visit(s, func() error { return objs.UdpMap.Delete(&key) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func tcpState(flags uint32, idle time.Duration, t Timeouts) (string, bool) {
+	has := func(f bpfobj.ZfwTcpFlag) bool { return flags&uint32(f) != 0 }
+	switch {
+	case has(bpfobj.ZfwTcpFlagZFW_TCP_CFIN) || has(bpfobj.ZfwTcpFlagZFW_TCP_SFIN):
+		return "closing", idle > t.TCPTransitory
+	case has(bpfobj.ZfwTcpFlagZFW_TCP_EST):
+		return "established", idle > t.TCPEstablished
+	case has(bpfobj.ZfwTcpFlagZFW_TCP_SYN_ACK):
+		return "answered", idle > t.TCPTransitory
+	}
+	return "opening", idle > t.TCPTransitory
+}
+
+// gcInterval is how often expired sessions are collected.
+func gcInterval(t Timeouts) time.Duration {
+	return min(t.UDP, t.TCPTransitory, 30*time.Second)
+}
+
+// collect runs garbage collection until stop is closed.
+func (f *Firewall) collect(every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-tick.C:
+			n, err := f.Sessions().collectGarbage()
+			switch {
+			case errors.Is(err, ErrClosed):
+				return
+			case err != nil:
+				f.log.WithError(err).Warn("session garbage collection")
+			case n > 0:
+				f.log.WithField("removed", n).Debug("expired sessions collected")
+			}
+		}
+	}
+}
