@@ -146,6 +146,13 @@ struct {
 } udp_map SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ZFW_MATCH_CACHE);
+	__type(key, struct icmp_key);
+	__type(value, struct icmp_state);
+} icmp_echo_map SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, ZFW_STAT_MAX);
 	__type(key, __u32);
@@ -192,6 +199,9 @@ struct packet {
 	__u8 proto;
 	__u8 tcp_flags;
 	__u8 icmp_type; /* ICMP and ICMPv6 */
+	__u8 icmp_echo; /* an echo request or reply: id and seq below */
+	__u16 icmp_id;  /* wire order */
+	__u16 icmp_seq; /* wire order */
 	__be16 ethertype;
 	__u16 payload_len; /* TCP payload bytes */
 	__u32 seq;         /* TCP, host order */
@@ -260,18 +270,24 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *pkt,
 	return fragment ? PARSE_FRAGMENT : PARSE_TUPLE;
 }
 
-/* peek_icmp_type reads the type of an ICMP or ICMPv6 header at off. */
+/* peek_icmp reads the type of an ICMP or ICMPv6 header at off, and the
+ * id and sequence of an echo. ICMP is rare enough for a helper copy. */
 static __always_inline void peek_icmp_type(struct __sk_buff *skb, struct packet *pkt, __u32 off)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	__u8 *t;
+	__u8 h[8];
 
 	if (off > MAX_L4_OFFSET)
 		return;
-	t = data + off;
-	if ((void *)(t + 1) <= data_end)
-		pkt->icmp_type = *t;
+	if (bpf_skb_load_bytes(skb, off, h, 1) < 0)
+		return;
+	pkt->icmp_type = h[0];
+	if (h[0] != 8 && h[0] != 0 && h[0] != 128 && h[0] != 129)
+		return;
+	if (bpf_skb_load_bytes(skb, off, h, sizeof(h)) < 0)
+		return;
+	pkt->icmp_echo = 1;
+	__builtin_memcpy(&pkt->icmp_id, h + 4, 2);
+	__builtin_memcpy(&pkt->icmp_seq, h + 6, 2);
 }
 
 static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *pkt, __u32 off)
@@ -975,6 +991,55 @@ static __always_inline bool admit_reply(const struct packet *pkt, __u32 ifindex,
 	return true;
 }
 
+/* echo_key builds the icmp_echo_map key of a request (outbound) or of
+ * the request a reply answers. */
+static __always_inline void echo_key(const struct packet *pkt, __u32 ifindex, bool outbound,
+				     struct icmp_key *k)
+{
+	k->ifindex = ifindex;
+	k->family = pkt->family;
+	k->id = pkt->icmp_id;
+	k->seq = pkt->icmp_seq;
+	if (outbound) {
+		__builtin_memcpy(k->src, pkt->saddr, 16);
+		__builtin_memcpy(k->dst, pkt->daddr, 16);
+	} else {
+		__builtin_memcpy(k->src, pkt->daddr, 16);
+		__builtin_memcpy(k->dst, pkt->saddr, 16);
+	}
+}
+
+static __always_inline bool echo_request(const struct packet *pkt)
+{
+	return pkt->icmp_echo && ((pkt->family == 4 && pkt->proto == IPPROTO_ICMP && pkt->icmp_type == 8) ||
+				  (pkt->family == 6 && pkt->proto == IPPROTO_ICMPV6 && pkt->icmp_type == 128));
+}
+
+static __always_inline bool echo_reply(const struct packet *pkt)
+{
+	return pkt->icmp_echo && ((pkt->family == 4 && pkt->proto == IPPROTO_ICMP && pkt->icmp_type == 0) ||
+				  (pkt->family == 6 && pkt->proto == IPPROTO_ICMPV6 && pkt->icmp_type == 129));
+}
+
+/* admit_echo_reply: one reply per request sent out, while fresh. */
+static __always_inline bool admit_echo_reply(const struct packet *pkt, __u32 ifindex,
+					     const struct config *cfg)
+{
+	struct icmp_key k = {};
+	struct icmp_state *st;
+	bool fresh;
+
+	if (!echo_reply(pkt))
+		return false;
+	echo_key(pkt, ifindex, false, &k);
+	st = bpf_map_lookup_elem(&icmp_echo_map, &k);
+	if (!st)
+		return false;
+	fresh = bpf_ktime_get_ns() - st->tstamp <= cfg->icmp_echo_ns;
+	bpf_map_delete_elem(&icmp_echo_map, &k);
+	return fresh;
+}
+
 /* ---- entry --------------------------------------------------------- */
 
 SEC("tc")
@@ -1014,7 +1079,13 @@ int zfw_ingress(struct __sk_buff *skb)
 		return drop(&pkt, ifindex, flags, ZFW_REASON_MALFORMED, NULL);
 	case PARSE_OTHER:
 		count(ZFW_STAT_OTHER_PROTO);
-		if ((flags & ZFW_IFACE_DEFAULT_DENY) && !other_passes(&pkt, flags))
+		if (!(flags & ZFW_IFACE_DEFAULT_DENY))
+			return TC_ACT_OK;
+		if (admit_echo_reply(&pkt, ifindex, cfg)) {
+			count(ZFW_STAT_ECHO_REPLY);
+			return TC_ACT_OK;
+		}
+		if (!other_passes(&pkt, flags))
 			return drop(&pkt, ifindex, flags, ZFW_REASON_DEFAULT_DENY, NULL);
 		return TC_ACT_OK;
 	case PARSE_FRAGMENT:
@@ -1114,7 +1185,20 @@ int zfw_egress(struct __sk_buff *skb)
 	cfg = bpf_map_lookup_elem(&config_map, &zero);
 	if (!ifs || !cfg || !(ifs->flags & ZFW_IFACE_DEFAULT_DENY))
 		return ZFW_NEXT;
-	if (parse_packet(skb, &pkt) == PARSE_TUPLE)
+	switch (parse_packet(skb, &pkt)) {
+	case PARSE_TUPLE:
 		track_outbound(&pkt, ifindex, cfg);
+		break;
+	case PARSE_OTHER:
+		if (echo_request(&pkt)) {
+			struct icmp_key k = {};
+			struct icmp_state st = { .tstamp = bpf_ktime_get_ns() };
+
+			echo_key(&pkt, ifindex, true, &k);
+			bpf_map_update_elem(&icmp_echo_map, &k, &st, BPF_ANY);
+			count(ZFW_STAT_TRACKED);
+		}
+		break;
+	}
 	return ZFW_NEXT;
 }

@@ -154,7 +154,7 @@ func TestProgramOtherTraffic(t *testing.T) {
 
 	arp := make([]byte, 42)
 	copy(arp, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06})
-	icmp := packet.Build(packet.Spec{Src: client4, Dst: addr("10.9.0.5"), Proto: packet.ICMP})
+	icmp := packet.Build(packet.Spec{Src: client4, Dst: addr("10.9.0.5"), Proto: packet.ICMP, ICMPType: 8})
 	cases := []struct {
 		name    string
 		frame   []byte

@@ -225,3 +225,35 @@ func TestGarbageCollectionRemovesExpiredSessions(t *testing.T) {
 		t.Errorf("collected %d more, %v", n, err)
 	}
 }
+
+// TestEchoRepliesToEchoesSentOut: on a default-deny interface one echo
+// reply per echo request sent out gets in; others do not.
+func TestEchoRepliesToEchoesSentOut(t *testing.T) {
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{DefaultDeny: true})
+	for _, v6 := range []bool{false, true} {
+		src, dst, proto, req, rep := hostAddr, serverAddr, uint8(packet.ICMP), uint8(8), uint8(0)
+		if v6 {
+			src, dst, proto, req, rep = host6, server6, packet.ICMPv6, 128, 129
+		}
+		reply := func(seq uint16) uint32 {
+			return h.runFrame(packet.Build(packet.Spec{Src: dst, Dst: src, Proto: proto, ICMPType: rep, ICMPSeq: seq}), packet.Spec{}, 1).code
+		}
+		if code := reply(7); code != tcShot {
+			t.Errorf("v6=%v unsolicited echo reply: code %d, want drop", v6, code)
+		}
+		h.egress(packet.Spec{Src: src, Dst: dst, Proto: proto, ICMPType: req, ICMPSeq: 7}, 1)
+		if code := reply(8); code != tcShot {
+			t.Errorf("v6=%v reply to another sequence: code %d, want drop", v6, code)
+		}
+		if code := reply(7); code != tcOK {
+			t.Errorf("v6=%v reply to the request sent: code %d, want pass", v6, code)
+		}
+		if code := reply(7); code != tcShot {
+			t.Errorf("v6=%v second reply to one request: code %d, want drop", v6, code)
+		}
+	}
+	if st := h.stats(); st.EchoReplies != 2 {
+		t.Errorf("echo replies counted %d, want 2", st.EchoReplies)
+	}
+}

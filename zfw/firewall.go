@@ -272,6 +272,7 @@ func (t *table) config(generation uint32) bpfobj.ZfwConfig {
 		TcpEstablishedNs: uint64(t.timeouts.TCPEstablished),
 		TcpTransitoryNs:  uint64(t.timeouts.TCPTransitory),
 		UdpNs:            uint64(t.timeouts.UDP),
+		IcmpEchoNs:       uint64(t.timeouts.ICMPEcho),
 	}
 }
 
@@ -449,6 +450,8 @@ type Stats struct {
 	// Replies admitted by a session opened outwards, and egress packets
 	// recorded in such sessions.
 	Replies, Tracked uint64
+	// EchoReplies admitted by an echo request sent out.
+	EchoReplies uint64
 }
 
 // Stats reads the packet counters. It fails in memory mode.
@@ -497,6 +500,7 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.AssignFailed, bpfobj.ZfwStatZFW_STAT_ASSIGN_FAILED},
 		{&s.Replies, bpfobj.ZfwStatZFW_STAT_REPLY},
 		{&s.Tracked, bpfobj.ZfwStatZFW_STAT_TRACKED},
+		{&s.EchoReplies, bpfobj.ZfwStatZFW_STAT_ECHO_REPLY},
 	} {
 		if *x.dst, err = get(x.i); err != nil {
 			return s, err

@@ -75,6 +75,8 @@ type Timeouts struct {
 	TCPTransitory time.Duration
 	// UDP: a UDP session, default 30 seconds.
 	UDP time.Duration
+	// ICMPEcho: an echo request awaiting its reply, default 15 seconds.
+	ICMPEcho time.Duration
 }
 
 // Interface is an interface to attach to and its settings.
@@ -152,6 +154,7 @@ func (o Options) withDefaults() (Options, error) {
 		{&o.Timeouts.TCPEstablished, 60 * time.Minute},
 		{&o.Timeouts.TCPTransitory, 2 * time.Minute},
 		{&o.Timeouts.UDP, 30 * time.Second},
+		{&o.Timeouts.ICMPEcho, 15 * time.Second},
 	} {
 		if *t.d < 0 {
 			return o, fmt.Errorf("options: timeouts must not be negative")

@@ -86,6 +86,7 @@ struct config {
 	__u64 tcp_established_ns; /* established, no FIN yet            */
 	__u64 tcp_transitory_ns;  /* opening or closing                  */
 	__u64 udp_ns;
+	__u64 icmp_echo_ns;       /* an echo request awaiting its reply */
 };
 
 /*
@@ -226,6 +227,22 @@ struct udp_state {
 	__u64 tstamp;
 };
 
+/* icmp_echo_map: echo requests sent out of a default-deny interface; one
+ * matching echo reply gets in. Oriented like tuple_key. */
+struct icmp_key {
+	__u32 dst[4];
+	__u32 src[4];
+	__u16 id;  /* wire order */
+	__u16 seq; /* wire order */
+	__u32 ifindex;
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct icmp_state {
+	__u64 tstamp;
+};
+
 /* matched_map / matched6_map: per-flow verdict cache (LRU). */
 struct match_key {
 	__u32 saddr;
@@ -272,6 +289,7 @@ enum stat {
 	ZFW_STAT_ASSIGN_FAILED,   /* bpf_sk_assign refused: dropped       */
 	ZFW_STAT_REPLY,           /* admitted as a reply to an outbound session */
 	ZFW_STAT_TRACKED,         /* egress packet recorded in a session        */
+	ZFW_STAT_ECHO_REPLY,      /* echo reply admitted by icmp_echo_map       */
 	ZFW_STAT_MAX,
 };
 

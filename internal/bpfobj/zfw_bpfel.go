@@ -29,6 +29,7 @@ type ZfwConfig struct {
 	TcpEstablishedNs uint64
 	TcpTransitoryNs  uint64
 	UdpNs            uint64
+	IcmpEchoNs       uint64
 }
 
 type ZfwEnumAnchor struct {
@@ -78,6 +79,22 @@ type ZfwEvent struct {
 	Reason     uint8
 	RuleId     uint32
 	_          [4]byte
+}
+
+type ZfwIcmpKey struct {
+	_       structs.HostLayout
+	Dst     [4]uint32
+	Src     [4]uint32
+	Id      uint16
+	Seq     uint16
+	Ifindex uint32
+	Family  uint8
+	Pad     [3]uint8
+}
+
+type ZfwIcmpState struct {
+	_      structs.HostLayout
+	Tstamp uint64
 }
 
 type ZfwIfList struct {
@@ -256,7 +273,8 @@ const (
 	ZfwStatZFW_STAT_ASSIGN_FAILED ZfwStat = 12
 	ZfwStatZFW_STAT_REPLY         ZfwStat = 13
 	ZfwStatZFW_STAT_TRACKED       ZfwStat = 14
-	ZfwStatZFW_STAT_MAX           ZfwStat = 15
+	ZfwStatZFW_STAT_ECHO_REPLY    ZfwStat = 15
+	ZfwStatZFW_STAT_MAX           ZfwStat = 16
 )
 
 type ZfwTcpFlag uint32
@@ -310,6 +328,7 @@ type ZfwUdpState struct {
 const (
 	ZfwMapConfigMap          = "config_map"
 	ZfwMapDiagMap            = "diag_map"
+	ZfwMapIcmpEchoMap        = "icmp_echo_map"
 	ZfwMapIfListExtensionMap = "if_list_extension_map"
 	ZfwMapIfindexIp6Map      = "ifindex_ip6_map"
 	ZfwMapIfindexIpMap       = "ifindex_ip_map"
@@ -382,6 +401,7 @@ type ZfwProgramSpecs struct {
 type ZfwMapSpecs struct {
 	ConfigMap          *ebpf.MapSpec `ebpf:"config_map"`
 	DiagMap            *ebpf.MapSpec `ebpf:"diag_map"`
+	IcmpEchoMap        *ebpf.MapSpec `ebpf:"icmp_echo_map"`
 	IfListExtensionMap *ebpf.MapSpec `ebpf:"if_list_extension_map"`
 	IfindexIp6Map      *ebpf.MapSpec `ebpf:"ifindex_ip6_map"`
 	IfindexIpMap       *ebpf.MapSpec `ebpf:"ifindex_ip_map"`
@@ -428,6 +448,7 @@ func (o *ZfwObjects) Close() error {
 type ZfwMaps struct {
 	ConfigMap          *ebpf.Map `ebpf:"config_map"`
 	DiagMap            *ebpf.Map `ebpf:"diag_map"`
+	IcmpEchoMap        *ebpf.Map `ebpf:"icmp_echo_map"`
 	IfListExtensionMap *ebpf.Map `ebpf:"if_list_extension_map"`
 	IfindexIp6Map      *ebpf.Map `ebpf:"ifindex_ip6_map"`
 	IfindexIpMap       *ebpf.Map `ebpf:"ifindex_ip_map"`
@@ -449,6 +470,7 @@ func (m *ZfwMaps) Close() error {
 	return _ZfwClose(
 		m.ConfigMap,
 		m.DiagMap,
+		m.IcmpEchoMap,
 		m.IfListExtensionMap,
 		m.IfindexIp6Map,
 		m.IfindexIpMap,

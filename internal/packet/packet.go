@@ -42,9 +42,11 @@ type Spec struct {
 	// Seq and Ack are the TCP sequence and acknowledgement numbers; a
 	// zero Seq means 1000.
 	Seq, Ack uint32
-	// ICMPType for ICMP and ICMPv6 (Proto 1 or 58); zero means an echo
-	// request of the packet's family.
+	// ICMPType for ICMP and ICMPv6 (Proto 1 or 58), as given: 8 and 128
+	// are echo requests, 0 and 129 echo replies.
 	ICMPType uint8
+	// ICMPSeq is the echo sequence number (the id is 1).
+	ICMPSeq uint16
 	Payload  []byte
 	// VLANs are 802.1Q tags, outermost first.
 	VLANs []uint16
@@ -119,13 +121,7 @@ func (s Spec) l4() []byte {
 		binary.BigEndian.PutUint16(h[2:], s.DstPort)
 		binary.BigEndian.PutUint16(h[4:], uint16(8+len(s.Payload)))
 	case ICMP, ICMPv6:
-		t := s.ICMPType
-		if t == 0 && s.Proto == ICMP {
-			t = 8
-		} else if t == 0 {
-			t = 128
-		}
-		h = []byte{t, 0, 0, 0, 0, 1, 0, 1}
+		h = []byte{s.ICMPType, 0, 0, 0, 0, 1, byte(s.ICMPSeq >> 8), byte(s.ICMPSeq)}
 	}
 	return append(h, s.Payload...)
 }
