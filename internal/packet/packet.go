@@ -47,7 +47,7 @@ type Spec struct {
 	ICMPType uint8
 	// ICMPSeq is the echo sequence number (the id is 1).
 	ICMPSeq uint16
-	Payload  []byte
+	Payload []byte
 	// VLANs are 802.1Q tags, outermost first.
 	VLANs []uint16
 	// IPv4Options are appended to the IPv4 header (padded to 4 bytes).
