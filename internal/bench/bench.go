@@ -86,10 +86,11 @@ func Distinct(prog *ebpf.Program, spec packet.Spec, perRound, rounds int) (Timin
 	return summarize(samples), nil
 }
 
-// AttachedProgram opens the ingress program that the dataplane pinned at
-// pin has attached to ifname, through its pinned TCX link.
-func AttachedProgram(pin, ifname string) (*ebpf.Program, error) {
-	l, err := link.LoadPinnedLink(filepath.Join(pin, "links", ifname+"-ingress"), nil)
+// AttachedProgram opens the program that the dataplane pinned at pin has
+// attached to ifname in direction ("ingress" or "egress"), through its
+// pinned TCX link.
+func AttachedProgram(pin, ifname, direction string) (*ebpf.Program, error) {
+	l, err := link.LoadPinnedLink(filepath.Join(pin, "links", ifname+"-"+direction), nil)
 	if err != nil {
 		return nil, fmt.Errorf("load pinned link of %s: %w", ifname, err)
 	}

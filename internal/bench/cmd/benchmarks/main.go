@@ -96,7 +96,7 @@ func run(out string, rounds int) error {
 			fw.Close()
 			return fmt.Errorf("register %d intercepts: %w", n, err)
 		}
-		prog, err := bench.AttachedProgram(pin, "lo")
+		prog, err := bench.AttachedProgram(pin, "lo", "ingress")
 		if err != nil {
 			fw.Close()
 			return err
@@ -115,6 +115,13 @@ func run(out string, rounds int) error {
 		}
 		prog.Close()
 		fw.Close()
+	}
+
+	// A reply to a session opened outwards, on a default-deny interface:
+	// the egress program records the session, the reply repeats.
+	replyTCP, replyUDP, err := replies(rounds, repeat)
+	if err != nil {
+		return err
 	}
 
 	// Control plane: 10,000 intercepts one by one, and in one Sync.
@@ -161,6 +168,8 @@ func run(out string, rounds int) error {
 		}
 		fmt.Fprintln(&b)
 	}
+	fmt.Fprintf(&b, "| reply to a session opened outwards (default-deny interface), TCP ACK | %s | %s (%.1fx) | | |\n", ns(floorRep), ns(replyTCP), float64(replyTCP.Median)/float64(floorRep.Median))
+	fmt.Fprintf(&b, "| reply to a session opened outwards (default-deny interface), UDP | %s | %s (%.1fx) | | |\n", ns(floorRep), ns(replyUDP), float64(replyUDP.Median)/float64(floorRep.Median))
 	fmt.Fprintf(&b, "\nEach intercept covers TCP and UDP; the mix is mostly /32 hosts with one port, every 50th adds a /24 with a port range, every 200th an overlapping second range (`internal/bench.Intercepts`).\n\n")
 	fmt.Fprintf(&b, "## Control plane\n\n| operation | time |\n|---|---|\n")
 	fmt.Fprintf(&b, "| register 10,000 intercepts one by one (`Register`) | %s |\n", reg10k.Round(time.Millisecond))
@@ -195,4 +204,54 @@ func header(b *bytes.Buffer) {
 	fmt.Fprintf(b, "# Benchmarks\n\nWritten by `make bench` (internal/bench/cmd/benchmarks) from one run; do not edit by hand.\n\n")
 	fmt.Fprintf(b, "- date: %s\n- commit: %s\n- kernel: %s\n- cpu: %s (%d cores)\n- go: %s\n\n",
 		time.Now().UTC().Format(time.RFC3339), commit, unix.ByteSliceToString(uts.Release[:]), cpu, runtime.NumCPU(), runtime.Version())
+}
+
+// replies measures the ingress cost of replies to sessions the host
+// opened: one flow per protocol, recorded by a run of the egress program.
+func replies(rounds, repeat int) (tcp, udp bench.Timing, err error) {
+	pin := fmt.Sprintf("/sys/fs/bpf/zfw-bench-%d", rand.Uint32())
+	fw, err := zfw.New(zfw.Options{PinPath: pin, Interfaces: []zfw.Interface{{Name: "lo", InterfaceSettings: zfw.InterfaceSettings{DefaultDeny: true}}}})
+	if err != nil {
+		return tcp, udp, err
+	}
+	defer fw.Close()
+	in, err := bench.AttachedProgram(pin, "lo", "ingress")
+	if err != nil {
+		return tcp, udp, err
+	}
+	defer in.Close()
+	out, err := bench.AttachedProgram(pin, "lo", "egress")
+	if err != nil {
+		return tcp, udp, err
+	}
+	defer out.Close()
+	host, server := netip.MustParseAddr("10.50.0.1"), netip.MustParseAddr("10.60.0.2")
+	for _, proto := range []uint8{packet.TCP, packet.UDP} {
+		o := packet.Spec{Src: host, Dst: server, Proto: proto, SrcPort: 40000, DstPort: 443, TCPFlags: packet.SYN}
+		i := packet.Spec{Src: server, Dst: host, Proto: proto, SrcPort: 443, DstPort: 40000, TCPFlags: packet.SYN | packet.ACK}
+		if _, _, err := out.Benchmark(packet.Build(o), 1, nil); err != nil {
+			return tcp, udp, err
+		}
+		if proto == packet.TCP {
+			// Complete the handshake so the repeated packet is plain data.
+			if _, _, err := in.Benchmark(packet.Build(i), 1, nil); err != nil {
+				return tcp, udp, err
+			}
+			o.TCPFlags = packet.ACK
+			if _, _, err := out.Benchmark(packet.Build(o), 1, nil); err != nil {
+				return tcp, udp, err
+			}
+			i.TCPFlags = packet.ACK
+		}
+		t, err := bench.Repeated(in, packet.Build(i), repeat, rounds)
+		if err != nil {
+			return tcp, udp, err
+		}
+		if proto == packet.TCP {
+			tcp = t
+		} else {
+			udp = t
+		}
+	}
+	return tcp, udp, nil
 }
