@@ -148,6 +148,20 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, ZFW_MATCH_CACHE);
+	__type(key, struct tuple_key);
+	__type(value, struct inbound_state);
+} tcp_ingress_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ZFW_MATCH_CACHE);
+	__type(key, struct tuple_key);
+	__type(value, struct inbound_state);
+} udp_ingress_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ZFW_MATCH_CACHE);
 	__type(key, struct icmp_key);
 	__type(value, struct icmp_state);
 } icmp_echo_map SEC(".maps");
@@ -883,10 +897,62 @@ static __always_inline __u64 tcp_timeout(const struct config *cfg, __u32 flags)
 #define ZFW_TCP_CLOSED (ZFW_TCP_CFIN | ZFW_TCP_SFIN | ZFW_TCP_CFIN_ACK | ZFW_TCP_SFIN_ACK)
 
 /*
+ * The TCP state machine, one step per segment, from the side that opened
+ * the session (initiator) or the side that answered (responder). Each
+ * returns false for a segment the session does not admit and true when it
+ * does; *closed is set once both FINs are acknowledged or on RST.
+ */
+static __always_inline bool tcp_initiator(struct tcp_state *st, const struct packet *pkt, bool *closed)
+{
+	__u8 f = pkt->tcp_flags;
+
+	if (f & TCP_FLAG_RST) {
+		*closed = true;
+		return true;
+	}
+	if ((f & TCP_FLAG_ACK) && (st->flags & ZFW_TCP_SYN_ACK))
+		st->flags |= ZFW_TCP_EST;
+	if ((f & TCP_FLAG_ACK) && (st->flags & ZFW_TCP_SFIN) && pkt->ack_seq == st->sfin_seq + 1)
+		st->flags |= ZFW_TCP_SFIN_ACK;
+	if (f & TCP_FLAG_FIN) {
+		st->flags |= ZFW_TCP_CFIN;
+		st->cfin_seq = pkt->seq + pkt->payload_len;
+	}
+	*closed = (st->flags & ZFW_TCP_CLOSED) == ZFW_TCP_CLOSED;
+	return true;
+}
+
+static __always_inline bool tcp_responder(struct tcp_state *st, const struct packet *pkt, bool *closed)
+{
+	__u8 f = pkt->tcp_flags;
+
+	if (f & TCP_FLAG_RST) {
+		*closed = true;
+		return true;
+	}
+	if ((f & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == (TCP_FLAG_SYN | TCP_FLAG_ACK)) {
+		if (!(st->flags & ZFW_TCP_SYN))
+			return false;
+		st->flags |= ZFW_TCP_SYN_ACK;
+		return true;
+	}
+	if (!(st->flags & ZFW_TCP_SYN_ACK) || (f & TCP_FLAG_SYN))
+		return false; /* nothing but the SYN-ACK before the handshake */
+	if ((f & TCP_FLAG_ACK) && (st->flags & ZFW_TCP_CFIN) && pkt->ack_seq == st->cfin_seq + 1)
+		st->flags |= ZFW_TCP_CFIN_ACK;
+	if (f & TCP_FLAG_FIN) {
+		st->flags |= ZFW_TCP_SFIN;
+		st->sfin_seq = pkt->seq + pkt->payload_len;
+	}
+	*closed = (st->flags & ZFW_TCP_CLOSED) == ZFW_TCP_CLOSED;
+	return true;
+}
+
+/*
  * track_outbound runs on egress of a default-deny interface: a SYN opens
  * a TCP session (a new SYN restarts it), later segments advance it; every
  * UDP datagram opens or refreshes one. Segments of sessions this side did
- * not open (replies of local servers) are not recorded.
+ * not open (replies of local servers) are not recorded here.
  */
 static __always_inline void track_outbound(const struct packet *pkt, __u32 ifindex,
 					   const struct config *cfg)
@@ -894,7 +960,7 @@ static __always_inline void track_outbound(const struct packet *pkt, __u32 ifind
 	struct tuple_key k = {};
 	__u64 now = bpf_ktime_get_ns();
 	struct tcp_state *st;
-	__u8 f = pkt->tcp_flags;
+	bool closed = false;
 
 	session_key(pkt, ifindex, true, &k);
 	if (pkt->proto == IPPROTO_UDP) {
@@ -904,7 +970,7 @@ static __always_inline void track_outbound(const struct packet *pkt, __u32 ifind
 		count(ZFW_STAT_TRACKED);
 		return;
 	}
-	if ((f & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+	if (opens_connection(pkt)) {
 		struct tcp_state ts = { .tstamp = now, .flags = ZFW_TCP_SYN };
 
 		bpf_map_update_elem(&tcp_map, &k, &ts, BPF_ANY);
@@ -914,22 +980,15 @@ static __always_inline void track_outbound(const struct packet *pkt, __u32 ifind
 	st = bpf_map_lookup_elem(&tcp_map, &k);
 	if (!st)
 		return;
-	if (now - st->tstamp > tcp_timeout(cfg, st->flags) || (f & TCP_FLAG_RST)) {
+	if (now - st->tstamp > tcp_timeout(cfg, st->flags)) {
 		bpf_map_delete_elem(&tcp_map, &k);
 		return;
 	}
 	count(ZFW_STAT_TRACKED);
 	st->tstamp = now;
-	if ((f & TCP_FLAG_ACK) && (st->flags & ZFW_TCP_SYN_ACK))
-		st->flags |= ZFW_TCP_EST;
-	if ((f & TCP_FLAG_ACK) && (st->flags & ZFW_TCP_SFIN) && pkt->ack_seq == st->sfin_seq + 1)
-		st->flags |= ZFW_TCP_SFIN_ACK;
-	if (f & TCP_FLAG_FIN) {
-		st->flags |= ZFW_TCP_CFIN;
-		st->cfin_seq = pkt->seq + pkt->payload_len;
-	}
-	if ((st->flags & ZFW_TCP_CLOSED) == ZFW_TCP_CLOSED)
-		bpf_map_delete_elem(&tcp_map, &k); /* both FINs acknowledged */
+	tcp_initiator(st, pkt, &closed);
+	if (closed)
+		bpf_map_delete_elem(&tcp_map, &k);
 }
 
 /*
@@ -944,7 +1003,7 @@ static __always_inline bool admit_reply(const struct packet *pkt, __u32 ifindex,
 	struct tuple_key k = {};
 	__u64 now = bpf_ktime_get_ns();
 	struct tcp_state *st;
-	__u8 f = pkt->tcp_flags;
+	bool closed = false;
 
 	session_key(pkt, ifindex, false, &k);
 	if (pkt->proto == IPPROTO_UDP) {
@@ -966,28 +1025,96 @@ static __always_inline bool admit_reply(const struct packet *pkt, __u32 ifindex,
 		bpf_map_delete_elem(&tcp_map, &k);
 		return false;
 	}
-	if (f & TCP_FLAG_RST) {
-		bpf_map_delete_elem(&tcp_map, &k);
-		return true;
-	}
-	if ((f & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == (TCP_FLAG_SYN | TCP_FLAG_ACK)) {
-		if (!(st->flags & ZFW_TCP_SYN))
-			return false;
-		st->flags |= ZFW_TCP_SYN_ACK;
-		st->tstamp = now;
-		return true;
-	}
-	if (!(st->flags & ZFW_TCP_SYN_ACK) || (f & TCP_FLAG_SYN))
-		return false; /* nothing but the SYN-ACK before the handshake */
+	if (!tcp_responder(st, pkt, &closed))
+		return false;
 	st->tstamp = now;
-	if ((f & TCP_FLAG_ACK) && (st->flags & ZFW_TCP_CFIN) && pkt->ack_seq == st->cfin_seq + 1)
-		st->flags |= ZFW_TCP_CFIN_ACK;
-	if (f & TCP_FLAG_FIN) {
-		st->flags |= ZFW_TCP_SFIN;
-		st->sfin_seq = pkt->seq + pkt->payload_len;
+	if (closed)
+		bpf_map_delete_elem(&tcp_map, &k);
+	return true;
+}
+
+/* ---- sessions opened inwards (tcp_ingress_map, udp_ingress_map) ----- */
+
+static __always_inline void *inbound_map(const struct packet *pkt)
+{
+	return pkt->proto == IPPROTO_TCP ? (void *)&tcp_ingress_map : (void *)&udp_ingress_map;
+}
+
+/*
+ * inbound_fast_path: a packet of a session opened inwards gets the
+ * session's verdict without a rule lookup. A SYN re-opens the flow and so
+ * goes through the rules again. Returns false when there is no usable
+ * session.
+ */
+static __always_inline bool inbound_fast_path(const struct packet *pkt, __u32 ifindex,
+					      const struct config *cfg, struct verdict *v)
+{
+	struct tuple_key k = {};
+	struct inbound_state *st;
+	__u64 now = bpf_ktime_get_ns();
+	bool closed = false;
+	__u64 timeout;
+
+	if (opens_connection(pkt))
+		return false;
+	session_key(pkt, ifindex, true, &k);
+	st = bpf_map_lookup_elem(inbound_map(pkt), &k);
+	if (!st)
+		return false;
+	timeout = pkt->proto == IPPROTO_UDP ? cfg->udp_ns : tcp_timeout(cfg, st->tcp.flags);
+	if (now - st->tcp.tstamp > timeout) {
+		bpf_map_delete_elem(inbound_map(pkt), &k);
+		return false;
 	}
-	if ((st->flags & ZFW_TCP_CLOSED) == ZFW_TCP_CLOSED)
-		bpf_map_delete_elem(&tcp_map, &k); /* this was the last ACK */
+	st->tcp.tstamp = now;
+	v->action = st->action;
+	v->rule_id = st->rule_id;
+	v->tproxy_port = st->tproxy_port;
+	if (pkt->proto == IPPROTO_TCP) {
+		tcp_initiator(&st->tcp, pkt, &closed);
+		if (closed)
+			bpf_map_delete_elem(&tcp_ingress_map, &k);
+	}
+	return true;
+}
+
+/* open_inbound records a session a rule admitted on its first packet. */
+static __always_inline void open_inbound(const struct packet *pkt, __u32 ifindex, const struct verdict *v)
+{
+	struct tuple_key k = {};
+	struct inbound_state st = {
+		.tcp = { .tstamp = bpf_ktime_get_ns(), .flags = ZFW_TCP_SYN },
+		.rule_id = v->rule_id,
+		.tproxy_port = v->tproxy_port,
+		.action = v->action,
+	};
+
+	if (pkt->proto == IPPROTO_TCP && !opens_connection(pkt))
+		return; /* mid-stream TCP opens nothing */
+	session_key(pkt, ifindex, true, &k);
+	bpf_map_update_elem(inbound_map(pkt), &k, &st, BPF_ANY);
+}
+
+/*
+ * inbound_reply runs on egress: a packet the local side sends in a
+ * session opened inwards advances its state. Returns true if it was one.
+ */
+static __always_inline bool inbound_reply(const struct packet *pkt, __u32 ifindex)
+{
+	struct tuple_key k = {};
+	struct inbound_state *st;
+	bool closed = false;
+
+	session_key(pkt, ifindex, false, &k);
+	st = bpf_map_lookup_elem(inbound_map(pkt), &k);
+	if (!st)
+		return false;
+	st->tcp.tstamp = bpf_ktime_get_ns();
+	if (pkt->proto == IPPROTO_TCP) {
+		tcp_responder(&st->tcp, pkt, &closed);
+		if (closed)
+			bpf_map_delete_elem(&tcp_ingress_map, &k);
+	}
 	return true;
 }
 
@@ -1107,11 +1234,20 @@ int zfw_ingress(struct __sk_buff *skb)
 		return drop(&pkt, ifindex, flags, ZFW_REASON_FRAGMENT, NULL);
 	}
 
-	if ((flags & ZFW_IFACE_DEFAULT_DENY) && admit_reply(&pkt, ifindex, cfg)) {
-		count(ZFW_STAT_REPLY);
-		v.action = ZFW_ACTION_PASS;
-		record_verdict(skb, &v);
-		return TC_ACT_OK;
+	if (flags & ZFW_IFACE_DEFAULT_DENY) {
+		if (inbound_fast_path(&pkt, ifindex, cfg, &v)) {
+			count(ZFW_STAT_FAST_PATH);
+			record_verdict(skb, &v);
+			if (v.action == ZFW_ACTION_TPROXY)
+				return steer(skb, &pkt, &v, cfg->mark, flags);
+			return TC_ACT_OK;
+		}
+		if (admit_reply(&pkt, ifindex, cfg)) {
+			count(ZFW_STAT_REPLY);
+			v.action = ZFW_ACTION_PASS;
+			record_verdict(skb, &v);
+			return TC_ACT_OK;
+		}
 	}
 
 	/*
@@ -1154,6 +1290,8 @@ int zfw_ingress(struct __sk_buff *skb)
 		}
 	}
 	record_verdict(skb, &v);
+	if ((flags & ZFW_IFACE_DEFAULT_DENY) && v.action != ZFW_ACTION_DENY && !cached)
+		open_inbound(&pkt, ifindex, &v);
 
 	switch (v.action) {
 	case ZFW_ACTION_TPROXY:
@@ -1187,7 +1325,8 @@ int zfw_egress(struct __sk_buff *skb)
 		return ZFW_NEXT;
 	switch (parse_packet(skb, &pkt)) {
 	case PARSE_TUPLE:
-		track_outbound(&pkt, ifindex, cfg);
+		if (!inbound_reply(&pkt, ifindex))
+			track_outbound(&pkt, ifindex, cfg);
 		break;
 	case PARSE_OTHER:
 		if (echo_request(&pkt)) {

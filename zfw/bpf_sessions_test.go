@@ -257,3 +257,94 @@ func TestEchoRepliesToEchoesSentOut(t *testing.T) {
 		t.Errorf("echo replies counted %d, want 2", st.EchoReplies)
 	}
 }
+
+// TestInboundSessionsTakeTheFastPath: on a default-deny interface a flow
+// a rule admits becomes a session; its later packets are decided from the
+// session, without rules, until it closes.
+func TestInboundSessionsTakeTheFastPath(t *testing.T) {
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{DefaultDeny: true})
+	const syn, ack, fin, rst = packet.SYN, packet.ACK, packet.FIN, packet.RST
+	rule := h.add(withAction(steer("10.50.0.1/32", 80, 80, 0), Pass))
+	h.add(withProto(withAction(steer("10.50.0.1/32", 53, 53, 0), Pass), intercept.UDP))
+
+	// The far side (10.60.0.2) opens; the host (10.50.0.1) answers.
+	client := packet.Spec{Src: serverAddr, Dst: hostAddr, Proto: packet.TCP, SrcPort: 41000, DstPort: 80}
+	server := packet.Spec{Src: hostAddr, Dst: serverAddr, Proto: packet.TCP, SrcPort: 80, DstPort: 41000}
+	in := func(flags uint8, seq, ackn uint32) result {
+		s := client
+		s.TCPFlags, s.Seq, s.Ack = flags, seq, ackn
+		return h.runFrame(packet.Build(s), packet.Spec{}, 1)
+	}
+	out := func(flags uint8, seq, ackn uint32) {
+		s := server
+		s.TCPFlags, s.Seq, s.Ack = flags, seq, ackn
+		h.egress(s, 1)
+	}
+	fast := func() uint64 { return h.stats().FastPath }
+
+	if res := in(syn, 100, 0); res.code != tcOK || res.decision().RuleID != rule {
+		t.Fatalf("SYN admitted by the rule: code %d decision %+v", res.code, res.decision())
+	}
+	list, _ := h.f.Sessions().List(SessionFilter{Direction: Inbound})
+	if len(list) != 1 || list[0].Client.String() != "10.60.0.2:41000" || list[0].Action != Pass {
+		t.Fatalf("inbound sessions %+v", list)
+	}
+	out(syn|ack, 500, 101)
+	before := fast()
+	if res := in(ack, 101, 501); res.code != tcOK || res.decision().RuleID != rule {
+		t.Errorf("ACK: code %d decision %+v", res.code, res.decision())
+	}
+	if fast() != before+1 {
+		t.Error("the ACK did not take the fast path")
+	}
+	if got, _ := h.f.Sessions().List(SessionFilter{Direction: Inbound}); len(got) != 1 || got[0].State != "established" {
+		t.Errorf("after the handshake: %+v", got)
+	}
+	// The session outlives its rule, as connection tracking does.
+	if err := h.f.Rules().Delete(t.Context(), rule); err != nil {
+		t.Fatal(err)
+	}
+	if res := in(ack, 101, 501); res.code != tcOK {
+		t.Errorf("established session after its rule went: code %d", res.code)
+	}
+	// A new connection needs a rule again.
+	other := client
+	other.SrcPort = 41001
+	if res := h.run(other, 1); res.code != tcShot {
+		t.Errorf("new connection with the rule gone: code %d", res.code)
+	}
+	// Close: client FIN, server ACK + FIN, client ACK ends the session.
+	in(fin|ack, 101, 501)
+	out(ack, 501, 102)
+	out(fin|ack, 501, 102)
+	in(ack, 102, 502)
+	if got, _ := h.f.Sessions().List(SessionFilter{Direction: Inbound, Protocol: intercept.TCP}); len(got) != 0 {
+		t.Errorf("sessions after the close: %+v", got)
+	}
+	if res := in(ack, 102, 502); res.code != tcShot {
+		t.Errorf("segment after the close: code %d", res.code)
+	}
+
+	t.Run("RST ends an inbound session", func(t *testing.T) {
+		h.add(withAction(steer("10.50.0.1/32", 81, 81, 0), Pass))
+		c := client
+		c.DstPort, c.SrcPort = 81, 42000
+		h.runFrame(packet.Build(c), packet.Spec{}, 1)
+		c.TCPFlags = rst
+		h.runFrame(packet.Build(c), packet.Spec{}, 1)
+		if got, _ := h.f.Sessions().List(SessionFilter{Direction: Inbound, Protocol: intercept.TCP}); len(got) != 0 {
+			t.Errorf("sessions after RST: %+v", got)
+		}
+	})
+	t.Run("UDP", func(t *testing.T) {
+		d := packet.Spec{Src: serverAddr, Dst: hostAddr, Proto: packet.UDP, SrcPort: 5000, DstPort: 53}
+		if res := h.runFrame(packet.Build(d), packet.Spec{}, 1); res.code != tcOK {
+			t.Fatalf("first datagram: code %d", res.code)
+		}
+		before := fast()
+		if res := h.runFrame(packet.Build(d), packet.Spec{}, 1); res.code != tcOK || fast() != before+1 {
+			t.Errorf("second datagram: code %d, fast path %d -> %d", res.code, before, fast())
+		}
+	})
+}

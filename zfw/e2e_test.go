@@ -679,11 +679,31 @@ func TestEndToEndHostFirewall(t *testing.T) {
 		c.Close()
 		t.Error("an unsolicited inbound connection got through a default-deny interface")
 	}
+	// Inbound, admitted by a rule: works, and takes the fast path.
+	if _, err := fw.Rules().Add(context.Background(), zfw.Rule{
+		Action: zfw.Pass, Protocol: intercept.TCP,
+		Destination: netip.PrefixFrom(topo.ClientAddr4.Addr(), 32),
+		Ports:       intercept.PortRange{Low: 7778, High: 7778},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	echoTCP(t, topo.Client, "0.0.0.0:7778")
+	c, err := dialFrom(topo.Server, netip.AddrPortFrom(topo.ClientAddr4.Addr(), 7778).String(), 5*time.Second)
+	if err != nil {
+		t.Fatalf("inbound connection a rule admits: %v", err)
+	}
+	for i := range 3 {
+		if _, err := ask(c, fmt.Sprintf("in%d", i)); err != nil {
+			t.Fatalf("inbound exchange %d: %v", i, err)
+		}
+	}
+	c.Close()
+
 	st, err := fw.Stats()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Replies == 0 || st.Tracked == 0 {
-		t.Errorf("stats %+v: want replies admitted by tracked sessions", st)
+	if st.Replies == 0 || st.Tracked == 0 || st.FastPath == 0 {
+		t.Errorf("stats %+v: want replies admitted by tracked sessions and fast-path packets", st)
 	}
 }

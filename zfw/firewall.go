@@ -452,6 +452,8 @@ type Stats struct {
 	Replies, Tracked uint64
 	// EchoReplies admitted by an echo request sent out.
 	EchoReplies uint64
+	// FastPath packets of inbound sessions, decided without a rule lookup.
+	FastPath uint64
 }
 
 // Stats reads the packet counters. It fails in memory mode.
@@ -501,6 +503,7 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.Replies, bpfobj.ZfwStatZFW_STAT_REPLY},
 		{&s.Tracked, bpfobj.ZfwStatZFW_STAT_TRACKED},
 		{&s.EchoReplies, bpfobj.ZfwStatZFW_STAT_ECHO_REPLY},
+		{&s.FastPath, bpfobj.ZfwStatZFW_STAT_FAST_PATH},
 	} {
 		if *x.dst, err = get(x.i); err != nil {
 			return s, err

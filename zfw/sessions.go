@@ -14,9 +14,23 @@ import (
 	"github.com/zfw-go/zfw/internal/wire"
 )
 
+// Direction says which side opened a session.
+type Direction string
+
+// Directions.
+const (
+	// Outbound sessions were opened from this side: the host, or a client
+	// it routes, sent the first packet out of the interface.
+	Outbound Direction = "outbound"
+	// Inbound sessions were opened from the far side and admitted by a
+	// rule; their later packets take the fast path.
+	Inbound Direction = "inbound"
+)
+
 // Session is one tracked session.
 type Session struct {
-	Protocol intercept.Protocol
+	Direction Direction
+	Protocol  intercept.Protocol
 	// Interface the session passes through.
 	Interface string
 	// Client opened the session; Server answers it.
@@ -28,10 +42,14 @@ type Session struct {
 	Idle time.Duration
 	// Expired sessions admit nothing; garbage collection removes them.
 	Expired bool
+	// Action and TProxyPort are an inbound session's stored verdict.
+	Action     Action
+	TProxyPort uint16
 }
 
 // SessionFilter selects sessions; zero fields match everything.
 type SessionFilter struct {
+	Direction Direction
 	Protocol  intercept.Protocol
 	Interface string
 	// Address matches sessions whose client or server is inside it.
@@ -39,6 +57,9 @@ type SessionFilter struct {
 }
 
 func (flt SessionFilter) match(s Session) bool {
+	if flt.Direction != "" && flt.Direction != s.Direction {
+		return false
+	}
 	if flt.Protocol != "" && flt.Protocol != s.Protocol {
 		return false
 	}
@@ -53,7 +74,11 @@ func (flt SessionFilter) match(s Session) bool {
 
 // SessionCount is how full the session maps are.
 type SessionCount struct {
-	TCP, UDP       int
+	// Outbound sessions.
+	TCP, UDP int
+	// Inbound sessions.
+	InboundTCP, InboundUDP int
+	// Capacity of each of the four maps.
 	MaxTCP, MaxUDP int
 }
 
@@ -101,9 +126,14 @@ func (ss *Sessions) Count() (SessionCount, error) {
 	objs := ss.f.dp.Objects()
 	c.MaxTCP, c.MaxUDP = int(objs.TcpMap.MaxEntries()), int(objs.UdpMap.MaxEntries())
 	err := ss.walk(func(s Session, _ func() error) error {
-		if s.Protocol == intercept.UDP {
+		switch {
+		case s.Direction == Inbound && s.Protocol == intercept.UDP:
+			c.InboundUDP++
+		case s.Direction == Inbound:
+			c.InboundTCP++
+		case s.Protocol == intercept.UDP:
 			c.UDP++
-		} else {
+		default:
 			c.TCP++
 		}
 		return nil
@@ -164,6 +194,7 @@ func (ss *Sessions) walk(visit func(Session, func() error) error) error {
 	now := monotonic()
 	base := func(k *bpfobj.ZfwTupleKey, tstamp uint64) Session {
 		s := Session{
+			Direction: Outbound,
 			Protocol:  protoOf(k.Proto),
 			Interface: ifname(k.Ifindex),
 			Client:    netip.AddrPortFrom(wire.AddrFrom(k.Src, k.Family), wire.PortFrom16(k.Sport)),
@@ -218,6 +249,36 @@ func (ss *Sessions) walk(visit func(Session, func() error) error) error {
 		key := e.k
 		if err := visit(s, func() error { return objs.UdpMap.Delete(&key) }); err != nil {
 			return err
+		}
+	}
+
+	type inEntry struct {
+		k bpfobj.ZfwTupleKey
+		v bpfobj.ZfwInboundState
+	}
+	for _, m := range []*ebpf.Map{objs.TcpIngressMap, objs.UdpIngressMap} {
+		var ins []inEntry
+		var iv bpfobj.ZfwInboundState
+		it = m.Iterate()
+		for it.Next(&k, &iv) {
+			ins = append(ins, inEntry{k, iv})
+		}
+		if err := it.Err(); err != nil {
+			return fmt.Errorf("%s: iterate: %w", m.String(), err)
+		}
+		for _, e := range ins {
+			s := base(&e.k, e.v.Tcp.Tstamp)
+			s.Direction = Inbound
+			s.Action, s.TProxyPort = Action(e.v.Action), e.v.TproxyPort
+			if s.Protocol == intercept.UDP {
+				s.State, s.Expired = "active", s.Idle > timeouts.UDP
+			} else {
+				s.State, s.Expired = tcpState(e.v.Tcp.Flags, s.Idle, timeouts)
+			}
+			key, m := e.k, m
+			if err := visit(s, func() error { return m.Delete(&key) }); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -227,6 +227,21 @@ struct udp_state {
 	__u64 tstamp;
 };
 
+/*
+ * tcp_ingress_map / udp_ingress_map: sessions opened inwards through a
+ * default-deny interface and admitted by a rule. The key is oriented like
+ * tuple_key (src is the remote initiator). Later packets take the fast
+ * path: the stored verdict, no rule lookup; sessions outlive rule changes
+ * until they close or expire, as connection tracking does.
+ */
+struct inbound_state {
+	struct tcp_state tcp; /* tstamp is used for UDP too */
+	__u32 rule_id;
+	__u16 tproxy_port;
+	__u8 action;
+	__u8 pad;
+};
+
 /* icmp_echo_map: echo requests sent out of a default-deny interface; one
  * matching echo reply gets in. Oriented like tuple_key. */
 struct icmp_key {
@@ -290,6 +305,7 @@ enum stat {
 	ZFW_STAT_REPLY,           /* admitted as a reply to an outbound session */
 	ZFW_STAT_TRACKED,         /* egress packet recorded in a session        */
 	ZFW_STAT_ECHO_REPLY,      /* echo reply admitted by icmp_echo_map       */
+	ZFW_STAT_FAST_PATH,       /* inbound session packet: no rule lookup     */
 	ZFW_STAT_MAX,
 };
 

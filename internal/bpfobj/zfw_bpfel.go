@@ -133,6 +133,15 @@ type ZfwIfaceSettings struct {
 	Flags uint32
 }
 
+type ZfwInboundState struct {
+	_          structs.HostLayout
+	Tcp        ZfwTcpState
+	RuleId     uint32
+	TproxyPort uint16
+	Action     uint8
+	Pad        uint8
+}
+
 type ZfwMatch6Key struct {
 	_       structs.HostLayout
 	Saddr   [4]uint32
@@ -274,7 +283,8 @@ const (
 	ZfwStatZFW_STAT_REPLY         ZfwStat = 13
 	ZfwStatZFW_STAT_TRACKED       ZfwStat = 14
 	ZfwStatZFW_STAT_ECHO_REPLY    ZfwStat = 15
-	ZfwStatZFW_STAT_MAX           ZfwStat = 16
+	ZfwStatZFW_STAT_FAST_PATH     ZfwStat = 16
+	ZfwStatZFW_STAT_MAX           ZfwStat = 17
 )
 
 type ZfwTcpFlag uint32
@@ -339,8 +349,10 @@ const (
 	ZfwMapRbMap              = "rb_map"
 	ZfwMapRuleStoreMap       = "rule_store_map"
 	ZfwMapStatsMap           = "stats_map"
+	ZfwMapTcpIngressMap      = "tcp_ingress_map"
 	ZfwMapTcpMap             = "tcp_map"
 	ZfwMapTproxyExtensionMap = "tproxy_extension_map"
+	ZfwMapUdpIngressMap      = "udp_ingress_map"
 	ZfwMapUdpMap             = "udp_map"
 	ZfwMapZtTproxy6Map       = "zt_tproxy6_map"
 	ZfwMapZtTproxyMap        = "zt_tproxy_map"
@@ -412,8 +424,10 @@ type ZfwMapSpecs struct {
 	RbMap              *ebpf.MapSpec `ebpf:"rb_map"`
 	RuleStoreMap       *ebpf.MapSpec `ebpf:"rule_store_map"`
 	StatsMap           *ebpf.MapSpec `ebpf:"stats_map"`
+	TcpIngressMap      *ebpf.MapSpec `ebpf:"tcp_ingress_map"`
 	TcpMap             *ebpf.MapSpec `ebpf:"tcp_map"`
 	TproxyExtensionMap *ebpf.MapSpec `ebpf:"tproxy_extension_map"`
+	UdpIngressMap      *ebpf.MapSpec `ebpf:"udp_ingress_map"`
 	UdpMap             *ebpf.MapSpec `ebpf:"udp_map"`
 	ZtTproxy6Map       *ebpf.MapSpec `ebpf:"zt_tproxy6_map"`
 	ZtTproxyMap        *ebpf.MapSpec `ebpf:"zt_tproxy_map"`
@@ -459,8 +473,10 @@ type ZfwMaps struct {
 	RbMap              *ebpf.Map `ebpf:"rb_map"`
 	RuleStoreMap       *ebpf.Map `ebpf:"rule_store_map"`
 	StatsMap           *ebpf.Map `ebpf:"stats_map"`
+	TcpIngressMap      *ebpf.Map `ebpf:"tcp_ingress_map"`
 	TcpMap             *ebpf.Map `ebpf:"tcp_map"`
 	TproxyExtensionMap *ebpf.Map `ebpf:"tproxy_extension_map"`
+	UdpIngressMap      *ebpf.Map `ebpf:"udp_ingress_map"`
 	UdpMap             *ebpf.Map `ebpf:"udp_map"`
 	ZtTproxy6Map       *ebpf.Map `ebpf:"zt_tproxy6_map"`
 	ZtTproxyMap        *ebpf.Map `ebpf:"zt_tproxy_map"`
@@ -481,8 +497,10 @@ func (m *ZfwMaps) Close() error {
 		m.RbMap,
 		m.RuleStoreMap,
 		m.StatsMap,
+		m.TcpIngressMap,
 		m.TcpMap,
 		m.TproxyExtensionMap,
+		m.UdpIngressMap,
 		m.UdpMap,
 		m.ZtTproxy6Map,
 		m.ZtTproxyMap,
