@@ -79,9 +79,27 @@ struct {
 	__type(value, struct prefix_value);
 } zt_tproxy6_map SEC(".maps");
 
+/* Egress rules: the same layout as the ingress rule tables. Their rule
+ * blocks share range_map. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4);
+	__uint(max_entries, ZFW_MAX_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct prefix_key);
+	__type(value, struct prefix_value);
+} zt_egress_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZFW_MAX_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct prefix6_key);
+	__type(value, struct prefix_value);
+} zt_egress6_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8);
 	__type(key, __u32);
 	__type(value, struct prefix_lens);
 } prefix_len_map SEC(".maps");
@@ -595,6 +613,7 @@ struct lens_ctx {
 	struct scan_ctx *scan;
 	__u32 daddr[4];
 	__u8 proto;
+	__u8 egress; /* look in the egress rule tables */
 };
 
 /* try_length is the bpf_loop body over prefix lengths: one hash lookup
@@ -615,12 +634,14 @@ static long try_length(__u32 i, void *arg)
 			.len = len,
 			.addr = len ? lc->daddr[0] & bpf_htonl(~0U << (32 - (len > 32 ? 32 : len))) : 0,
 		};
-		pv = bpf_map_lookup_elem(&zt_tproxy_map, &k);
+		pv = lc->egress ? bpf_map_lookup_elem(&zt_egress_map, &k)
+				: bpf_map_lookup_elem(&zt_tproxy_map, &k);
 	} else {
 		struct prefix6_key k = { .proto = lc->proto, .len = len };
 
 		mask_v6(k.addr, lc->daddr, len);
-		pv = bpf_map_lookup_elem(&zt_tproxy6_map, &k);
+		pv = lc->egress ? bpf_map_lookup_elem(&zt_egress6_map, &k)
+				: bpf_map_lookup_elem(&zt_tproxy6_map, &k);
 	}
 	if (!pv)
 		return 0;
@@ -637,10 +658,11 @@ static long try_length(__u32 i, void *arg)
  * prefix whose rules do not match falls through to the next shorter one.
  */
 static __always_inline void policy_lookup(const struct packet *pkt, __u32 ifindex,
-					  __u32 iface_flags, bool fragment, struct scan_ctx *c)
+					  __u32 iface_flags, bool fragment, bool egress,
+					  struct scan_ctx *c)
 {
-	__u32 lkey = ((__u32)pkt->family << 8) | pkt->proto;
-	struct lens_ctx lc = { .scan = c, .proto = pkt->proto };
+	__u32 lkey = ((__u32)egress << 16) | ((__u32)pkt->family << 8) | pkt->proto;
+	struct lens_ctx lc = { .scan = c, .proto = pkt->proto, .egress = egress };
 	__u32 n;
 
 	__builtin_memcpy(c->src, pkt->saddr, 16);
@@ -1223,7 +1245,7 @@ int zfw_ingress(struct __sk_buff *skb)
 		 * port; anything else is dropped.
 		 */
 		count(ZFW_STAT_FRAGMENT);
-		policy_lookup(&pkt, ifindex, flags, true, &c);
+		policy_lookup(&pkt, ifindex, flags, true, false, &c);
 		if (!c.any_block && (c.full_pass || !(flags & ZFW_IFACE_DEFAULT_DENY))) {
 			v.action = ZFW_ACTION_PASS;
 			record_verdict(skb, &v);
@@ -1234,7 +1256,7 @@ int zfw_ingress(struct __sk_buff *skb)
 		return drop(&pkt, ifindex, flags, ZFW_REASON_FRAGMENT, NULL);
 	}
 
-	if (flags & ZFW_IFACE_DEFAULT_DENY) {
+	if (flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) {
 		if (inbound_fast_path(&pkt, ifindex, cfg, &v)) {
 			count(ZFW_STAT_FAST_PATH);
 			record_verdict(skb, &v);
@@ -1269,7 +1291,7 @@ int zfw_ingress(struct __sk_buff *skb)
 		v.tproxy_port = cached->tproxy_port;
 	} else {
 		count(ZFW_STAT_POLICY_LOOKUP);
-		policy_lookup(&pkt, ifindex, flags, false, &c);
+		policy_lookup(&pkt, ifindex, flags, false, false, &c);
 		if (c.done) {
 			v = c.v;
 		} else {
@@ -1290,7 +1312,8 @@ int zfw_ingress(struct __sk_buff *skb)
 		}
 	}
 	record_verdict(skb, &v);
-	if ((flags & ZFW_IFACE_DEFAULT_DENY) && v.action != ZFW_ACTION_DENY && !cached)
+	if ((flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) &&
+	    v.action != ZFW_ACTION_DENY && !cached)
 		open_inbound(&pkt, ifindex, &v);
 
 	switch (v.action) {
@@ -1307,9 +1330,31 @@ int zfw_ingress(struct __sk_buff *skb)
 }
 
 /*
- * zfw_egress records the sessions a default-deny interface's host (or the
- * clients it routes) opens outwards, so that zfw_ingress admits their
- * replies. It never drops.
+ * outbound_allowed: with the outbound filter on, a packet leaving the
+ * interface passes if it belongs to a session already opened outwards, or
+ * if it opens one that an egress rule passes. Egress rules decide only
+ * new flows; no match is a drop.
+ */
+static __always_inline bool outbound_allowed(const struct packet *pkt, __u32 ifindex, __u32 flags)
+{
+	struct scan_ctx c = {};
+	struct tuple_key k = {};
+
+	if (!opens_connection(pkt)) {
+		session_key(pkt, ifindex, true, &k);
+		if (bpf_map_lookup_elem(pkt->proto == IPPROTO_TCP ? (void *)&tcp_map : (void *)&udp_map, &k))
+			return true;
+	}
+	policy_lookup(pkt, ifindex, flags, false, true, &c);
+	return c.done && c.v.action == ZFW_ACTION_PASS;
+}
+
+/*
+ * zfw_egress runs on interfaces with the host firewall (default deny) or
+ * the outbound filter on. It records the sessions opened outwards, so
+ * that zfw_ingress admits their replies, advances sessions opened
+ * inwards, and with the outbound filter drops new flows no egress rule
+ * passes.
  */
 SEC("tc")
 int zfw_egress(struct __sk_buff *skb)
@@ -1318,15 +1363,33 @@ int zfw_egress(struct __sk_buff *skb)
 	struct iface_settings *ifs;
 	struct config *cfg;
 	struct packet pkt = {};
+	struct scan_ctx c = {};
+	__u32 flags;
 
 	ifs = bpf_map_lookup_elem(&diag_map, &ifindex);
 	cfg = bpf_map_lookup_elem(&config_map, &zero);
-	if (!ifs || !cfg || !(ifs->flags & ZFW_IFACE_DEFAULT_DENY))
+	if (!ifs || !cfg || !(ifs->flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)))
 		return ZFW_NEXT;
+	flags = ifs->flags;
 	switch (parse_packet(skb, &pkt)) {
 	case PARSE_TUPLE:
-		if (!inbound_reply(&pkt, ifindex))
-			track_outbound(&pkt, ifindex, cfg);
+		if (inbound_reply(&pkt, ifindex))
+			break;
+		if ((flags & ZFW_IFACE_OUTBOUND_FILTER) && !outbound_allowed(&pkt, ifindex, flags)) {
+			count(ZFW_STAT_EGRESS_DENY);
+			return drop(&pkt, ifindex, flags, ZFW_REASON_RULE_DENY, NULL);
+		}
+		track_outbound(&pkt, ifindex, cfg);
+		break;
+	case PARSE_FRAGMENT:
+		/* As on ingress: a fragment leaves only if every port would. */
+		if (!(flags & ZFW_IFACE_OUTBOUND_FILTER))
+			break;
+		policy_lookup(&pkt, ifindex, flags, true, true, &c);
+		if (c.any_block || !c.full_pass) {
+			count(ZFW_STAT_EGRESS_DENY);
+			return drop(&pkt, ifindex, flags, ZFW_REASON_FRAGMENT, NULL);
+		}
 		break;
 	case PARSE_OTHER:
 		if (echo_request(&pkt)) {

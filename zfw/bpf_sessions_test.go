@@ -1,6 +1,7 @@
 package zfw
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -347,4 +348,69 @@ func TestInboundSessionsTakeTheFastPath(t *testing.T) {
 			t.Errorf("second datagram: code %d, fast path %d -> %d", res.code, before, fast())
 		}
 	})
+}
+
+// TestOutboundFilter: with the outbound filter on, new flows leaving need
+// an egress rule that passes them; sessions already open keep flowing.
+func TestOutboundFilter(t *testing.T) {
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{DefaultDeny: true, OutboundFilter: true})
+	allow := h.add(Rule{Egress: true, Action: Pass, Protocol: intercept.TCP, Destination: pfx("10.60.0.0/16"), Ports: intercept.PortRange{Low: 1, High: 65535}})
+	h.add(Rule{Egress: true, Action: Deny, Protocol: intercept.TCP, Destination: pfx("10.60.0.5/32"), Ports: intercept.PortRange{Low: 443, High: 443}})
+	h.add(Rule{Egress: true, Action: Pass, Protocol: intercept.UDP, Destination: pfx("10.60.0.0/16"), Ports: intercept.PortRange{Low: 53, High: 53}})
+	if _, err := h.f.Rules().Add(t.Context(), Rule{Egress: true, Action: TProxy, Protocol: intercept.TCP, Destination: pfx("10.0.0.0/8"), Ports: intercept.PortRange{Low: 1, High: 1}, TProxyPort: 1}); err == nil {
+		t.Error("an egress TProxy rule was accepted")
+	}
+
+	out := func(dst string, proto uint8, port uint16, flags uint8) uint32 {
+		s := packet.Spec{Src: hostAddr, Dst: addr(dst), Proto: proto, SrcPort: 40500, DstPort: port, TCPFlags: flags}
+		return h.egress(s, 1).code
+	}
+	cases := []struct {
+		name  string
+		dst   string
+		proto uint8
+		port  uint16
+		want  uint32
+	}{
+		{"allowed by the broad rule", "10.60.0.7", packet.TCP, 443, tcNext},
+		{"denied by the longer prefix", "10.60.0.5", packet.TCP, 443, tcShot},
+		{"another port of the denied host", "10.60.0.5", packet.TCP, 80, tcNext},
+		{"no egress rule", "10.70.0.1", packet.TCP, 80, tcShot},
+		{"UDP allowed", "10.60.0.9", packet.UDP, 53, tcNext},
+		{"UDP to another port", "10.60.0.9", packet.UDP, 54, tcShot},
+	}
+	for _, tc := range cases {
+		if got := out(tc.dst, tc.proto, tc.port, packet.SYN); got != tc.want {
+			t.Errorf("%s: code %#x, want %#x", tc.name, got, tc.want)
+		}
+	}
+	// The allowed session keeps flowing after its rule goes.
+	if err := h.f.Rules().Delete(t.Context(), allow); err != nil {
+		t.Fatal(err)
+	}
+	c := newConv(h, packet.TCP, false)
+	c.host.Dst, c.peer.Src = addr("10.60.0.7"), addr("10.60.0.7")
+	c.host.SrcPort, c.peer.DstPort = 40500, 40500
+	c.expect(t, "SYN-ACK of the allowed session", c.in(packet.SYN|packet.ACK, 5000, 1001), tcOK)
+	if res := c.out(packet.ACK, 1001, 5001); res.code != tcNext {
+		t.Errorf("established session after its rule went: code %#x", res.code)
+	}
+	if got := out("10.60.0.8", packet.TCP, 443, packet.SYN); got != tcShot {
+		t.Errorf("new flow after the rule went: code %#x, want drop", got)
+	}
+	// Replies of a session opened inwards need no egress rule.
+	h.add(withAction(steer("10.50.0.1/32", 22, 22, 0), Pass))
+	h.runFrame(packet.Build(packet.Spec{Src: serverAddr, Dst: hostAddr, Proto: packet.TCP, SrcPort: 41000, DstPort: 22, TCPFlags: packet.SYN}), packet.Spec{}, 1)
+	if res := h.egress(packet.Spec{Src: hostAddr, Dst: serverAddr, Proto: packet.TCP, SrcPort: 22, DstPort: 41000, TCPFlags: packet.SYN | packet.ACK}, 1); res.code != tcNext {
+		t.Errorf("reply of an inbound session: code %#x", res.code)
+	}
+	if st := h.stats(); st.EgressDenied < 4 {
+		t.Errorf("egress denials counted %d, want at least 4", st.EgressDenied)
+	}
+	var sb strings.Builder
+	WriteTable(&sb, h.f.Rules().List(), h.f.Usage())
+	if !strings.Contains(sb.String(), "egress") {
+		t.Errorf("listing does not show the direction:\n%s", sb.String())
+	}
 }

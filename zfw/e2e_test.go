@@ -707,3 +707,58 @@ func TestEndToEndHostFirewall(t *testing.T) {
 		t.Errorf("stats %+v: want replies admitted by tracked sessions and fast-path packets", st)
 	}
 }
+
+// TestEndToEndOutboundFilter: an egress deny rule blocks one destination
+// while a broader allow passes the rest, for both families.
+func TestEndToEndOutboundFilter(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	var fw *zfw.Firewall
+	err := topo.Client.Do(func() error {
+		var err error
+		fw, err = zfw.New(zfw.Options{
+			PinPath: pinPath(),
+			Interfaces: []zfw.Interface{{Name: topo.ClientIf, InterfaceSettings: zfw.InterfaceSettings{
+				DefaultDeny: true, OutboundFilter: true,
+			}}},
+		})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.Close()
+	open4 := echoTCP(t, topo.Server, netip.AddrPortFrom(topo.ServerAddr4.Addr(), 0).String())
+	shut4 := echoTCP(t, topo.Server, netip.AddrPortFrom(topo.ServerAddr4.Addr(), 0).String())
+	open6 := echoTCP(t, topo.Server, netip.AddrPortFrom(topo.ServerAddr6.Addr(), 0).String())
+	ctx := context.Background()
+	for _, r := range []zfw.Rule{
+		{Egress: true, Action: zfw.Pass, Protocol: intercept.TCP, Destination: topo.ServerAddr4.Masked(), Ports: intercept.PortRange{Low: 1, High: 65535}},
+		{Egress: true, Action: zfw.Deny, Protocol: intercept.TCP, Destination: netip.PrefixFrom(topo.ServerAddr4.Addr(), 32), Ports: intercept.PortRange{Low: shut4.Port(), High: shut4.Port()}},
+		{Egress: true, Action: zfw.Pass, Protocol: intercept.TCP, Destination: topo.ServerAddr6.Masked(), Ports: intercept.PortRange{Low: 1, High: 65535}},
+	} {
+		if _, err := fw.Rules().Add(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dst := range []netip.AddrPort{
+		netip.AddrPortFrom(topo.ServerAddr4.Addr(), open4.Port()),
+		netip.AddrPortFrom(topo.ServerAddr6.Addr(), open6.Port()),
+	} {
+		c, err := dialFrom(topo.Client, dst.String(), 5*time.Second)
+		if err != nil {
+			t.Fatalf("allowed destination %s: %v", dst, err)
+		}
+		if _, err := ask(c, "hi"); err != nil {
+			t.Errorf("exchange with %s: %v", dst, err)
+		}
+		c.Close()
+	}
+	denied := netip.AddrPortFrom(topo.ServerAddr4.Addr(), shut4.Port()).String()
+	if c, err := dialFrom(topo.Client, denied, 2*time.Second); err == nil {
+		c.Close()
+		t.Errorf("connection to the denied destination %s succeeded", denied)
+	}
+	if st, _ := fw.Stats(); st.EgressDenied == 0 {
+		t.Errorf("stats %+v: want egress denials", st)
+	}
+}

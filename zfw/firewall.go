@@ -384,6 +384,7 @@ func (f *Firewall) setInterface(name string, index int, s InterfaceSettings) err
 		{s.EAPOL, bpfobj.ZfwIfaceFlagZFW_IFACE_EAPOL},
 		{s.PassNonTuple, bpfobj.ZfwIfaceFlagZFW_IFACE_PASS_NON_TUPLE},
 		{s.DisableIPv6, bpfobj.ZfwIfaceFlagZFW_IFACE_IPV6DISABLE},
+		{s.OutboundFilter, bpfobj.ZfwIfaceFlagZFW_IFACE_OUTBOUND_FILTER},
 	} {
 		if b.on {
 			v.Flags |= uint32(b.flag)
@@ -417,6 +418,8 @@ func (f *Firewall) Interfaces() []Interface {
 type Usage struct {
 	Rules, MaxRules            int
 	Prefixes4, Prefixes6       int
+	EgressPrefixes4            int
+	EgressPrefixes6            int
 	MaxPrefixes                int // per family
 	Services                   int
 	RulesPerPrefix             int // the most one prefix key holds
@@ -433,6 +436,8 @@ func (f *Firewall) Usage() Usage {
 		MaxRules:         int(f.tbl.m.Ranges.MaxEntries()),
 		Prefixes4:        f.tbl.prefixes[0],
 		Prefixes6:        f.tbl.prefixes[1],
+		EgressPrefixes4:  f.tbl.prefixes[2],
+		EgressPrefixes6:  f.tbl.prefixes[3],
 		MaxPrefixes:      int(f.tbl.m.Prefix4.MaxEntries()),
 		Services:         len(f.services),
 		RulesPerPrefix:   policy.MaxRangesPerPrefix,
@@ -454,6 +459,8 @@ type Stats struct {
 	EchoReplies uint64
 	// FastPath packets of inbound sessions, decided without a rule lookup.
 	FastPath uint64
+	// EgressDenied new outbound flows dropped by the outbound filter.
+	EgressDenied uint64
 }
 
 // Stats reads the packet counters. It fails in memory mode.
@@ -504,6 +511,7 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.Tracked, bpfobj.ZfwStatZFW_STAT_TRACKED},
 		{&s.EchoReplies, bpfobj.ZfwStatZFW_STAT_ECHO_REPLY},
 		{&s.FastPath, bpfobj.ZfwStatZFW_STAT_FAST_PATH},
+		{&s.EgressDenied, bpfobj.ZfwStatZFW_STAT_EGRESS_DENY},
 	} {
 		if *x.dst, err = get(x.i); err != nil {
 			return s, err

@@ -117,6 +117,11 @@ type InterfaceSettings struct {
 	// DisableIPv6 drops every IPv6 packet on the interface, DefaultDeny
 	// or not.
 	DisableIPv6 bool
+	// OutboundFilter makes new TCP and UDP flows leaving the interface
+	// need an egress rule (Rule.Egress) that passes them; replies of
+	// sessions opened inwards, and packets of sessions already opened
+	// outwards, leave without one.
+	OutboundFilter bool
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -45,6 +45,10 @@ type Rule struct {
 	ServiceID string
 	// Interfaces limits the rule to these interfaces; empty means all.
 	Interfaces []string
+	// Egress makes the rule decide new flows leaving an interface whose
+	// outbound filter is on (Pass or Deny only); otherwise it decides
+	// packets arriving.
+	Egress bool
 }
 
 // RuleInfo is one installed rule as listings show it.
@@ -64,6 +68,7 @@ type RuleInfo struct {
 	Ports       intercept.PortRange
 	TProxyPort  uint16
 	Interfaces  []string
+	Egress      bool
 }
 
 // Mapping describes what happens to matching packets, as zfw -L shows it.
@@ -76,6 +81,9 @@ func (r RuleInfo) Mapping() string {
 		}
 		return fmt.Sprintf("TPROXY redirect %s:%d", lo, r.TProxyPort)
 	case Pass:
+		if r.Egress {
+			return "ALLOW out to " + r.Destination.String()
+		}
 		return "PASSTHRU to " + r.Destination.String()
 	}
 	return "DROP"
@@ -161,6 +169,7 @@ func (rs *Rules) List() []RuleInfo {
 			ServiceID: r.ServiceID, ServiceName: r.ServiceName, Intercept: r.Intercept,
 			Protocol: protoOf(r.Proto), Source: r.Src, Destination: r.Dst,
 			Ports: intercept.PortRange{Low: r.PortLow, High: r.PortHigh}, TProxyPort: r.TProxyPort,
+			Egress: r.Egress,
 		}
 		for _, ifx := range r.Interfaces {
 			ri.Interfaces = append(ri.Interfaces, f.ifname(ifx))
@@ -168,6 +177,12 @@ func (rs *Rules) List() []RuleInfo {
 		out = append(out, ri)
 	}
 	slices.SortFunc(out, func(a, b RuleInfo) int {
+		if a.Egress != b.Egress {
+			if b.Egress {
+				return -1
+			}
+			return 1
+		}
 		if a.Destination.Addr().Is4() != b.Destination.Addr().Is4() {
 			if a.Destination.Addr().Is4() {
 				return -1
@@ -197,7 +212,7 @@ func bitsOrZero(p netip.Prefix) int {
 // the counts against the map limits.
 func WriteTable(w io.Writer, rules []RuleInfo, u Usage) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "type\tservice id\tproto\torigin\tdestination\tmapping\tinterfaces")
+	fmt.Fprintln(tw, "type\tdirection\tservice id\tproto\torigin\tdestination\tmapping\tinterfaces")
 	for _, r := range rules {
 		typ := "accept"
 		if r.Action == Deny {
@@ -211,8 +226,12 @@ func WriteTable(w io.Writer, rules []RuleInfo, u Usage) error {
 		if len(r.Interfaces) > 0 {
 			ifs = strings.Join(r.Interfaces, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\tdpts=%d:%d %s\t%s\n",
-			typ, sid, r.Protocol, prefixOrAny(r.Source), r.Destination,
+		dir := "ingress"
+		if r.Egress {
+			dir = "egress"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\tdpts=%d:%d %s\t%s\n",
+			typ, dir, sid, r.Protocol, prefixOrAny(r.Source), r.Destination,
 			r.Ports.Low, r.Ports.High, r.Mapping(), ifs)
 	}
 	if err := tw.Flush(); err != nil {
@@ -232,6 +251,9 @@ func (f *Firewall) compileRule(r Rule) (*policy.Rule, error) {
 	switch r.Action {
 	case Pass, Deny:
 	case TProxy:
+		if r.Egress {
+			return nil, fmt.Errorf("action: egress rules pass or deny; TProxy applies to arriving packets")
+		}
 		if r.TProxyPort == 0 {
 			return nil, fmt.Errorf("tproxy port: 0 is not a listener port (1-65535)")
 		}
@@ -259,7 +281,7 @@ func (f *Firewall) compileRule(r Rule) (*policy.Rule, error) {
 	pr := &policy.Rule{
 		ServiceID: r.ServiceID, Proto: proto,
 		Dst: r.Destination.Masked(), PortLow: r.Ports.Low, PortHigh: r.Ports.High,
-		Action: policy.Action(r.Action),
+		Action: policy.Action(r.Action), Egress: r.Egress,
 	}
 	if r.Action == TProxy {
 		pr.TProxyPort = r.TProxyPort

@@ -53,7 +53,7 @@ type table struct {
 	blocks     map[policy.PrefixKey]*block
 	lens       map[policy.LensKey][]uint8
 	lenCount   map[policy.LensKey]map[uint8]int // keys per prefix length
-	prefixes   [2]int                           // keys per family: [0] v4, [1] v6
+	prefixes   [4]int                           // keys per prefix map (PrefixKey.Slot)
 	ext        map[extKey]*extEntry
 	slots      *slots
 	nextID     uint32
@@ -130,7 +130,7 @@ type plan struct {
 	remove   []uint32
 	blocks   map[policy.PrefixKey][]uint32 // new id order per affected key; empty = key goes
 	lens     map[policy.LensKey][]uint8    // new length lists that differ
-	prefixes [2]int
+	prefixes [4]int
 	ext      map[extKey]*extEntry // new state of the listener ports touched
 }
 
@@ -226,7 +226,7 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 			ids[i] = r.ID
 		}
 		p.blocks[k] = ids
-		fam := famIndex(k)
+		fam := k.Slot()
 		_, had := t.blocks[k]
 		switch {
 		case had && len(ids) == 0:
@@ -237,11 +237,8 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 			bump(k, +1)
 		}
 	}
-	for fam, n := range p.prefixes {
-		name, m := "zt_tproxy_map", t.m.Prefix4
-		if fam == 1 {
-			name, m = "zt_tproxy6_map", t.m.Prefix6
-		}
+	for slot, n := range p.prefixes {
+		name, m := t.prefixMap(slot)
 		if limit := int(m.MaxEntries()); n > limit {
 			return nil, &LimitError{Limit: name, Max: limit, Have: n}
 		}
@@ -490,6 +487,29 @@ func (t *table) planExt(add []*policy.Rule, remove []uint32) map[extKey]*extEntr
 	return out
 }
 
+// prefixMap is the map of a PrefixKey.Slot, with its name.
+func (t *table) prefixMap(slot int) (string, zmaps.Map) {
+	switch slot {
+	case 1:
+		return "zt_tproxy6_map", t.m.Prefix6
+	case 2:
+		return "zt_egress_map", t.m.Egress4
+	case 3:
+		return "zt_egress6_map", t.m.Egress6
+	}
+	return "zt_tproxy_map", t.m.Prefix4
+}
+
+// prefixKey encodes k for its map.
+func prefixKey(k policy.PrefixKey) any {
+	if k.Family() == 4 {
+		key := wire.PrefixKey4(k)
+		return &key
+	}
+	key := wire.PrefixKey6(k)
+	return &key
+}
+
 func (t *table) putPrefix(u *undoLog, k policy.PrefixKey, b *block) error {
 	v := bpfobj.ZfwPrefixValue{Start: b.start, Count: b.count}
 	old := t.blocks[k]
@@ -497,23 +517,15 @@ func (t *table) putPrefix(u *undoLog, k policy.PrefixKey, b *block) error {
 	if old != nil {
 		oldV = bpfobj.ZfwPrefixValue{Start: old.start, Count: old.count}
 	}
-	if k.Family() == 4 {
-		key := wire.PrefixKey4(k)
-		return put(u, t.m.Prefix4, "zt_tproxy_map", &key, &v, &oldV, old != nil)
-	}
-	key := wire.PrefixKey6(k)
-	return put(u, t.m.Prefix6, "zt_tproxy6_map", &key, &v, &oldV, old != nil)
+	name, m := t.prefixMap(k.Slot())
+	return put(u, m, name, prefixKey(k), &v, &oldV, old != nil)
 }
 
 func (t *table) deletePrefix(u *undoLog, k policy.PrefixKey) error {
 	old := t.blocks[k]
 	oldV := bpfobj.ZfwPrefixValue{Start: old.start, Count: old.count}
-	if k.Family() == 4 {
-		key := wire.PrefixKey4(k)
-		return del(u, t.m.Prefix4, "zt_tproxy_map", &key, &oldV)
-	}
-	key := wire.PrefixKey6(k)
-	return del(u, t.m.Prefix6, "zt_tproxy6_map", &key, &oldV)
+	name, m := t.prefixMap(k.Slot())
+	return del(u, m, name, prefixKey(k), &oldV)
 }
 
 func lensValue(lens []uint8) bpfobj.ZfwPrefixLens {
@@ -533,13 +545,6 @@ func (t *table) putLens(u *undoLog, lk policy.LensKey, lens []uint8) error {
 	}
 	v := lensValue(lens)
 	return put(u, t.m.PrefixLens, "prefix_len_map", lk.MapKey(), &v, &oldV, existed)
-}
-
-func famIndex(k policy.PrefixKey) int {
-	if k.Family() == 4 {
-		return 0
-	}
-	return 1
 }
 
 func protoName(p uint8) string {

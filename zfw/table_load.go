@@ -75,34 +75,39 @@ func (t *table) load() error {
 			b.count = 0
 		}
 		t.blocks[k] = b
-		t.prefixes[famIndex(k)]++
+		t.prefixes[k.Slot()]++
 		t.countLen(k, +1)
 		return nil
 	}
-	var (
-		k4 bpfobj.ZfwPrefixKey
-		k6 bpfobj.ZfwPrefix6Key
-		v  bpfobj.ZfwPrefixValue
-	)
-	it = t.m.Prefix4.Iterate()
-	for it.Next(&k4, &v) {
-		k := policy.PrefixKey{Proto: k4.Proto, Prefix: netip.PrefixFrom(wire.AddrFrom([4]uint32{k4.Addr}, 4), int(k4.Len))}
-		if err := adopt(k, v); err != nil {
-			return err
+	for slot := range t.prefixes {
+		name, m := t.prefixMap(slot)
+		egress := slot >= 2
+		var v bpfobj.ZfwPrefixValue
+		if slot%2 == 0 {
+			var k4 bpfobj.ZfwPrefixKey
+			it := m.Iterate()
+			for it.Next(&k4, &v) {
+				k := policy.PrefixKey{Egress: egress, Proto: k4.Proto, Prefix: netip.PrefixFrom(wire.AddrFrom([4]uint32{k4.Addr}, 4), int(k4.Len))}
+				if err := adopt(k, v); err != nil {
+					return err
+				}
+			}
+			if err := it.Err(); err != nil {
+				return fmt.Errorf("%s: iterate: %w", name, err)
+			}
+			continue
 		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("zt_tproxy_map: iterate: %w", err)
-	}
-	it = t.m.Prefix6.Iterate()
-	for it.Next(&k6, &v) {
-		k := policy.PrefixKey{Proto: k6.Proto, Prefix: netip.PrefixFrom(wire.AddrFrom(k6.Addr, 6), int(k6.Len))}
-		if err := adopt(k, v); err != nil {
-			return err
+		var k6 bpfobj.ZfwPrefix6Key
+		it := m.Iterate()
+		for it.Next(&k6, &v) {
+			k := policy.PrefixKey{Egress: egress, Proto: k6.Proto, Prefix: netip.PrefixFrom(wire.AddrFrom(k6.Addr, 6), int(k6.Len))}
+			if err := adopt(k, v); err != nil {
+				return err
+			}
 		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("zt_tproxy6_map: iterate: %w", err)
+		if err := it.Err(); err != nil {
+			return fmt.Errorf("%s: iterate: %w", name, err)
+		}
 	}
 
 	var (
@@ -111,7 +116,7 @@ func (t *table) load() error {
 	)
 	it = t.m.PrefixLens.Iterate()
 	for it.Next(&lk, &lens) {
-		key := policy.LensKey{Family: uint8(lk >> 8), Proto: uint8(lk)}
+		key := policy.LensKeyFrom(lk)
 		t.lens[key] = slices.Clone(lens.Lens[:min(int(lens.Count), len(lens.Lens))])
 	}
 	if err := it.Err(); err != nil {

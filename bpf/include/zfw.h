@@ -52,6 +52,8 @@ enum iface_flag {
 	ZFW_IFACE_PASS_NON_TUPLE = 1 << 7, /* other protocols and frames  */
 	/* Drop all IPv6 on this interface, default-deny or not. */
 	ZFW_IFACE_IPV6_DISABLE = 1 << 8,
+	/* Filter what leaves: new outbound TCP/UDP flows need an egress rule. */
+	ZFW_IFACE_OUTBOUND_FILTER = 1 << 9,
 };
 
 #define ZFW_MAX_IFACE_ADDRS 16
@@ -117,7 +119,8 @@ struct prefix_value {
 	__u32 count; /* number of slots      */
 };
 
-/* prefix_len_map key: (family << 8) | proto, family 4 or 6. */
+/* prefix_len_map key: (egress << 16) | (family << 8) | proto, family 4 or
+ * 6, egress 1 for the egress rule tables. */
 struct prefix_lens {
 	__u32 count;
 	__u8 lens[132]; /* longest first; 129 used at most (v6 /0../128) */
@@ -181,7 +184,8 @@ struct rule_record {
 	__u8 dst_len;
 	__u8 src_len;
 	__u8 action;
-	__u8 kind; /* enum rule_kind */
+	__u8 kind;   /* enum rule_kind */
+	__u8 egress; /* an egress rule (zt_egress_map) */
 	char service_id[ZFW_SERVICE_ID_LEN];
 	char service_name[ZFW_SERVICE_NAME_LEN];
 };
@@ -306,6 +310,7 @@ enum stat {
 	ZFW_STAT_TRACKED,         /* egress packet recorded in a session        */
 	ZFW_STAT_ECHO_REPLY,      /* echo reply admitted by icmp_echo_map       */
 	ZFW_STAT_FAST_PATH,       /* inbound session packet: no rule lookup     */
+	ZFW_STAT_EGRESS_DENY,     /* new outbound flow refused by egress rules  */
 	ZFW_STAT_MAX,
 };
 

@@ -117,15 +117,16 @@ type ZfwIfaceAddrs6 struct {
 type ZfwIfaceFlag uint32
 
 const (
-	ZfwIfaceFlagZFW_IFACE_DEFAULT_DENY   ZfwIfaceFlag = 1
-	ZfwIfaceFlagZFW_IFACE_PER_INTERFACE  ZfwIfaceFlag = 2
-	ZfwIfaceFlagZFW_IFACE_VERBOSE        ZfwIfaceFlag = 4
-	ZfwIfaceFlagZFW_IFACE_ICMP_ECHO      ZfwIfaceFlag = 8
-	ZfwIfaceFlagZFW_IFACE_SSH_DISABLE    ZfwIfaceFlag = 16
-	ZfwIfaceFlagZFW_IFACE_VRRP           ZfwIfaceFlag = 32
-	ZfwIfaceFlagZFW_IFACE_EAPOL          ZfwIfaceFlag = 64
-	ZfwIfaceFlagZFW_IFACE_PASS_NON_TUPLE ZfwIfaceFlag = 128
-	ZfwIfaceFlagZFW_IFACE_IPV6DISABLE    ZfwIfaceFlag = 256
+	ZfwIfaceFlagZFW_IFACE_DEFAULT_DENY    ZfwIfaceFlag = 1
+	ZfwIfaceFlagZFW_IFACE_PER_INTERFACE   ZfwIfaceFlag = 2
+	ZfwIfaceFlagZFW_IFACE_VERBOSE         ZfwIfaceFlag = 4
+	ZfwIfaceFlagZFW_IFACE_ICMP_ECHO       ZfwIfaceFlag = 8
+	ZfwIfaceFlagZFW_IFACE_SSH_DISABLE     ZfwIfaceFlag = 16
+	ZfwIfaceFlagZFW_IFACE_VRRP            ZfwIfaceFlag = 32
+	ZfwIfaceFlagZFW_IFACE_EAPOL           ZfwIfaceFlag = 64
+	ZfwIfaceFlagZFW_IFACE_PASS_NON_TUPLE  ZfwIfaceFlag = 128
+	ZfwIfaceFlagZFW_IFACE_IPV6DISABLE     ZfwIfaceFlag = 256
+	ZfwIfaceFlagZFW_IFACE_OUTBOUND_FILTER ZfwIfaceFlag = 512
 )
 
 type ZfwIfaceSettings struct {
@@ -254,9 +255,10 @@ type ZfwRuleRecord struct {
 	SrcLen      uint8
 	Action      uint8
 	Kind        uint8
+	Egress      uint8
 	ServiceId   [32]int8
 	ServiceName [64]int8
-	_           [4]byte
+	_           [3]byte
 }
 
 type ZfwServiceId struct {
@@ -284,7 +286,8 @@ const (
 	ZfwStatZFW_STAT_TRACKED       ZfwStat = 14
 	ZfwStatZFW_STAT_ECHO_REPLY    ZfwStat = 15
 	ZfwStatZFW_STAT_FAST_PATH     ZfwStat = 16
-	ZfwStatZFW_STAT_MAX           ZfwStat = 17
+	ZfwStatZFW_STAT_EGRESS_DENY   ZfwStat = 17
+	ZfwStatZFW_STAT_MAX           ZfwStat = 18
 )
 
 type ZfwTcpFlag uint32
@@ -354,6 +357,8 @@ const (
 	ZfwMapTproxyExtensionMap = "tproxy_extension_map"
 	ZfwMapUdpIngressMap      = "udp_ingress_map"
 	ZfwMapUdpMap             = "udp_map"
+	ZfwMapZtEgress6Map       = "zt_egress6_map"
+	ZfwMapZtEgressMap        = "zt_egress_map"
 	ZfwMapZtTproxy6Map       = "zt_tproxy6_map"
 	ZfwMapZtTproxyMap        = "zt_tproxy_map"
 	ZfwProgZfwEgress         = "zfw_egress"
@@ -429,6 +434,8 @@ type ZfwMapSpecs struct {
 	TproxyExtensionMap *ebpf.MapSpec `ebpf:"tproxy_extension_map"`
 	UdpIngressMap      *ebpf.MapSpec `ebpf:"udp_ingress_map"`
 	UdpMap             *ebpf.MapSpec `ebpf:"udp_map"`
+	ZtEgress6Map       *ebpf.MapSpec `ebpf:"zt_egress6_map"`
+	ZtEgressMap        *ebpf.MapSpec `ebpf:"zt_egress_map"`
 	ZtTproxy6Map       *ebpf.MapSpec `ebpf:"zt_tproxy6_map"`
 	ZtTproxyMap        *ebpf.MapSpec `ebpf:"zt_tproxy_map"`
 }
@@ -478,6 +485,8 @@ type ZfwMaps struct {
 	TproxyExtensionMap *ebpf.Map `ebpf:"tproxy_extension_map"`
 	UdpIngressMap      *ebpf.Map `ebpf:"udp_ingress_map"`
 	UdpMap             *ebpf.Map `ebpf:"udp_map"`
+	ZtEgress6Map       *ebpf.Map `ebpf:"zt_egress6_map"`
+	ZtEgressMap        *ebpf.Map `ebpf:"zt_egress_map"`
 	ZtTproxy6Map       *ebpf.Map `ebpf:"zt_tproxy6_map"`
 	ZtTproxyMap        *ebpf.Map `ebpf:"zt_tproxy_map"`
 }
@@ -502,6 +511,8 @@ func (m *ZfwMaps) Close() error {
 		m.TproxyExtensionMap,
 		m.UdpIngressMap,
 		m.UdpMap,
+		m.ZtEgress6Map,
+		m.ZtEgressMap,
 		m.ZtTproxy6Map,
 		m.ZtTproxyMap,
 	)

@@ -41,6 +41,8 @@ type Set struct {
 	Diag       Map // diag_map
 	Prefix4    Map // zt_tproxy_map
 	Prefix6    Map // zt_tproxy6_map
+	Egress4    Map // zt_egress_map
+	Egress6    Map // zt_egress6_map
 	PrefixLens Map // prefix_len_map
 	Ranges     Map // range_map
 	IfLists    Map // if_list_extension_map
@@ -57,6 +59,8 @@ func FromObjects(m *bpfobj.ZfwMaps) *Set {
 		Diag:       kernelMap{m.DiagMap},
 		Prefix4:    kernelMap{m.ZtTproxyMap},
 		Prefix6:    kernelMap{m.ZtTproxy6Map},
+		Egress4:    kernelMap{m.ZtEgressMap},
+		Egress6:    kernelMap{m.ZtEgress6Map},
 		PrefixLens: kernelMap{m.PrefixLenMap},
 		Ranges:     kernelMap{m.RangeMap},
 		IfLists:    kernelMap{m.IfListExtensionMap},
@@ -74,6 +78,7 @@ func Size(spec *ebpf.CollectionSpec, maxRules, maxPrefixes uint32) error {
 	for name, n := range map[string]uint32{
 		"range_map": maxRules, "rule_store_map": maxRules, "if_list_extension_map": maxRules,
 		"tproxy_extension_map": maxRules, "zt_tproxy_map": maxPrefixes, "zt_tproxy6_map": maxPrefixes,
+		"zt_egress_map": maxPrefixes, "zt_egress6_map": maxPrefixes,
 	} {
 		ms := spec.Maps[name]
 		if ms == nil {
@@ -109,6 +114,8 @@ func NewMemorySet(maxRules, maxPrefixes uint32) (*Set, error) {
 		Diag:       mk("diag_map"),
 		Prefix4:    mk("zt_tproxy_map"),
 		Prefix6:    mk("zt_tproxy6_map"),
+		Egress4:    mk("zt_egress_map"),
+		Egress6:    mk("zt_egress6_map"),
 		PrefixLens: mk("prefix_len_map"),
 		Ranges:     mk("range_map"),
 		IfLists:    mk("if_list_extension_map"),

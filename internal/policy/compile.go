@@ -9,13 +9,27 @@ import (
 // PrefixKey identifies one entry of zt_tproxy_map / zt_tproxy6_map: the
 // rules of one protocol under one destination prefix.
 type PrefixKey struct {
+	Egress bool // zt_egress_map / zt_egress6_map
 	Proto  uint8
 	Prefix netip.Prefix // masked
 }
 
 // KeyOf returns the prefix key the rule lives under.
 func KeyOf(r *Rule) PrefixKey {
-	return PrefixKey{Proto: r.Proto, Prefix: r.Dst.Masked()}
+	return PrefixKey{Egress: r.Egress, Proto: r.Proto, Prefix: r.Dst.Masked()}
+}
+
+// Slot numbers the four prefix maps: IPv4 ingress, IPv6 ingress, IPv4
+// egress, IPv6 egress.
+func (k PrefixKey) Slot() int {
+	s := 0
+	if k.Family() == 6 {
+		s = 1
+	}
+	if k.Egress {
+		s += 2
+	}
+	return s
 }
 
 // Family is 4 or 6.
@@ -28,15 +42,29 @@ func (k PrefixKey) Family() uint8 {
 
 // LensKey identifies one entry of prefix_len_map.
 type LensKey struct {
+	Egress bool
 	Family uint8
 	Proto  uint8
 }
 
-// MapKey is the prefix_len_map key: family << 8 | proto.
-func (k LensKey) MapKey() uint32 { return uint32(k.Family)<<8 | uint32(k.Proto) }
+// MapKey is the prefix_len_map key: egress << 16 | family << 8 | proto.
+func (k LensKey) MapKey() uint32 {
+	key := uint32(k.Family)<<8 | uint32(k.Proto)
+	if k.Egress {
+		key |= 1 << 16
+	}
+	return key
+}
+
+// LensKeyFrom decodes a prefix_len_map key.
+func LensKeyFrom(key uint32) LensKey {
+	return LensKey{Egress: key>>16&1 == 1, Family: uint8(key >> 8), Proto: uint8(key)}
+}
 
 // LensKeyOf returns the length set a prefix key belongs to.
-func LensKeyOf(k PrefixKey) LensKey { return LensKey{Family: k.Family(), Proto: k.Proto} }
+func LensKeyOf(k PrefixKey) LensKey {
+	return LensKey{Egress: k.Egress, Family: k.Family(), Proto: k.Proto}
+}
 
 // SortBlock orders the rules of one prefix key by precedence: longest
 // source prefix first, then insertion order. The dataplane takes the first

@@ -13,6 +13,9 @@ type Packet struct {
 	Fragment bool
 	// ICMPType of an ICMP or ICMPv6 packet.
 	ICMPType uint8
+	// Egress evaluates a packet leaving the interface against the egress
+	// rules (the first packet of a flow: later ones follow its session).
+	Egress bool
 }
 
 // Interface is the part of an interface's settings that policy reads.
@@ -28,6 +31,8 @@ type Interface struct {
 	DisableIPv6 bool
 	// Addrs are the interface's own addresses.
 	Addrs []netip.Addr
+	// OutboundFilter: new flows leaving need an egress rule that passes.
+	OutboundFilter bool
 }
 
 // Decision is the verdict for one packet.
@@ -45,6 +50,9 @@ type Decision struct {
 // match it on some port passes and, where the interface denies by
 // default, one of them passes every port; otherwise it is denied.
 func Evaluate(rules []Rule, iface Interface, p Packet) Decision {
+	if p.Egress {
+		return evaluateEgress(rules, iface, p)
+	}
 	deflt := Decision{Action: ActionPass}
 	if iface.DefaultDeny {
 		deflt.Action = ActionDeny
@@ -104,9 +112,51 @@ func evaluateFragment(rules []Rule, iface Interface, p Packet, deflt Decision) D
 	return Decision{Action: ActionDeny}
 }
 
+// evaluateEgress: with the outbound filter off everything leaves; on,
+// TCP and UDP need an egress rule that passes (no match is a drop), and a
+// fragment leaves only if every port would.
+func evaluateEgress(rules []Rule, iface Interface, p Packet) Decision {
+	pass := Decision{Action: ActionPass}
+	if !iface.OutboundFilter || (p.Proto != ProtoTCP && p.Proto != ProtoUDP) {
+		return pass
+	}
+	if p.Fragment {
+		fullPass := false
+		for i := range rules {
+			r := &rules[i]
+			if !candidate(r, iface, p) {
+				continue
+			}
+			if r.Action != ActionPass {
+				return Decision{Action: ActionDeny}
+			}
+			fullPass = fullPass || (r.PortLow <= 1 && r.PortHigh == 65535)
+		}
+		if fullPass {
+			return pass
+		}
+		return Decision{Action: ActionDeny}
+	}
+	var best *Rule
+	for i := range rules {
+		r := &rules[i]
+		if candidate(r, iface, p) && p.DstPort >= r.PortLow && p.DstPort <= r.PortHigh && (best == nil || outranks(r, best)) {
+			best = r
+		}
+	}
+	if best == nil || best.Action != ActionPass {
+		d := Decision{Action: ActionDeny}
+		if best != nil {
+			d.RuleID = best.ID
+		}
+		return d
+	}
+	return Decision{Action: ActionPass, RuleID: best.ID}
+}
+
 // candidate reports whether r matches p on everything but the port.
 func candidate(r *Rule, iface Interface, p Packet) bool {
-	if r.Proto != p.Proto || !r.Dst.Contains(p.Dst) {
+	if r.Egress != p.Egress || r.Proto != p.Proto || !r.Dst.Contains(p.Dst) {
 		return false
 	}
 	if r.Src.IsValid() && !r.Src.Contains(p.Src) {

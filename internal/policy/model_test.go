@@ -99,21 +99,21 @@ func TestEvaluateFragments(t *testing.T) {
 
 func TestLengthsLongestFirst(t *testing.T) {
 	keys := []PrefixKey{
-		{ProtoTCP, netip.MustParsePrefix("10.0.0.0/8")},
-		{ProtoTCP, netip.MustParsePrefix("10.1.0.0/16")},
-		{ProtoTCP, netip.MustParsePrefix("10.2.0.0/16")},
-		{ProtoUDP, netip.MustParsePrefix("10.0.0.0/24")},
-		{ProtoTCP, netip.MustParsePrefix("fd00::/64")},
+		{false, ProtoTCP, netip.MustParsePrefix("10.0.0.0/8")},
+		{false, ProtoTCP, netip.MustParsePrefix("10.1.0.0/16")},
+		{false, ProtoTCP, netip.MustParsePrefix("10.2.0.0/16")},
+		{false, ProtoUDP, netip.MustParsePrefix("10.0.0.0/24")},
+		{false, ProtoTCP, netip.MustParsePrefix("fd00::/64")},
 	}
 	l := Lengths(keys)
-	tcp4 := l[LensKey{4, ProtoTCP}]
+	tcp4 := l[LensKey{false, 4, ProtoTCP}]
 	if len(tcp4) != 2 || tcp4[0] != 16 || tcp4[1] != 8 {
 		t.Errorf("tcp4 lengths %v, want [16 8]", tcp4)
 	}
-	if got := l[LensKey{6, ProtoTCP}]; len(got) != 1 || got[0] != 64 {
+	if got := l[LensKey{false, 6, ProtoTCP}]; len(got) != 1 || got[0] != 64 {
 		t.Errorf("tcp6 lengths %v", got)
 	}
-	if (LensKey{6, ProtoUDP}).MapKey() != 6<<8|17 {
+	if (LensKey{false, 6, ProtoUDP}).MapKey() != 6<<8|17 || (LensKey{true, 6, ProtoUDP}).MapKey() != 1<<16|6<<8|17 {
 		t.Error("map key layout")
 	}
 }

@@ -92,6 +92,9 @@ type Rule struct {
 	// Interfaces limits the rule to these interface indexes; empty means
 	// every attached interface.
 	Interfaces []int
+	// Egress rules decide new flows leaving an interface whose outbound
+	// filter is on; they only pass or deny.
+	Egress bool
 }
 
 // SrcBits is the source prefix length the rule demands, 0 for any source.

@@ -107,6 +107,9 @@ func Record(r *policy.Rule) bpfobj.ZfwRuleRecord {
 	if r.Intercept {
 		rec.Kind = uint8(bpfobj.ZfwRuleKindZFW_RULE_INTERCEPT)
 	}
+	if r.Egress {
+		rec.Egress = 1
+	}
 	if r.Src.IsValid() {
 		rec.Src = Addr(r.Src.Addr())
 		rec.SrcLen = uint8(r.Src.Bits())
@@ -135,6 +138,7 @@ func RuleFrom(id uint32, rec *bpfobj.ZfwRuleRecord) policy.Rule {
 		Action:      policy.Action(rec.Action),
 		TProxyPort:  rec.TproxyPort,
 		Intercept:   rec.Kind == uint8(bpfobj.ZfwRuleKindZFW_RULE_INTERCEPT),
+		Egress:      rec.Egress == 1,
 	}
 	if rec.SrcLen > 0 {
 		r.Src = netip.PrefixFrom(AddrFrom(rec.Src, rec.Family), int(rec.SrcLen))
