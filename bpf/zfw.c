@@ -179,6 +179,20 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ZFW_MASQ_ENTRIES);
+	__type(key, struct masq_key);
+	__type(value, struct masq_value);
+} masquerade_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ZFW_MASQ_ENTRIES);
+	__type(key, struct masq_reverse_key);
+	__type(value, struct masq_reverse_value);
+} masquerade_reverse_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, ZFW_MATCH_CACHE);
 	__type(key, struct icmp_key);
 	__type(value, struct icmp_state);
@@ -236,6 +250,8 @@ struct packet {
 	__u16 icmp_seq; /* wire order */
 	__be16 ethertype;
 	__u16 payload_len; /* TCP payload bytes */
+	__u16 l3_off;      /* IP header offset  */
+	__u16 l4_off;      /* TCP/UDP header offset */
 	__u32 seq;         /* TCP, host order */
 	__u32 ack_seq;     /* TCP, host order */
 };
@@ -265,6 +281,7 @@ static __always_inline void count(__u32 stat)
 static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *pkt,
 				    __u32 off, __u32 l4_len, bool fragment)
 {
+	pkt->l4_off = off;
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 
@@ -457,6 +474,7 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *pk
 	}
 
 	pkt->ethertype = proto;
+	pkt->l3_off = off;
 	if (proto == bpf_htons(ETH_P_IP))
 		return parse_ipv4(skb, pkt, off);
 	if (proto == bpf_htons(ETH_P_IPV6))
@@ -766,16 +784,18 @@ static __always_inline int steer(struct __sk_buff *skb, const struct packet *pkt
 		t.ipv6.dport = bpf_htons(v->tproxy_port);
 		tlen = sizeof(t.ipv6);
 	}
-	if (pkt->proto == IPPROTO_TCP)
+	/* TCP and UDP take separate paths: the verifier tracks the two
+	 * lookups' socket types apart. */
+	if (pkt->proto == IPPROTO_TCP) {
 		sk = (struct bpf_sock *)bpf_skc_lookup_tcp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
-	else
+		if (sk && sk->state != BPF_TCP_LISTEN) {
+			bpf_sk_release(sk);
+			sk = NULL;
+		}
+	} else {
 		sk = bpf_sk_lookup_udp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
-	if (!sk) {
-		count(ZFW_STAT_NO_LISTENER);
-		return drop(pkt, skb->ifindex, iface_flags, ZFW_REASON_NO_LISTENER, v);
 	}
-	if (pkt->proto == IPPROTO_TCP && sk->state != BPF_TCP_LISTEN) {
-		bpf_sk_release(sk);
+	if (!sk) {
 		count(ZFW_STAT_NO_LISTENER);
 		return drop(pkt, skb->ifindex, iface_flags, ZFW_REASON_NO_LISTENER, v);
 	}
@@ -1189,6 +1209,187 @@ static __always_inline bool admit_echo_reply(const struct packet *pkt, __u32 ifi
 	return fresh;
 }
 
+/* ---- masquerade (masquerade_map, masquerade_reverse_map) ------------ */
+
+/* nat_addr: the interface's first address of the packet's family (the
+ * control plane lists global IPv6 addresses before link-local ones). */
+static __always_inline bool nat_addr(__u32 ifindex, __u8 family, __u32 *out)
+{
+	if (family == 4) {
+		struct iface_addrs4 *a = bpf_map_lookup_elem(&ifindex_ip_map, &ifindex);
+
+		if (!a || a->count == 0)
+			return false;
+		out[0] = a->addr[0];
+		return true;
+	}
+	struct iface_addrs6 *a6 = bpf_map_lookup_elem(&ifindex_ip6_map, &ifindex);
+
+	if (!a6 || a6->count == 0)
+		return false;
+	__builtin_memcpy(out, a6->addr[0], 16);
+	return true;
+}
+
+static __always_inline bool same_addr(const __u32 *a, const __u32 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+/*
+ * rewrite replaces the packet's source (or destination) address and port,
+ * fixing the IPv4 header checksum and the TCP/UDP checksum: the address
+ * is part of the pseudo header, the port is not. A UDP checksum of zero
+ * (none, IPv4) stays zero.
+ */
+static __always_inline int rewrite(struct __sk_buff *skb, struct packet *pkt, bool source,
+				   const __u32 *addr, __u16 port)
+{
+	__u32 addr_off, port_off = pkt->l4_off + (source ? 0 : 2);
+	__u32 csum_off = pkt->l4_off + (pkt->proto == IPPROTO_TCP ? 16 : 6);
+	__u64 mangle = pkt->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	__u32 *old = source ? pkt->saddr : pkt->daddr;
+	__u16 *old_port = source ? &pkt->sport : &pkt->dport;
+	__u32 new_addr[4];
+
+	__builtin_memcpy(new_addr, addr, 16);
+	if (pkt->family == 4) {
+		addr_off = pkt->l3_off + (source ? 12 : 16);
+		if (old[0] != new_addr[0]) {
+			if (bpf_l4_csum_replace(skb, csum_off, old[0], new_addr[0], BPF_F_PSEUDO_HDR | mangle | 4) ||
+			    bpf_l3_csum_replace(skb, pkt->l3_off + 10, old[0], new_addr[0], 4) ||
+			    bpf_skb_store_bytes(skb, addr_off, new_addr, 4, 0))
+				return -1;
+			old[0] = new_addr[0];
+		}
+	} else {
+		addr_off = pkt->l3_off + (source ? 8 : 24);
+		if (!same_addr(old, new_addr)) {
+			__s64 diff = bpf_csum_diff(old, 16, new_addr, 16, 0);
+
+			if (diff < 0 || bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | mangle) ||
+			    bpf_skb_store_bytes(skb, addr_off, new_addr, 16, 0))
+				return -1;
+			__builtin_memcpy(old, new_addr, 16);
+		}
+	}
+	if (*old_port != port) {
+		if (bpf_l4_csum_replace(skb, csum_off, *old_port, port, mangle | 2) ||
+		    bpf_skb_store_bytes(skb, port_off, &port, 2, 0))
+			return -1;
+		*old_port = port;
+	}
+	return 0;
+}
+
+/*
+ * masq_port picks the translated source port of a new flow: its own port
+ * if no flow to the same remote end holds it, else a random free one.
+ * Returns 0 when none was found.
+ */
+static __always_inline __u16 masq_port(const struct packet *pkt, struct masq_key *k)
+{
+	int i;
+
+	k->tport = pkt->sport;
+	if (!bpf_map_lookup_elem(&masquerade_map, k))
+		return k->tport;
+#pragma unroll
+	for (i = 0; i < ZFW_MASQ_PORT_TRIES; i++) {
+		k->tport = bpf_htons(1024 + bpf_get_prandom_u32() % (65536 - 1024));
+		if (!bpf_map_lookup_elem(&masquerade_map, k))
+			return k->tport;
+	}
+	return 0;
+}
+
+/* masquerade_out translates a flow leaving a masquerade interface. The
+ * host's own traffic (already from the interface address) is left alone.
+ * Returns -1 to drop. */
+static __always_inline int masquerade_out(struct __sk_buff *skb, struct packet *pkt, __u32 ifindex)
+{
+	struct masq_reverse_key rk = {};
+	struct masq_reverse_value *rv;
+	struct masq_key k = {};
+	__u32 nat[4] = {};
+	__u64 now = bpf_ktime_get_ns();
+	__u16 tport;
+
+	if (!nat_addr(ifindex, pkt->family, nat) || same_addr(nat, pkt->saddr))
+		return 0;
+	rk.ifindex = ifindex;
+	__builtin_memcpy(rk.origin, pkt->saddr, 16);
+	__builtin_memcpy(rk.remote, pkt->daddr, 16);
+	rk.oport = pkt->sport;
+	rk.rport = pkt->dport;
+	rk.proto = pkt->proto;
+	rk.family = pkt->family;
+
+	k.ifindex = ifindex;
+	__builtin_memcpy(k.remote, pkt->daddr, 16);
+	k.rport = pkt->dport;
+	k.proto = pkt->proto;
+	k.family = pkt->family;
+
+	rv = bpf_map_lookup_elem(&masquerade_reverse_map, &rk);
+	if (rv) {
+		struct masq_value *mv;
+
+		tport = rv->tport;
+		rv->tstamp = now;
+		k.tport = tport;
+		mv = bpf_map_lookup_elem(&masquerade_map, &k);
+		if (mv)
+			mv->tstamp = now;
+	} else {
+		struct masq_value mv = { .oport = pkt->sport, .tstamp = now };
+		struct masq_reverse_value nrv = { .tstamp = now };
+
+		tport = masq_port(pkt, &k);
+		if (!tport) {
+			count(ZFW_STAT_MASQ_NO_PORT);
+			return -1;
+		}
+		__builtin_memcpy(mv.origin, pkt->saddr, 16);
+		nrv.tport = tport;
+		if (bpf_map_update_elem(&masquerade_map, &k, &mv, BPF_NOEXIST) ||
+		    bpf_map_update_elem(&masquerade_reverse_map, &rk, &nrv, BPF_ANY)) {
+			count(ZFW_STAT_MASQ_NO_PORT);
+			return -1;
+		}
+	}
+	if (rewrite(skb, pkt, true, nat, tport))
+		return -1;
+	count(ZFW_STAT_MASQUERADED);
+	return 0;
+}
+
+/* masquerade_in translates a reply to a masqueraded flow back to the
+ * inside client, before anything else looks at it. */
+static __always_inline int masquerade_in(struct __sk_buff *skb, struct packet *pkt, __u32 ifindex)
+{
+	struct masq_key k = {};
+	struct masq_value *mv;
+	__u32 nat[4] = {};
+
+	if (!nat_addr(ifindex, pkt->family, nat) || !same_addr(nat, pkt->daddr))
+		return 0;
+	k.ifindex = ifindex;
+	__builtin_memcpy(k.remote, pkt->saddr, 16);
+	k.rport = pkt->sport;
+	k.tport = pkt->dport;
+	k.proto = pkt->proto;
+	k.family = pkt->family;
+	mv = bpf_map_lookup_elem(&masquerade_map, &k);
+	if (!mv)
+		return 0;
+	mv->tstamp = bpf_ktime_get_ns();
+	if (rewrite(skb, pkt, false, mv->origin, mv->oport))
+		return -1;
+	count(ZFW_STAT_UNMASQUERADED);
+	return 0;
+}
+
 /* ---- entry --------------------------------------------------------- */
 
 SEC("tc")
@@ -1256,6 +1457,8 @@ int zfw_ingress(struct __sk_buff *skb)
 		return drop(&pkt, ifindex, flags, ZFW_REASON_FRAGMENT, NULL);
 	}
 
+	if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_in(skb, &pkt, ifindex))
+		return drop(&pkt, ifindex, flags, ZFW_REASON_MALFORMED, NULL);
 	if (flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) {
 		if (inbound_fast_path(&pkt, ifindex, cfg, &v)) {
 			count(ZFW_STAT_FAST_PATH);
@@ -1368,7 +1571,8 @@ int zfw_egress(struct __sk_buff *skb)
 
 	ifs = bpf_map_lookup_elem(&diag_map, &ifindex);
 	cfg = bpf_map_lookup_elem(&config_map, &zero);
-	if (!ifs || !cfg || !(ifs->flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)))
+	if (!ifs || !cfg ||
+	    !(ifs->flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER | ZFW_IFACE_MASQUERADE)))
 		return ZFW_NEXT;
 	flags = ifs->flags;
 	switch (parse_packet(skb, &pkt)) {
@@ -1379,7 +1583,10 @@ int zfw_egress(struct __sk_buff *skb)
 			count(ZFW_STAT_EGRESS_DENY);
 			return drop(&pkt, ifindex, flags, ZFW_REASON_RULE_DENY, NULL);
 		}
-		track_outbound(&pkt, ifindex, cfg);
+		if (flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER))
+			track_outbound(&pkt, ifindex, cfg);
+		if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_out(skb, &pkt, ifindex))
+			return drop(&pkt, ifindex, flags, ZFW_REASON_MALFORMED, NULL);
 		break;
 	case PARSE_FRAGMENT:
 		/* As on ingress: a fragment leaves only if every port would. */

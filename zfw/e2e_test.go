@@ -762,3 +762,108 @@ func TestEndToEndOutboundFilter(t *testing.T) {
 		t.Errorf("stats %+v: want egress denials", st)
 	}
 }
+
+// TestEndToEndMasqueradingRouter: the router runs only this library. The
+// client's TCP and UDP reach the server from the router's address and
+// the replies come back; nothing unsolicited gets in to the client.
+func TestEndToEndMasqueradingRouter(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	r := newRouter(t, topo, zfw.Options{Interfaces: []zfw.Interface{{Name: topo.RouterServerIf, InterfaceSettings: zfw.InterfaceSettings{
+		DefaultDeny: true, Masquerade: true,
+	}}}})
+	// Servers that answer with the address they saw.
+	var tcp4, tcp6 net.Listener
+	var udp net.PacketConn
+	err := topo.Server.Do(func() error {
+		var err error
+		if tcp4, err = net.Listen("tcp", netip.AddrPortFrom(topo.ServerAddr4.Addr(), 0).String()); err != nil {
+			return err
+		}
+		if tcp6, err = net.Listen("tcp", netip.AddrPortFrom(topo.ServerAddr6.Addr(), 0).String()); err != nil {
+			return err
+		}
+		udp, err = net.ListenPacket("udp", ":0")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp4.Close()
+	defer tcp6.Close()
+	defer udp.Close()
+	for _, ln := range []net.Listener{tcp4, tcp6} {
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr())
+				c.Close()
+			}
+		}()
+	}
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			_, from, err := udp.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			udp.WriteTo([]byte(from.(*net.UDPAddr).AddrPort().Addr().Unmap().String()), from)
+		}
+	}()
+	udpPort := udp.LocalAddr().(*net.UDPAddr).Port
+	for _, tc := range []struct {
+		dst  string
+		want netip.Addr
+	}{
+		{tcp4.Addr().String(), topo.RouterServerAddr4.Addr()},
+		{tcp6.Addr().String(), topo.RouterServerAddr6.Addr()},
+	} {
+		c, err := dialFrom(topo.Client, tc.dst, 5*time.Second)
+		if err != nil {
+			t.Fatalf("TCP through the router to %s: %v", tc.dst, err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if err != nil || line != tc.want.String()+"\n" {
+			t.Errorf("server %s saw %q (%v), want the router's address %s", tc.dst, line, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		dst  netip.Addr
+		want netip.Addr
+	}{
+		{topo.ServerAddr4.Addr(), topo.RouterServerAddr4.Addr()},
+		{topo.ServerAddr6.Addr(), topo.RouterServerAddr6.Addr()},
+	} {
+		dst := netip.AddrPortFrom(tc.dst, uint16(udpPort)).String()
+		got, err := udpAsk(topo.Client, dst, "x")
+		if err != nil || got != tc.want.String() {
+			t.Errorf("UDP to %s: server saw %q (%v), want %s", dst, got, err, tc.want)
+		}
+	}
+	// Unsolicited: the server connects to a listener on the client.
+	var ln net.Listener
+	if err := topo.Client.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", ":7779")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if c, err := dialFrom(topo.Server, netip.AddrPortFrom(topo.ClientAddr4.Addr(), 7779).String(), 2*time.Second); err == nil {
+		c.Close()
+		t.Error("an unsolicited connection from outside reached the client")
+	}
+	st, err := r.fw.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Masqueraded == 0 || st.Unmasqueraded == 0 {
+		t.Errorf("stats %+v: want translated packets both ways", st)
+	}
+}

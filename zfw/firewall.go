@@ -385,6 +385,7 @@ func (f *Firewall) setInterface(name string, index int, s InterfaceSettings) err
 		{s.PassNonTuple, bpfobj.ZfwIfaceFlagZFW_IFACE_PASS_NON_TUPLE},
 		{s.DisableIPv6, bpfobj.ZfwIfaceFlagZFW_IFACE_IPV6DISABLE},
 		{s.OutboundFilter, bpfobj.ZfwIfaceFlagZFW_IFACE_OUTBOUND_FILTER},
+		{s.Masquerade, bpfobj.ZfwIfaceFlagZFW_IFACE_MASQUERADE},
 	} {
 		if b.on {
 			v.Flags |= uint32(b.flag)
@@ -461,6 +462,10 @@ type Stats struct {
 	FastPath uint64
 	// EgressDenied new outbound flows dropped by the outbound filter.
 	EgressDenied uint64
+	// Masqueraded packets translated on egress, Unmasqueraded replies
+	// translated back, MasqueradeNoPort packets dropped for want of a
+	// free translated port.
+	Masqueraded, Unmasqueraded, MasqueradeNoPort uint64
 }
 
 // Stats reads the packet counters. It fails in memory mode.
@@ -512,6 +517,9 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.EchoReplies, bpfobj.ZfwStatZFW_STAT_ECHO_REPLY},
 		{&s.FastPath, bpfobj.ZfwStatZFW_STAT_FAST_PATH},
 		{&s.EgressDenied, bpfobj.ZfwStatZFW_STAT_EGRESS_DENY},
+		{&s.Masqueraded, bpfobj.ZfwStatZFW_STAT_MASQUERADED},
+		{&s.Unmasqueraded, bpfobj.ZfwStatZFW_STAT_UNMASQUERADED},
+		{&s.MasqueradeNoPort, bpfobj.ZfwStatZFW_STAT_MASQ_NO_PORT},
 	} {
 		if *x.dst, err = get(x.i); err != nil {
 			return s, err

@@ -163,6 +163,7 @@ type result struct {
 	code   uint32
 	mark   uint32
 	cb     [2]uint32             // the decision the program recorded
+	data   []byte                // the packet as the program left it
 	cached *bpfobj.ZfwMatchValue // matched_map entry, if one was written
 }
 
@@ -187,11 +188,12 @@ func (h *harness) runProgram(prog *ebpf.Program, frame []byte, spec packet.Spec,
 	ctx := make([]byte, h.skb.size)
 	binary.NativeEndian.PutUint32(ctx[h.skb.ifindex:], uint32(ifindex))
 	out := make([]byte, h.skb.size)
-	code, err := prog.Run(&ebpf.RunOptions{Data: frame, Context: ctx, ContextOut: out})
+	data := make([]byte, len(frame)+256)
+	code, err := prog.Run(&ebpf.RunOptions{Data: frame, DataOut: data, Context: ctx, ContextOut: out})
 	if err != nil {
 		h.t.Fatalf("prog run (%d-byte frame): %v", len(frame), err)
 	}
-	res := result{code: code, mark: binary.NativeEndian.Uint32(out[h.skb.mark:])}
+	res := result{code: code, mark: binary.NativeEndian.Uint32(out[h.skb.mark:]), data: data[:len(frame)]}
 	res.cb[0] = binary.NativeEndian.Uint32(out[h.skb.cb:])
 	res.cb[1] = binary.NativeEndian.Uint32(out[h.skb.cb+4:])
 	if spec.Src.IsValid() && spec.Proto == packet.TCP {

@@ -122,6 +122,12 @@ type InterfaceSettings struct {
 	// sessions opened inwards, and packets of sessions already opened
 	// outwards, leave without one.
 	OutboundFilter bool
+	// Masquerade source-translates TCP and UDP leaving the interface to
+	// its first address of the packet's family (global IPv6 addresses
+	// before link-local ones), keeping the source port unless another
+	// flow to the same remote end holds it, and translates replies back.
+	// The host's own traffic is left alone.
+	Masquerade bool
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/bpfobj"
+	"github.com/zfw-go/zfw/internal/policy"
 	"github.com/zfw-go/zfw/internal/wire"
 )
 
@@ -141,10 +142,13 @@ func (ss *Sessions) Count() (SessionCount, error) {
 	return c, err
 }
 
-// collectGarbage removes expired sessions.
+// collectGarbage removes expired sessions and idle masquerade mappings.
 func (ss *Sessions) collectGarbage() (int, error) {
-	n := 0
-	err := ss.walk(func(s Session, del func() error) error {
+	n, err := ss.collectMasquerade()
+	if err != nil {
+		return n, err
+	}
+	err = ss.walk(func(s Session, del func() error) error {
 		if !s.Expired {
 			return nil
 		}
@@ -155,6 +159,66 @@ func (ss *Sessions) collectGarbage() (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// collectMasquerade removes translations idle past their protocol's
+// timeout (TCP: the established timeout), in both directions' maps.
+func (ss *Sessions) collectMasquerade() (int, error) {
+	f := ss.f
+	f.life.RLock()
+	defer f.life.RUnlock()
+	f.mu.Lock()
+	closed, dp, timeouts := f.closed, f.dp, f.tbl.timeouts
+	f.mu.Unlock()
+	if closed {
+		return 0, ErrClosed
+	}
+	if dp == nil {
+		return 0, nil
+	}
+	objs := dp.Objects()
+	now := monotonic()
+	idle := func(tstamp uint64, proto uint8) bool {
+		limit := timeouts.UDP
+		if proto == policy.ProtoTCP {
+			limit = timeouts.TCPEstablished
+		}
+		return now > tstamp && time.Duration(now-tstamp) > limit
+	}
+	n := 0
+	var k bpfobj.ZfwMasqKey
+	var v bpfobj.ZfwMasqValue
+	var stale []bpfobj.ZfwMasqKey
+	it := objs.MasqueradeMap.Iterate()
+	for it.Next(&k, &v) {
+		if idle(v.Tstamp, k.Proto) {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("masquerade_map: iterate: %w", err)
+	}
+	for _, k := range stale {
+		if err := objs.MasqueradeMap.Delete(&k); err == nil {
+			n++
+		}
+	}
+	var rk bpfobj.ZfwMasqReverseKey
+	var rv bpfobj.ZfwMasqReverseValue
+	var staleR []bpfobj.ZfwMasqReverseKey
+	it = objs.MasqueradeReverseMap.Iterate()
+	for it.Next(&rk, &rv) {
+		if idle(rv.Tstamp, rk.Proto) {
+			staleR = append(staleR, rk)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return n, fmt.Errorf("masquerade_reverse_map: iterate: %w", err)
+	}
+	for _, k := range staleR {
+		objs.MasqueradeReverseMap.Delete(&k)
+	}
+	return n, nil
 }
 
 // monotonic is the clock bpf_ktime_get_ns reads.

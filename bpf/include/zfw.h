@@ -23,6 +23,8 @@
 #define ZFW_SERVICE_ID_LEN 32
 #define ZFW_SERVICE_NAME_LEN 64
 #define ZFW_MAX_IPV6_EXT_HDRS 8         /* longer chains are dropped        */
+#define ZFW_MASQ_ENTRIES 131072         /* masquerade maps                  */
+#define ZFW_MASQ_PORT_TRIES 16          /* random picks after a collision   */
 
 /* What a rule does with a matching packet (policy.Action in Go). */
 enum action {
@@ -54,6 +56,8 @@ enum iface_flag {
 	ZFW_IFACE_IPV6_DISABLE = 1 << 8,
 	/* Filter what leaves: new outbound TCP/UDP flows need an egress rule. */
 	ZFW_IFACE_OUTBOUND_FILTER = 1 << 9,
+	/* Source-NAT what leaves to the interface's first address. */
+	ZFW_IFACE_MASQUERADE = 1 << 10,
 };
 
 #define ZFW_MAX_IFACE_ADDRS 16
@@ -262,6 +266,49 @@ struct icmp_state {
 	__u64 tstamp;
 };
 
+/*
+ * masquerade_map: a translated flow as the outside sees it (remote end,
+ * translated source port) -> the inside client it stands for.
+ * masquerade_reverse_map: the inside client's flow -> its translated port.
+ * A flow keeps its source port when no other flow to the same remote end
+ * holds it on this interface; otherwise a free one is picked.
+ */
+struct masq_key {
+	__u32 ifindex;
+	__u32 remote[4];
+	__u16 rport; /* remote port, wire order      */
+	__u16 tport; /* translated port, wire order  */
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct masq_value {
+	__u32 origin[4]; /* inside client address      */
+	__u16 oport;     /* inside client port, wire order */
+	__u16 pad;
+	__u32 pad2;
+	__u64 tstamp;    /* last use, for garbage collection */
+};
+
+struct masq_reverse_key {
+	__u32 ifindex;
+	__u32 origin[4];
+	__u32 remote[4];
+	__u16 oport;
+	__u16 rport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct masq_reverse_value {
+	__u16 tport;
+	__u16 pad;
+	__u32 pad2;
+	__u64 tstamp;
+};
+
 /* matched_map / matched6_map: per-flow verdict cache (LRU). */
 struct match_key {
 	__u32 saddr;
@@ -311,6 +358,9 @@ enum stat {
 	ZFW_STAT_ECHO_REPLY,      /* echo reply admitted by icmp_echo_map       */
 	ZFW_STAT_FAST_PATH,       /* inbound session packet: no rule lookup     */
 	ZFW_STAT_EGRESS_DENY,     /* new outbound flow refused by egress rules  */
+	ZFW_STAT_MASQUERADED,     /* packet source-translated on egress         */
+	ZFW_STAT_UNMASQUERADED,   /* reply translated back on ingress           */
+	ZFW_STAT_MASQ_NO_PORT,    /* no free translated port: dropped           */
 	ZFW_STAT_MAX,
 };
 

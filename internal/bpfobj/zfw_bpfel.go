@@ -127,6 +127,7 @@ const (
 	ZfwIfaceFlagZFW_IFACE_PASS_NON_TUPLE  ZfwIfaceFlag = 128
 	ZfwIfaceFlagZFW_IFACE_IPV6DISABLE     ZfwIfaceFlag = 256
 	ZfwIfaceFlagZFW_IFACE_OUTBOUND_FILTER ZfwIfaceFlag = 512
+	ZfwIfaceFlagZFW_IFACE_MASQUERADE      ZfwIfaceFlag = 1024
 )
 
 type ZfwIfaceSettings struct {
@@ -141,6 +142,46 @@ type ZfwInboundState struct {
 	TproxyPort uint16
 	Action     uint8
 	Pad        uint8
+}
+
+type ZfwMasqKey struct {
+	_       structs.HostLayout
+	Ifindex uint32
+	Remote  [4]uint32
+	Rport   uint16
+	Tport   uint16
+	Proto   uint8
+	Family  uint8
+	Pad     [2]uint8
+}
+
+type ZfwMasqReverseKey struct {
+	_       structs.HostLayout
+	Ifindex uint32
+	Origin  [4]uint32
+	Remote  [4]uint32
+	Oport   uint16
+	Rport   uint16
+	Proto   uint8
+	Family  uint8
+	Pad     [2]uint8
+}
+
+type ZfwMasqReverseValue struct {
+	_      structs.HostLayout
+	Tport  uint16
+	Pad    uint16
+	Pad2   uint32
+	Tstamp uint64
+}
+
+type ZfwMasqValue struct {
+	_      structs.HostLayout
+	Origin [4]uint32
+	Oport  uint16
+	Pad    uint16
+	Pad2   uint32
+	Tstamp uint64
 }
 
 type ZfwMatch6Key struct {
@@ -287,7 +328,10 @@ const (
 	ZfwStatZFW_STAT_ECHO_REPLY    ZfwStat = 15
 	ZfwStatZFW_STAT_FAST_PATH     ZfwStat = 16
 	ZfwStatZFW_STAT_EGRESS_DENY   ZfwStat = 17
-	ZfwStatZFW_STAT_MAX           ZfwStat = 18
+	ZfwStatZFW_STAT_MASQUERADED   ZfwStat = 18
+	ZfwStatZFW_STAT_UNMASQUERADED ZfwStat = 19
+	ZfwStatZFW_STAT_MASQ_NO_PORT  ZfwStat = 20
+	ZfwStatZFW_STAT_MAX           ZfwStat = 21
 )
 
 type ZfwTcpFlag uint32
@@ -339,31 +383,33 @@ type ZfwUdpState struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	ZfwMapConfigMap          = "config_map"
-	ZfwMapDiagMap            = "diag_map"
-	ZfwMapIcmpEchoMap        = "icmp_echo_map"
-	ZfwMapIfListExtensionMap = "if_list_extension_map"
-	ZfwMapIfindexIp6Map      = "ifindex_ip6_map"
-	ZfwMapIfindexIpMap       = "ifindex_ip_map"
-	ZfwMapMatched6Map        = "matched6_map"
-	ZfwMapMatchedMap         = "matched_map"
-	ZfwMapPrefixLenMap       = "prefix_len_map"
-	ZfwMapRangeMap           = "range_map"
-	ZfwMapRbMap              = "rb_map"
-	ZfwMapRuleStoreMap       = "rule_store_map"
-	ZfwMapStatsMap           = "stats_map"
-	ZfwMapTcpIngressMap      = "tcp_ingress_map"
-	ZfwMapTcpMap             = "tcp_map"
-	ZfwMapTproxyExtensionMap = "tproxy_extension_map"
-	ZfwMapUdpIngressMap      = "udp_ingress_map"
-	ZfwMapUdpMap             = "udp_map"
-	ZfwMapZtEgress6Map       = "zt_egress6_map"
-	ZfwMapZtEgressMap        = "zt_egress_map"
-	ZfwMapZtTproxy6Map       = "zt_tproxy6_map"
-	ZfwMapZtTproxyMap        = "zt_tproxy_map"
-	ZfwProgZfwEgress         = "zfw_egress"
-	ZfwProgZfwIngress        = "zfw_ingress"
-	ZfwVarZfwEnums           = "zfw_enums"
+	ZfwMapConfigMap            = "config_map"
+	ZfwMapDiagMap              = "diag_map"
+	ZfwMapIcmpEchoMap          = "icmp_echo_map"
+	ZfwMapIfListExtensionMap   = "if_list_extension_map"
+	ZfwMapIfindexIp6Map        = "ifindex_ip6_map"
+	ZfwMapIfindexIpMap         = "ifindex_ip_map"
+	ZfwMapMasqueradeMap        = "masquerade_map"
+	ZfwMapMasqueradeReverseMap = "masquerade_reverse_map"
+	ZfwMapMatched6Map          = "matched6_map"
+	ZfwMapMatchedMap           = "matched_map"
+	ZfwMapPrefixLenMap         = "prefix_len_map"
+	ZfwMapRangeMap             = "range_map"
+	ZfwMapRbMap                = "rb_map"
+	ZfwMapRuleStoreMap         = "rule_store_map"
+	ZfwMapStatsMap             = "stats_map"
+	ZfwMapTcpIngressMap        = "tcp_ingress_map"
+	ZfwMapTcpMap               = "tcp_map"
+	ZfwMapTproxyExtensionMap   = "tproxy_extension_map"
+	ZfwMapUdpIngressMap        = "udp_ingress_map"
+	ZfwMapUdpMap               = "udp_map"
+	ZfwMapZtEgress6Map         = "zt_egress6_map"
+	ZfwMapZtEgressMap          = "zt_egress_map"
+	ZfwMapZtTproxy6Map         = "zt_tproxy6_map"
+	ZfwMapZtTproxyMap          = "zt_tproxy_map"
+	ZfwProgZfwEgress           = "zfw_egress"
+	ZfwProgZfwIngress          = "zfw_ingress"
+	ZfwVarZfwEnums             = "zfw_enums"
 )
 
 // LoadZfw returns the embedded CollectionSpec for Zfw.
@@ -416,28 +462,30 @@ type ZfwProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ZfwMapSpecs struct {
-	ConfigMap          *ebpf.MapSpec `ebpf:"config_map"`
-	DiagMap            *ebpf.MapSpec `ebpf:"diag_map"`
-	IcmpEchoMap        *ebpf.MapSpec `ebpf:"icmp_echo_map"`
-	IfListExtensionMap *ebpf.MapSpec `ebpf:"if_list_extension_map"`
-	IfindexIp6Map      *ebpf.MapSpec `ebpf:"ifindex_ip6_map"`
-	IfindexIpMap       *ebpf.MapSpec `ebpf:"ifindex_ip_map"`
-	Matched6Map        *ebpf.MapSpec `ebpf:"matched6_map"`
-	MatchedMap         *ebpf.MapSpec `ebpf:"matched_map"`
-	PrefixLenMap       *ebpf.MapSpec `ebpf:"prefix_len_map"`
-	RangeMap           *ebpf.MapSpec `ebpf:"range_map"`
-	RbMap              *ebpf.MapSpec `ebpf:"rb_map"`
-	RuleStoreMap       *ebpf.MapSpec `ebpf:"rule_store_map"`
-	StatsMap           *ebpf.MapSpec `ebpf:"stats_map"`
-	TcpIngressMap      *ebpf.MapSpec `ebpf:"tcp_ingress_map"`
-	TcpMap             *ebpf.MapSpec `ebpf:"tcp_map"`
-	TproxyExtensionMap *ebpf.MapSpec `ebpf:"tproxy_extension_map"`
-	UdpIngressMap      *ebpf.MapSpec `ebpf:"udp_ingress_map"`
-	UdpMap             *ebpf.MapSpec `ebpf:"udp_map"`
-	ZtEgress6Map       *ebpf.MapSpec `ebpf:"zt_egress6_map"`
-	ZtEgressMap        *ebpf.MapSpec `ebpf:"zt_egress_map"`
-	ZtTproxy6Map       *ebpf.MapSpec `ebpf:"zt_tproxy6_map"`
-	ZtTproxyMap        *ebpf.MapSpec `ebpf:"zt_tproxy_map"`
+	ConfigMap            *ebpf.MapSpec `ebpf:"config_map"`
+	DiagMap              *ebpf.MapSpec `ebpf:"diag_map"`
+	IcmpEchoMap          *ebpf.MapSpec `ebpf:"icmp_echo_map"`
+	IfListExtensionMap   *ebpf.MapSpec `ebpf:"if_list_extension_map"`
+	IfindexIp6Map        *ebpf.MapSpec `ebpf:"ifindex_ip6_map"`
+	IfindexIpMap         *ebpf.MapSpec `ebpf:"ifindex_ip_map"`
+	MasqueradeMap        *ebpf.MapSpec `ebpf:"masquerade_map"`
+	MasqueradeReverseMap *ebpf.MapSpec `ebpf:"masquerade_reverse_map"`
+	Matched6Map          *ebpf.MapSpec `ebpf:"matched6_map"`
+	MatchedMap           *ebpf.MapSpec `ebpf:"matched_map"`
+	PrefixLenMap         *ebpf.MapSpec `ebpf:"prefix_len_map"`
+	RangeMap             *ebpf.MapSpec `ebpf:"range_map"`
+	RbMap                *ebpf.MapSpec `ebpf:"rb_map"`
+	RuleStoreMap         *ebpf.MapSpec `ebpf:"rule_store_map"`
+	StatsMap             *ebpf.MapSpec `ebpf:"stats_map"`
+	TcpIngressMap        *ebpf.MapSpec `ebpf:"tcp_ingress_map"`
+	TcpMap               *ebpf.MapSpec `ebpf:"tcp_map"`
+	TproxyExtensionMap   *ebpf.MapSpec `ebpf:"tproxy_extension_map"`
+	UdpIngressMap        *ebpf.MapSpec `ebpf:"udp_ingress_map"`
+	UdpMap               *ebpf.MapSpec `ebpf:"udp_map"`
+	ZtEgress6Map         *ebpf.MapSpec `ebpf:"zt_egress6_map"`
+	ZtEgressMap          *ebpf.MapSpec `ebpf:"zt_egress_map"`
+	ZtTproxy6Map         *ebpf.MapSpec `ebpf:"zt_tproxy6_map"`
+	ZtTproxyMap          *ebpf.MapSpec `ebpf:"zt_tproxy_map"`
 }
 
 // ZfwVariableSpecs contains global variables before they are loaded into the kernel.
@@ -467,28 +515,30 @@ func (o *ZfwObjects) Close() error {
 //
 // It can be passed to LoadZfwObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ZfwMaps struct {
-	ConfigMap          *ebpf.Map `ebpf:"config_map"`
-	DiagMap            *ebpf.Map `ebpf:"diag_map"`
-	IcmpEchoMap        *ebpf.Map `ebpf:"icmp_echo_map"`
-	IfListExtensionMap *ebpf.Map `ebpf:"if_list_extension_map"`
-	IfindexIp6Map      *ebpf.Map `ebpf:"ifindex_ip6_map"`
-	IfindexIpMap       *ebpf.Map `ebpf:"ifindex_ip_map"`
-	Matched6Map        *ebpf.Map `ebpf:"matched6_map"`
-	MatchedMap         *ebpf.Map `ebpf:"matched_map"`
-	PrefixLenMap       *ebpf.Map `ebpf:"prefix_len_map"`
-	RangeMap           *ebpf.Map `ebpf:"range_map"`
-	RbMap              *ebpf.Map `ebpf:"rb_map"`
-	RuleStoreMap       *ebpf.Map `ebpf:"rule_store_map"`
-	StatsMap           *ebpf.Map `ebpf:"stats_map"`
-	TcpIngressMap      *ebpf.Map `ebpf:"tcp_ingress_map"`
-	TcpMap             *ebpf.Map `ebpf:"tcp_map"`
-	TproxyExtensionMap *ebpf.Map `ebpf:"tproxy_extension_map"`
-	UdpIngressMap      *ebpf.Map `ebpf:"udp_ingress_map"`
-	UdpMap             *ebpf.Map `ebpf:"udp_map"`
-	ZtEgress6Map       *ebpf.Map `ebpf:"zt_egress6_map"`
-	ZtEgressMap        *ebpf.Map `ebpf:"zt_egress_map"`
-	ZtTproxy6Map       *ebpf.Map `ebpf:"zt_tproxy6_map"`
-	ZtTproxyMap        *ebpf.Map `ebpf:"zt_tproxy_map"`
+	ConfigMap            *ebpf.Map `ebpf:"config_map"`
+	DiagMap              *ebpf.Map `ebpf:"diag_map"`
+	IcmpEchoMap          *ebpf.Map `ebpf:"icmp_echo_map"`
+	IfListExtensionMap   *ebpf.Map `ebpf:"if_list_extension_map"`
+	IfindexIp6Map        *ebpf.Map `ebpf:"ifindex_ip6_map"`
+	IfindexIpMap         *ebpf.Map `ebpf:"ifindex_ip_map"`
+	MasqueradeMap        *ebpf.Map `ebpf:"masquerade_map"`
+	MasqueradeReverseMap *ebpf.Map `ebpf:"masquerade_reverse_map"`
+	Matched6Map          *ebpf.Map `ebpf:"matched6_map"`
+	MatchedMap           *ebpf.Map `ebpf:"matched_map"`
+	PrefixLenMap         *ebpf.Map `ebpf:"prefix_len_map"`
+	RangeMap             *ebpf.Map `ebpf:"range_map"`
+	RbMap                *ebpf.Map `ebpf:"rb_map"`
+	RuleStoreMap         *ebpf.Map `ebpf:"rule_store_map"`
+	StatsMap             *ebpf.Map `ebpf:"stats_map"`
+	TcpIngressMap        *ebpf.Map `ebpf:"tcp_ingress_map"`
+	TcpMap               *ebpf.Map `ebpf:"tcp_map"`
+	TproxyExtensionMap   *ebpf.Map `ebpf:"tproxy_extension_map"`
+	UdpIngressMap        *ebpf.Map `ebpf:"udp_ingress_map"`
+	UdpMap               *ebpf.Map `ebpf:"udp_map"`
+	ZtEgress6Map         *ebpf.Map `ebpf:"zt_egress6_map"`
+	ZtEgressMap          *ebpf.Map `ebpf:"zt_egress_map"`
+	ZtTproxy6Map         *ebpf.Map `ebpf:"zt_tproxy6_map"`
+	ZtTproxyMap          *ebpf.Map `ebpf:"zt_tproxy_map"`
 }
 
 func (m *ZfwMaps) Close() error {
@@ -499,6 +549,8 @@ func (m *ZfwMaps) Close() error {
 		m.IfListExtensionMap,
 		m.IfindexIp6Map,
 		m.IfindexIpMap,
+		m.MasqueradeMap,
+		m.MasqueradeReverseMap,
 		m.Matched6Map,
 		m.MatchedMap,
 		m.PrefixLenMap,

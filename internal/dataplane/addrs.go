@@ -1,8 +1,10 @@
 package dataplane
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -26,6 +28,10 @@ func (d *Dataplane) Addresses(ifindex int) (v4, v6 []netip.Addr, err error) {
 			v6 = append(v6, ip)
 		}
 	}
+	// Global addresses first: the first one is what masquerade uses.
+	slices.SortStableFunc(v6, func(a, b netip.Addr) int {
+		return cmp.Compare(boolInt(a.IsLinkLocalUnicast()), boolInt(b.IsLinkLocalUnicast()))
+	})
 	return v4, v6, nil
 }
 
@@ -58,4 +64,11 @@ func (d *Dataplane) WatchAddresses(done <-chan struct{}, changed func(ifindex in
 		}
 	}()
 	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -63,6 +63,9 @@ type Spec struct {
 	// Fragmented forces an IPv6 fragment header even at offset 0
 	// without more fragments (an atomic fragment).
 	Fragmented bool
+	// NoChecksum leaves a UDP checksum at zero (none, IPv4); otherwise
+	// TCP and UDP checksums of unfragmented packets are computed.
+	NoChecksum bool
 }
 
 func (s Spec) fragment() bool { return s.FragOffset != 0 || s.MoreFragments || s.Fragmented }
@@ -70,6 +73,13 @@ func (s Spec) fragment() bool { return s.FragOffset != 0 || s.MoreFragments || s
 // Build returns the frame.
 func Build(s Spec) []byte {
 	l4 := s.l4()
+	if !s.fragment() && !s.NoChecksum && (s.Proto == TCP || s.Proto == UDP) {
+		off := 16
+		if s.Proto == UDP {
+			off = 6
+		}
+		binary.BigEndian.PutUint16(l4[off:], L4Checksum(s.Src, s.Dst, s.Proto, l4))
+	}
 	var ip []byte
 	if s.Dst.Is4() {
 		ip = s.ipv4(l4)
@@ -207,4 +217,59 @@ func checksum(b []byte) uint16 {
 		sum = sum>>16 + sum&0xffff
 	}
 	return ^uint16(sum)
+}
+
+// L4Checksum computes the TCP or UDP checksum of segment (with its
+// checksum field zero) between src and dst.
+func L4Checksum(src, dst netip.Addr, proto uint8, segment []byte) uint16 {
+	var pseudo []byte
+	if src.Is4() {
+		a, b := src.As4(), dst.As4()
+		pseudo = append(append(pseudo, a[:]...), b[:]...)
+		pseudo = append(pseudo, 0, proto)
+		pseudo = binary.BigEndian.AppendUint16(pseudo, uint16(len(segment)))
+	} else {
+		a, b := src.As16(), dst.As16()
+		pseudo = append(append(pseudo, a[:]...), b[:]...)
+		pseudo = binary.BigEndian.AppendUint32(pseudo, uint32(len(segment)))
+		pseudo = append(pseudo, 0, 0, 0, proto)
+	}
+	c := checksum(append(pseudo, segment...))
+	if c == 0 && proto == UDP {
+		c = 0xffff
+	}
+	return c
+}
+
+// Valid reports whether an Ethernet frame's IPv4 header checksum and
+// TCP/UDP checksum are right (a zero IPv4 UDP checksum counts as right).
+// It handles frames Build makes: no VLAN tags, options or extension
+// headers.
+func Valid(frame []byte) bool {
+	ip := frame[14:]
+	var src, dst netip.Addr
+	var proto uint8
+	var seg []byte
+	if ip[0]>>4 == 4 {
+		hlen := int(ip[0]&0xf) * 4
+		if checksum(ip[:hlen]) != 0 {
+			return false
+		}
+		src, dst = netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
+		proto, seg = ip[9], ip[hlen:binary.BigEndian.Uint16(ip[2:])]
+	} else {
+		src, dst = netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40]))
+		proto, seg = ip[6], ip[40:40+binary.BigEndian.Uint16(ip[4:])]
+	}
+	off := 16
+	if proto == UDP {
+		off = 6
+		if src.Is4() && binary.BigEndian.Uint16(seg[6:]) == 0 {
+			return true
+		}
+	}
+	got := binary.BigEndian.Uint16(seg[off:])
+	z := append([]byte(nil), seg...)
+	z[off], z[off+1] = 0, 0
+	return L4Checksum(src, dst, proto, z) == got
 }

@@ -1,0 +1,151 @@
+package zfw
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/zfw-go/zfw/internal/packet"
+)
+
+// frameAddrs reads the addresses and ports of a frame Build made.
+func frameAddrs(frame []byte) (src, dst netip.AddrPort) {
+	ip := frame[14:]
+	if ip[0]>>4 == 4 {
+		l4 := ip[int(ip[0]&0xf)*4:]
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip[12:16])), binary.BigEndian.Uint16(l4)),
+			netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip[16:20])), binary.BigEndian.Uint16(l4[2:]))
+	}
+	l4 := ip[40:]
+	return netip.AddrPortFrom(netip.AddrFrom16([16]byte(ip[8:24])), binary.BigEndian.Uint16(l4)),
+		netip.AddrPortFrom(netip.AddrFrom16([16]byte(ip[24:40])), binary.BigEndian.Uint16(l4[2:]))
+}
+
+// TestMasquerade runs the egress and ingress programs of a masquerade
+// interface (lo here: its addresses 127.0.0.1 and ::1 stand for the
+// outside address) and checks rewritten bytes and checksums.
+func TestMasquerade(t *testing.T) {
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{Masquerade: true})
+	remote4, remote6 := addr("10.60.0.2"), addr("fd00:60::2")
+	nat4, nat6 := addr("127.0.0.1"), addr("::1")
+
+	out := func(t *testing.T, s packet.Spec) netip.AddrPort {
+		t.Helper()
+		res := h.egress(s, 1)
+		if res.code != tcNext {
+			t.Fatalf("egress code %#x", res.code)
+		}
+		if !packet.Valid(res.data) {
+			t.Errorf("translated packet has a bad checksum")
+		}
+		src, dst := frameAddrs(res.data)
+		if dst != netip.AddrPortFrom(s.Dst, s.DstPort) {
+			t.Errorf("destination changed to %s", dst)
+		}
+		return src
+	}
+	back := func(t *testing.T, s packet.Spec) netip.AddrPort {
+		t.Helper()
+		res := h.runFrame(packet.Build(s), packet.Spec{}, 1)
+		if res.code != tcOK {
+			t.Fatalf("ingress code %d", res.code)
+		}
+		if !packet.Valid(res.data) {
+			t.Errorf("reply translated back has a bad checksum")
+		}
+		_, dst := frameAddrs(res.data)
+		return dst
+	}
+
+	for _, tc := range []struct {
+		name        string
+		proto       uint8
+		remote, nat netip.Addr
+		c1, c2      netip.Addr
+		noChecksum  bool
+	}{
+		{"IPv4 TCP", packet.TCP, remote4, nat4, addr("10.1.1.5"), addr("10.1.1.6"), false},
+		{"IPv4 UDP", packet.UDP, remote4, nat4, addr("10.1.1.5"), addr("10.1.1.6"), false},
+		{"IPv4 UDP without checksum", packet.UDP, addr("10.60.0.3"), nat4, addr("10.1.2.5"), addr("10.1.2.6"), true},
+		{"IPv6 TCP", packet.TCP, remote6, nat6, addr("fd00:1::5"), addr("fd00:1::6"), false},
+		{"IPv6 UDP", packet.UDP, remote6, nat6, addr("fd00:1::5"), addr("fd00:1::6"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := func(c netip.Addr) packet.Spec {
+				return packet.Spec{Src: c, Dst: tc.remote, Proto: tc.proto, SrcPort: 40000, DstPort: 443, NoChecksum: tc.noChecksum}
+			}
+			t1 := out(t, spec(tc.c1))
+			if t1 != netip.AddrPortFrom(tc.nat, 40000) {
+				t.Errorf("first client translated to %s, want %s:40000 (port kept)", t1, tc.nat)
+			}
+			t2 := out(t, spec(tc.c2))
+			if t2.Addr() != tc.nat || t2.Port() == 40000 {
+				t.Errorf("second client translated to %s: want the outside address and another port", t2)
+			}
+			if again := out(t, spec(tc.c1)); again != t1 {
+				t.Errorf("the same flow translated to %s, then %s", t1, again)
+			}
+			if tc.noChecksum {
+				res := h.egress(spec(tc.c1), 1)
+				if binary.BigEndian.Uint16(res.data[14+20+6:]) != 0 {
+					t.Error("a zero UDP checksum did not stay zero")
+				}
+			}
+			for _, c := range []struct {
+				client netip.Addr
+				tport  netip.AddrPort
+			}{{tc.c1, t1}, {tc.c2, t2}} {
+				reply := packet.Spec{Src: tc.remote, Dst: tc.nat, Proto: tc.proto, SrcPort: 443, DstPort: c.tport.Port(), TCPFlags: packet.SYN | packet.ACK, NoChecksum: tc.noChecksum}
+				if got := back(t, reply); got != netip.AddrPortFrom(c.client, 40000) {
+					t.Errorf("reply to %s translated to %s, want %s:40000", c.tport, got, c.client)
+				}
+			}
+		})
+	}
+	t.Run("the host's own traffic is left alone", func(t *testing.T) {
+		s := packet.Spec{Src: nat4, Dst: remote4, Proto: packet.TCP, SrcPort: 50000, DstPort: 443}
+		if got := out(t, s); got != netip.AddrPortFrom(nat4, 50000) {
+			t.Errorf("translated to %s", got)
+		}
+	})
+	t.Run("an unknown reply is not translated", func(t *testing.T) {
+		s := packet.Spec{Src: remote4, Dst: nat4, Proto: packet.UDP, SrcPort: 443, DstPort: 61000}
+		if got := back(t, s); got != netip.AddrPortFrom(nat4, 61000) {
+			t.Errorf("translated to %s", got)
+		}
+	})
+}
+
+// TestMasqueradeManyFlows: 20,000 concurrent UDP flows from different
+// inside clients, all with the same source port, to one remote end: no
+// two share a translated tuple, and every reply finds its client.
+func TestMasqueradeManyFlows(t *testing.T) {
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{Masquerade: true})
+	const flows = 20000
+	remote := addr("10.60.0.2")
+	clients := make(map[uint16]netip.Addr, flows)
+	for i := range flows {
+		c := netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)})
+		res := h.egress(packet.Spec{Src: c, Dst: remote, Proto: packet.UDP, SrcPort: 5000, DstPort: 53}, 1)
+		if res.code != tcNext {
+			t.Fatalf("flow %d: egress code %#x", i, res.code)
+		}
+		src, _ := frameAddrs(res.data)
+		if prev, dup := clients[src.Port()]; dup {
+			t.Fatalf("flows of %s and %s share translated port %d", prev, c, src.Port())
+		}
+		clients[src.Port()] = c
+	}
+	for port, c := range clients {
+		res := h.runFrame(packet.Build(packet.Spec{Src: remote, Dst: addr("127.0.0.1"), Proto: packet.UDP, SrcPort: 53, DstPort: port}), packet.Spec{}, 1)
+		if _, dst := frameAddrs(res.data); dst != netip.AddrPortFrom(c, 5000) {
+			t.Fatalf("reply to port %d went to %s, want %s", port, dst, fmt.Sprint(c, ":5000"))
+		}
+	}
+	if st := h.stats(); st.MasqueradeNoPort != 0 {
+		t.Errorf("%d packets found no free port", st.MasqueradeNoPort)
+	}
+}
