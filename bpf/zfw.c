@@ -335,8 +335,15 @@ static __always_inline void peek_icmp_type(struct __sk_buff *skb, struct packet 
 	if (bpf_skb_load_bytes(skb, off, h, sizeof(h)) < 0)
 		return;
 	pkt->icmp_echo = 1;
+	pkt->l4_off = off;
 	__builtin_memcpy(&pkt->icmp_id, h + 4, 2);
 	__builtin_memcpy(&pkt->icmp_seq, h + 6, 2);
+	/* For masquerade an echo's id plays the part of a port: the
+	 * requester's source port, the replier's destination port. */
+	if (h[0] == 8 || h[0] == 128)
+		pkt->sport = pkt->icmp_id;
+	else
+		pkt->dport = pkt->icmp_id;
 }
 
 static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *pkt, __u32 off)
@@ -1245,8 +1252,11 @@ static __always_inline bool same_addr(const __u32 *a, const __u32 *b)
 static __always_inline int rewrite(struct __sk_buff *skb, struct packet *pkt, bool source,
 				   const __u32 *addr, __u16 port)
 {
-	__u32 addr_off, port_off = pkt->l4_off + (source ? 0 : 2);
-	__u32 csum_off = pkt->l4_off + (pkt->proto == IPPROTO_TCP ? 16 : 6);
+	bool icmp = pkt->proto == IPPROTO_ICMP || pkt->proto == IPPROTO_ICMPV6;
+	/* An echo's id (at +4) stands for the port; ICMP's checksum is at +2
+	 * and, for IPv4 only, covers no pseudo header. */
+	__u32 addr_off, port_off = pkt->l4_off + (icmp ? 4 : (source ? 0 : 2));
+	__u32 csum_off = pkt->l4_off + (icmp ? 2 : (pkt->proto == IPPROTO_TCP ? 16 : 6));
 	__u64 mangle = pkt->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 	__u32 *old = source ? pkt->saddr : pkt->daddr;
 	__u16 *old_port = source ? &pkt->sport : &pkt->dport;
@@ -1256,7 +1266,8 @@ static __always_inline int rewrite(struct __sk_buff *skb, struct packet *pkt, bo
 	if (pkt->family == 4) {
 		addr_off = pkt->l3_off + (source ? 12 : 16);
 		if (old[0] != new_addr[0]) {
-			if (bpf_l4_csum_replace(skb, csum_off, old[0], new_addr[0], BPF_F_PSEUDO_HDR | mangle | 4) ||
+			if ((!icmp && bpf_l4_csum_replace(skb, csum_off, old[0], new_addr[0],
+							  BPF_F_PSEUDO_HDR | mangle | 4)) ||
 			    bpf_l3_csum_replace(skb, pkt->l3_off + 10, old[0], new_addr[0], 4) ||
 			    bpf_skb_store_bytes(skb, addr_off, new_addr, 4, 0))
 				return -1;
@@ -1278,6 +1289,8 @@ static __always_inline int rewrite(struct __sk_buff *skb, struct packet *pkt, bo
 		    bpf_skb_store_bytes(skb, port_off, &port, 2, 0))
 			return -1;
 		*old_port = port;
+		if (icmp)
+			pkt->icmp_id = port;
 	}
 	return 0;
 }
@@ -1429,6 +1442,8 @@ int zfw_ingress(struct __sk_buff *skb)
 		return drop(&pkt, ifindex, flags, ZFW_REASON_MALFORMED, NULL);
 	case PARSE_OTHER:
 		count(ZFW_STAT_OTHER_PROTO);
+		if ((flags & ZFW_IFACE_MASQUERADE) && echo_reply(&pkt) && masquerade_in(skb, &pkt, ifindex))
+			return drop(&pkt, ifindex, flags, ZFW_REASON_MALFORMED, NULL);
 		if (!(flags & ZFW_IFACE_DEFAULT_DENY))
 			return TC_ACT_OK;
 		if (admit_echo_reply(&pkt, ifindex, cfg)) {
@@ -1606,6 +1621,8 @@ int zfw_egress(struct __sk_buff *skb)
 			echo_key(&pkt, ifindex, true, &k);
 			bpf_map_update_elem(&icmp_echo_map, &k, &st, BPF_ANY);
 			count(ZFW_STAT_TRACKED);
+			if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_out(skb, &pkt, ifindex))
+				return drop(&pkt, ifindex, flags, ZFW_REASON_MALFORMED, NULL);
 		}
 		break;
 	}

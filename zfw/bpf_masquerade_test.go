@@ -104,6 +104,43 @@ func TestMasquerade(t *testing.T) {
 			}
 		})
 	}
+	t.Run("echo requests and their replies", func(t *testing.T) {
+		for _, tc := range []struct {
+			proto, req, rep uint8
+			remote, nat, c  netip.Addr
+		}{
+			{packet.ICMP, 8, 0, remote4, nat4, addr("10.1.3.5")},
+			{packet.ICMPv6, 128, 129, remote6, nat6, addr("fd00:3::5")},
+		} {
+			res := h.egress(packet.Spec{Src: tc.c, Dst: tc.remote, Proto: tc.proto, ICMPType: tc.req, ICMPSeq: 9}, 1)
+			if !packet.Valid(res.data) {
+				t.Errorf("%s: translated echo request has a bad checksum", tc.c)
+			}
+			src, _ := frameAddrs(res.data)
+			if src.Addr() != tc.nat {
+				t.Errorf("echo request from %s left as %s", tc.c, src)
+			}
+			id := binary.BigEndian.Uint16(res.data[len(res.data)-4:])
+			reply := packet.Build(packet.Spec{Src: tc.remote, Dst: tc.nat, Proto: tc.proto, ICMPType: tc.rep, ICMPSeq: 9})
+			binary.BigEndian.PutUint16(reply[len(reply)-4:], id) // the translated id
+			if tc.proto == packet.ICMP {
+				binary.BigEndian.PutUint16(reply[14+20+2:], 0)
+				binary.BigEndian.PutUint16(reply[14+20+2:], packet.Checksum(reply[14+20:]))
+			} else {
+				seg := append([]byte(nil), reply[14+40:]...)
+				seg[2], seg[3] = 0, 0
+				binary.BigEndian.PutUint16(reply[14+40+2:], packet.L4Checksum(tc.remote, tc.nat, packet.ICMPv6, seg))
+			}
+			in := h.runFrame(reply, packet.Spec{}, 1)
+			_, dst := frameAddrs(in.data)
+			if dst.Addr() != tc.c || binary.BigEndian.Uint16(in.data[len(in.data)-4:]) != 1 {
+				t.Errorf("echo reply went to %s id %d, want %s id 1", dst.Addr(), binary.BigEndian.Uint16(in.data[len(in.data)-4:]), tc.c)
+			}
+			if !packet.Valid(in.data) {
+				t.Errorf("%s: echo reply translated back has a bad checksum", tc.c)
+			}
+		}
+	})
 	t.Run("the host's own traffic is left alone", func(t *testing.T) {
 		s := packet.Spec{Src: nat4, Dst: remote4, Proto: packet.TCP, SrcPort: 50000, DstPort: 443}
 		if got := out(t, s); got != netip.AddrPortFrom(nat4, 50000) {

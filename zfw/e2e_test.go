@@ -3,6 +3,7 @@ package zfw_test
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/zfw-go/zfw/intercept"
+	"github.com/zfw-go/zfw/internal/packet"
 	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/tproxy"
 	"github.com/zfw-go/zfw/zfw"
@@ -845,6 +847,55 @@ func TestEndToEndMasqueradingRouter(t *testing.T) {
 			t.Errorf("UDP to %s: server saw %q (%v), want %s", dst, got, err, tc.want)
 		}
 	}
+	// ICMP echo, through raw sockets: the server sees the router's
+	// address, the client gets its reply.
+	var cRaw, sRaw net.PacketConn
+	if err := topo.Client.Do(func() error {
+		var err error
+		cRaw, err = net.ListenPacket("ip4:icmp", topo.ClientAddr4.Addr().String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer cRaw.Close()
+	if err := topo.Server.Do(func() error {
+		var err error
+		sRaw, err = net.ListenPacket("ip4:icmp", topo.ServerAddr4.Addr().String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer sRaw.Close()
+	echo := []byte{8, 0, 0, 0, 0x12, 0x34, 0, 1, 'z', 'f', 'w', '!'}
+	binary.BigEndian.PutUint16(echo[2:], packet.Checksum(echo))
+	if _, err := cRaw.WriteTo(echo, &net.IPAddr{IP: topo.ServerAddr4.Addr().AsSlice()}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	sRaw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		n, from, err := sRaw.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("server did not see the echo request: %v", err)
+		}
+		if n >= 8 && buf[0] == 8 {
+			if got := from.(*net.IPAddr).IP.String(); got != topo.RouterServerAddr4.Addr().String() {
+				t.Errorf("server saw the echo request from %s, want the router's address", got)
+			}
+			break
+		}
+	}
+	cRaw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		n, _, err := cRaw.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("client got no echo reply: %v", err)
+		}
+		if n >= 8 && buf[0] == 0 && buf[4] == 0x12 && buf[5] == 0x34 {
+			break
+		}
+	}
+
 	// Unsolicited: the server connects to a listener on the client.
 	var ln net.Listener
 	if err := topo.Client.Do(func() error {

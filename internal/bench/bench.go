@@ -59,6 +59,26 @@ func Repeated(prog *ebpf.Program, frame []byte, repeat, rounds int) (Timing, err
 	return summarize(samples), nil
 }
 
+// Fresh measures one packet run once per call, perRound times, so that
+// every run sees the packet as built (a program that rewrites the packet
+// would see its own output under Repeated). Compare with Distinct's
+// floor: both pay the per-call overhead.
+func Fresh(prog *ebpf.Program, frame []byte, perRound, rounds int) (Timing, error) {
+	var samples []time.Duration
+	for range rounds {
+		var total time.Duration
+		for range perRound {
+			_, d, err := prog.Benchmark(frame, 1, nil)
+			if err != nil {
+				return Timing{}, err
+			}
+			total += d
+		}
+		samples = append(samples, total/time.Duration(perRound))
+	}
+	return summarize(samples), nil
+}
+
 // Distinct measures new flows: each run gets a frame with a source port
 // not seen before, so every packet misses the verdict cache and goes
 // through the policy lookup. It reports the kernel's per-run time

@@ -73,6 +73,13 @@ func (s Spec) fragment() bool { return s.FragOffset != 0 || s.MoreFragments || s
 // Build returns the frame.
 func Build(s Spec) []byte {
 	l4 := s.l4()
+	if !s.fragment() && (s.Proto == ICMP || s.Proto == ICMPv6) && len(l4) >= 4 {
+		if s.Proto == ICMP {
+			binary.BigEndian.PutUint16(l4[2:], checksum(l4))
+		} else {
+			binary.BigEndian.PutUint16(l4[2:], L4Checksum(s.Src, s.Dst, ICMPv6, l4))
+		}
+	}
 	if !s.fragment() && !s.NoChecksum && (s.Proto == TCP || s.Proto == UDP) {
 		off := 16
 		if s.Proto == UDP {
@@ -205,6 +212,10 @@ func (s Spec) ipv6(l4 []byte) []byte {
 	return append(h, payload...)
 }
 
+// Checksum is the Internet checksum of b (the complement of its ones'
+// complement sum): what goes in a zeroed checksum field.
+func Checksum(b []byte) uint16 { return checksum(b) }
+
 func checksum(b []byte) uint16 {
 	var sum uint32
 	for i := 0; i+1 < len(b); i += 2 {
@@ -235,7 +246,7 @@ func L4Checksum(src, dst netip.Addr, proto uint8, segment []byte) uint16 {
 		pseudo = append(pseudo, 0, 0, 0, proto)
 	}
 	c := checksum(append(pseudo, segment...))
-	if c == 0 && proto == UDP {
+	if c == 0 && proto != TCP {
 		c = 0xffff
 	}
 	return c
@@ -260,6 +271,15 @@ func Valid(frame []byte) bool {
 	} else {
 		src, dst = netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40]))
 		proto, seg = ip[6], ip[40:40+binary.BigEndian.Uint16(ip[4:])]
+	}
+	switch proto {
+	case ICMP:
+		return checksum(seg) == 0
+	case ICMPv6:
+		z := append([]byte(nil), seg...)
+		got := binary.BigEndian.Uint16(z[2:])
+		z[2], z[3] = 0, 0
+		return L4Checksum(src, dst, ICMPv6, z) == got
 	}
 	off := 16
 	if proto == UDP {

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/bench"
 	"github.com/zfw-go/zfw/internal/packet"
 	"github.com/zfw-go/zfw/testenv"
@@ -123,6 +124,10 @@ func run(out string, rounds int) error {
 	if err != nil {
 		return err
 	}
+	inbound, masq, err := inboundAndMasquerade(ctx, rounds, repeat)
+	if err != nil {
+		return err
+	}
 
 	// Control plane: 10,000 intercepts one by one, and in one Sync.
 	for _, viaSync := range []bool{false, true} {
@@ -170,6 +175,8 @@ func run(out string, rounds int) error {
 	}
 	fmt.Fprintf(&b, "| reply to a session opened outwards (default-deny interface), TCP ACK | %s | %s (%.1fx) | | |\n", ns(floorRep), ns(replyTCP), float64(replyTCP.Median)/float64(floorRep.Median))
 	fmt.Fprintf(&b, "| reply to a session opened outwards (default-deny interface), UDP | %s | %s (%.1fx) | | |\n", ns(floorRep), ns(replyUDP), float64(replyUDP.Median)/float64(floorRep.Median))
+	fmt.Fprintf(&b, "| established inbound session (fast path, default-deny interface), TCP ACK | %s | %s (%.1fx) | | |\n", ns(floorRep), ns(inbound), float64(inbound.Median)/float64(floorRep.Median))
+	fmt.Fprintf(&b, "| masqueraded packet (egress, existing mapping, one run per call), UDP | %s | %s (%.1fx) | | |\n", ns(floorOne), ns(masq), float64(masq.Median)/float64(floorOne.Median))
 	fmt.Fprintf(&b, "\nEach intercept covers TCP and UDP; the mix is mostly /32 hosts with one port, every 50th adds a /24 with a port range, every 200th an overlapping second range (`internal/bench.Intercepts`).\n\n")
 	fmt.Fprintf(&b, "## Control plane\n\n| operation | time |\n|---|---|\n")
 	fmt.Fprintf(&b, "| register 10,000 intercepts one by one (`Register`) | %s |\n", reg10k.Round(time.Millisecond))
@@ -256,4 +263,42 @@ func replies(rounds, repeat int) (tcp, udp bench.Timing, err error) {
 		}
 	}
 	return tcp, udp, nil
+}
+
+// inboundAndMasquerade measures an established inbound session's packet
+// (admitted by a rule, then on the fast path) and a masqueraded packet
+// of a flow whose mapping exists.
+func inboundAndMasquerade(ctx context.Context, rounds, repeat int) (inbound, masq bench.Timing, err error) {
+	pin := fmt.Sprintf("/sys/fs/bpf/zfw-bench-%d", rand.Uint32())
+	fw, err := zfw.New(zfw.Options{PinPath: pin, Interfaces: []zfw.Interface{{Name: "lo", InterfaceSettings: zfw.InterfaceSettings{DefaultDeny: true, Masquerade: true}}}})
+	if err != nil {
+		return inbound, masq, err
+	}
+	defer fw.Close()
+	host := netip.MustParseAddr("10.50.0.1")
+	if _, err := fw.Rules().Add(ctx, zfw.Rule{Action: zfw.Pass, Protocol: intercept.TCP, Destination: netip.PrefixFrom(host, 32), Ports: intercept.PortRange{Low: 80, High: 80}}); err != nil {
+		return inbound, masq, err
+	}
+	in, err := bench.AttachedProgram(pin, "lo", "ingress")
+	if err != nil {
+		return inbound, masq, err
+	}
+	defer in.Close()
+	out, err := bench.AttachedProgram(pin, "lo", "egress")
+	if err != nil {
+		return inbound, masq, err
+	}
+	defer out.Close()
+	client := netip.MustParseAddr("10.60.0.2")
+	syn := packet.Spec{Src: client, Dst: host, Proto: packet.TCP, SrcPort: 41000, DstPort: 80, TCPFlags: packet.SYN}
+	if _, _, err := in.Benchmark(packet.Build(syn), 1, nil); err != nil {
+		return inbound, masq, err
+	}
+	syn.TCPFlags = packet.ACK
+	if inbound, err = bench.Repeated(in, packet.Build(syn), repeat, rounds); err != nil {
+		return inbound, masq, err
+	}
+	flow := packet.Build(packet.Spec{Src: netip.MustParseAddr("10.1.1.5"), Dst: client, Proto: packet.UDP, SrcPort: 5000, DstPort: 53})
+	masq, err = bench.Fresh(out, flow, 3000, rounds)
+	return inbound, masq, err
 }
