@@ -67,18 +67,9 @@ func Evaluate(rules []Rule, iface Interface, p Packet) Decision {
 		return deflt
 	}
 	if p.Fragment {
-		return evaluateFragment(rules, iface, p, deflt)
+		return fragmentDecision(rules, iface, p, !iface.DefaultDeny)
 	}
-	var best *Rule
-	for i := range rules {
-		r := &rules[i]
-		if !candidate(r, iface, p) || p.DstPort < r.PortLow || p.DstPort > r.PortHigh {
-			continue
-		}
-		if best == nil || outranks(r, best) {
-			best = r
-		}
-	}
+	best := bestRule(rules, iface, p)
 	if best == nil {
 		if iface.DefaultDeny && tuplePasses(iface, p) {
 			return Decision{Action: ActionPass}
@@ -92,7 +83,23 @@ func Evaluate(rules []Rule, iface Interface, p Packet) Decision {
 	return d
 }
 
-func evaluateFragment(rules []Rule, iface Interface, p Packet, deflt Decision) Decision {
+// bestRule is the matching rule that takes precedence, or nil.
+func bestRule(rules []Rule, iface Interface, p Packet) *Rule {
+	var best *Rule
+	for i := range rules {
+		r := &rules[i]
+		if candidate(r, iface, p) && p.DstPort >= r.PortLow && p.DstPort <= r.PortHigh &&
+			(best == nil || outranks(r, best)) {
+			best = r
+		}
+	}
+	return best
+}
+
+// fragmentDecision: a fragment passes only if every rule that could
+// match it on some port passes, and either the default passes or one of
+// those rules passes every port.
+func fragmentDecision(rules []Rule, iface Interface, p Packet, passByDefault bool) Decision {
 	fullPass := false
 	for i := range rules {
 		r := &rules[i]
@@ -106,7 +113,7 @@ func evaluateFragment(rules []Rule, iface Interface, p Packet, deflt Decision) D
 			fullPass = true
 		}
 	}
-	if fullPass || !iface.DefaultDeny {
+	if fullPass || passByDefault {
 		return Decision{Action: ActionPass}
 	}
 	return Decision{Action: ActionDeny}
@@ -121,29 +128,9 @@ func evaluateEgress(rules []Rule, iface Interface, p Packet) Decision {
 		return pass
 	}
 	if p.Fragment {
-		fullPass := false
-		for i := range rules {
-			r := &rules[i]
-			if !candidate(r, iface, p) {
-				continue
-			}
-			if r.Action != ActionPass {
-				return Decision{Action: ActionDeny}
-			}
-			fullPass = fullPass || (r.PortLow <= 1 && r.PortHigh == 65535)
-		}
-		if fullPass {
-			return pass
-		}
-		return Decision{Action: ActionDeny}
+		return fragmentDecision(rules, iface, p, false)
 	}
-	var best *Rule
-	for i := range rules {
-		r := &rules[i]
-		if candidate(r, iface, p) && p.DstPort >= r.PortLow && p.DstPort <= r.PortHigh && (best == nil || outranks(r, best)) {
-			best = r
-		}
-	}
+	best := bestRule(rules, iface, p)
 	if best == nil || best.Action != ActionPass {
 		d := Decision{Action: ActionDeny}
 		if best != nil {
