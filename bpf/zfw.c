@@ -1013,9 +1013,14 @@ static __always_inline void track_outbound(const struct packet *pkt, __u32 ifind
 
 	session_key(pkt, ifindex, true, &k);
 	if (pkt->proto == IPPROTO_UDP) {
+		struct udp_state *cur = bpf_map_lookup_elem(&udp_map, &k);
 		struct udp_state us = { .tstamp = now };
 
-		bpf_map_update_elem(&udp_map, &k, &us, BPF_ANY);
+		/* Refresh in place: an insert costs several lookups. */
+		if (cur)
+			cur->tstamp = now;
+		else
+			bpf_map_update_elem(&udp_map, &k, &us, BPF_ANY);
 		count(ZFW_STAT_TRACKED);
 		return;
 	}
