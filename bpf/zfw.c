@@ -186,6 +186,13 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ZFW_MATCH_CACHE);
+	__type(key, struct masq_key);
+	__type(value, struct masq_value);
+} icmp_masquerade_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, ZFW_MASQ_ENTRIES);
 	__type(key, struct masq_reverse_key);
 	__type(value, struct masq_reverse_value);
@@ -1300,6 +1307,15 @@ static __always_inline int rewrite(struct __sk_buff *skb, struct packet *pkt, bo
 	return 0;
 }
 
+/* masq_map: echo translations live in icmp_masquerade_map, TCP and UDP
+ * ones in masquerade_map; both use masq_key, the echo id as the port. */
+static __always_inline void *masq_map(const struct packet *pkt)
+{
+	if (pkt->proto == IPPROTO_ICMP || pkt->proto == IPPROTO_ICMPV6)
+		return &icmp_masquerade_map;
+	return &masquerade_map;
+}
+
 /*
  * masq_port picks the translated source port of a new flow: its own port
  * if no flow to the same remote end holds it, else a random free one.
@@ -1310,12 +1326,12 @@ static __always_inline __u16 masq_port(const struct packet *pkt, struct masq_key
 	int i;
 
 	k->tport = pkt->sport;
-	if (!bpf_map_lookup_elem(&masquerade_map, k))
+	if (!bpf_map_lookup_elem(masq_map(pkt), k))
 		return k->tport;
 #pragma unroll
 	for (i = 0; i < ZFW_MASQ_PORT_TRIES; i++) {
 		k->tport = bpf_htons(1024 + bpf_get_prandom_u32() % (65536 - 1024));
-		if (!bpf_map_lookup_elem(&masquerade_map, k))
+		if (!bpf_map_lookup_elem(masq_map(pkt), k))
 			return k->tport;
 	}
 	return 0;
@@ -1356,7 +1372,7 @@ static __always_inline int masquerade_out(struct __sk_buff *skb, struct packet *
 		tport = rv->tport;
 		rv->tstamp = now;
 		k.tport = tport;
-		mv = bpf_map_lookup_elem(&masquerade_map, &k);
+		mv = bpf_map_lookup_elem(masq_map(pkt), &k);
 		if (mv)
 			mv->tstamp = now;
 	} else {
@@ -1370,7 +1386,7 @@ static __always_inline int masquerade_out(struct __sk_buff *skb, struct packet *
 		}
 		__builtin_memcpy(mv.origin, pkt->saddr, 16);
 		nrv.tport = tport;
-		if (bpf_map_update_elem(&masquerade_map, &k, &mv, BPF_NOEXIST) ||
+		if (bpf_map_update_elem(masq_map(pkt), &k, &mv, BPF_NOEXIST) ||
 		    bpf_map_update_elem(&masquerade_reverse_map, &rk, &nrv, BPF_ANY)) {
 			count(ZFW_STAT_MASQ_NO_PORT);
 			return -1;
@@ -1398,7 +1414,7 @@ static __always_inline int masquerade_in(struct __sk_buff *skb, struct packet *p
 	k.tport = pkt->dport;
 	k.proto = pkt->proto;
 	k.family = pkt->family;
-	mv = bpf_map_lookup_elem(&masquerade_map, &k);
+	mv = bpf_map_lookup_elem(masq_map(pkt), &k);
 	if (!mv)
 		return 0;
 	mv->tstamp = bpf_ktime_get_ns();

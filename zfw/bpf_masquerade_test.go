@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/zfw-go/zfw/internal/packet"
 )
@@ -141,6 +142,11 @@ func TestMasquerade(t *testing.T) {
 			}
 		}
 	})
+	t.Run("echo translations are in icmp_masquerade_map", func(t *testing.T) {
+		if n := mapLen(t, h.f.dp.Objects().IcmpMasqueradeMap); n != 2 {
+			t.Errorf("icmp_masquerade_map holds %d entries, want 2", n)
+		}
+	})
 	t.Run("the host's own traffic is left alone", func(t *testing.T) {
 		s := packet.Spec{Src: nat4, Dst: remote4, Proto: packet.TCP, SrcPort: 50000, DstPort: 443}
 		if got := out(t, s); got != netip.AddrPortFrom(nat4, 50000) {
@@ -184,5 +190,24 @@ func TestMasqueradeManyFlows(t *testing.T) {
 	}
 	if st := h.stats(); st.MasqueradeNoPort != 0 {
 		t.Errorf("%d packets found no free port", st.MasqueradeNoPort)
+	}
+}
+
+// TestIdleMasqueradeMappingsAreCollected: the background collector
+// removes translations idle past their timeout, in both maps.
+func TestIdleMasqueradeMappingsAreCollected(t *testing.T) {
+	h := newHarnessWith(t, Options{Timeouts: Timeouts{UDP: time.Millisecond}})
+	h.manage("lo", InterfaceSettings{Masquerade: true})
+	h.egress(packet.Spec{Src: addr("10.1.1.5"), Dst: addr("10.60.0.2"), Proto: packet.UDP, SrcPort: 5000, DstPort: 53}, 1)
+	objs := h.f.dp.Objects()
+	if mapLen(t, objs.MasqueradeMap) != 1 || mapLen(t, objs.MasqueradeReverseMap) != 1 {
+		t.Fatal("no mapping recorded")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for mapLen(t, objs.MasqueradeMap)+mapLen(t, objs.MasqueradeReverseMap) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("idle mapping not collected")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -180,33 +180,38 @@ func (ss *Sessions) collectMasquerade() (int, error) {
 	now := monotonic()
 	idle := func(tstamp uint64, proto uint8) bool {
 		limit := timeouts.UDP
-		if proto == policy.ProtoTCP {
+		switch proto {
+		case policy.ProtoTCP:
 			limit = timeouts.TCPEstablished
+		case 1, 58: // ICMP, ICMPv6 echo
+			limit = timeouts.ICMPEcho
 		}
 		return now > tstamp && time.Duration(now-tstamp) > limit
 	}
 	n := 0
-	var k bpfobj.ZfwMasqKey
-	var v bpfobj.ZfwMasqValue
-	var stale []bpfobj.ZfwMasqKey
-	it := objs.MasqueradeMap.Iterate()
-	for it.Next(&k, &v) {
-		if idle(v.Tstamp, k.Proto) {
-			stale = append(stale, k)
+	for _, m := range []*ebpf.Map{objs.MasqueradeMap, objs.IcmpMasqueradeMap} {
+		var k bpfobj.ZfwMasqKey
+		var v bpfobj.ZfwMasqValue
+		var stale []bpfobj.ZfwMasqKey
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			if idle(v.Tstamp, k.Proto) {
+				stale = append(stale, k)
+			}
 		}
-	}
-	if err := it.Err(); err != nil {
-		return 0, fmt.Errorf("masquerade_map: iterate: %w", err)
-	}
-	for _, k := range stale {
-		if err := objs.MasqueradeMap.Delete(&k); err == nil {
-			n++
+		if err := it.Err(); err != nil {
+			return n, fmt.Errorf("%s: iterate: %w", m, err)
+		}
+		for _, k := range stale {
+			if err := m.Delete(&k); err == nil {
+				n++
+			}
 		}
 	}
 	var rk bpfobj.ZfwMasqReverseKey
 	var rv bpfobj.ZfwMasqReverseValue
 	var staleR []bpfobj.ZfwMasqReverseKey
-	it = objs.MasqueradeReverseMap.Iterate()
+	it := objs.MasqueradeReverseMap.Iterate()
 	for it.Next(&rk, &rv) {
 		if idle(rv.Tstamp, rk.Proto) {
 			staleR = append(staleR, rk)

@@ -386,6 +386,7 @@ const (
 	ZfwMapConfigMap            = "config_map"
 	ZfwMapDiagMap              = "diag_map"
 	ZfwMapIcmpEchoMap          = "icmp_echo_map"
+	ZfwMapIcmpMasqueradeMap    = "icmp_masquerade_map"
 	ZfwMapIfListExtensionMap   = "if_list_extension_map"
 	ZfwMapIfindexIp6Map        = "ifindex_ip6_map"
 	ZfwMapIfindexIpMap         = "ifindex_ip_map"
@@ -465,6 +466,7 @@ type ZfwMapSpecs struct {
 	ConfigMap            *ebpf.MapSpec `ebpf:"config_map"`
 	DiagMap              *ebpf.MapSpec `ebpf:"diag_map"`
 	IcmpEchoMap          *ebpf.MapSpec `ebpf:"icmp_echo_map"`
+	IcmpMasqueradeMap    *ebpf.MapSpec `ebpf:"icmp_masquerade_map"`
 	IfListExtensionMap   *ebpf.MapSpec `ebpf:"if_list_extension_map"`
 	IfindexIp6Map        *ebpf.MapSpec `ebpf:"ifindex_ip6_map"`
 	IfindexIpMap         *ebpf.MapSpec `ebpf:"ifindex_ip_map"`
@@ -518,6 +520,7 @@ type ZfwMaps struct {
 	ConfigMap            *ebpf.Map `ebpf:"config_map"`
 	DiagMap              *ebpf.Map `ebpf:"diag_map"`
 	IcmpEchoMap          *ebpf.Map `ebpf:"icmp_echo_map"`
+	IcmpMasqueradeMap    *ebpf.Map `ebpf:"icmp_masquerade_map"`
 	IfListExtensionMap   *ebpf.Map `ebpf:"if_list_extension_map"`
 	IfindexIp6Map        *ebpf.Map `ebpf:"ifindex_ip6_map"`
 	IfindexIpMap         *ebpf.Map `ebpf:"ifindex_ip_map"`
@@ -546,6 +549,7 @@ func (m *ZfwMaps) Close() error {
 		m.ConfigMap,
 		m.DiagMap,
 		m.IcmpEchoMap,
+		m.IcmpMasqueradeMap,
 		m.IfListExtensionMap,
 		m.IfindexIp6Map,
 		m.IfindexIpMap,
