@@ -918,3 +918,46 @@ func TestEndToEndMasqueradingRouter(t *testing.T) {
 		t.Errorf("stats %+v: want translated packets both ways", st)
 	}
 }
+
+// TestEndToEndSteeringOnAFirewalledInterface: intercepts work on a
+// default-deny interface, where steered flows become inbound sessions
+// whose later packets take the fast path to the socket.
+func TestEndToEndSteeringOnAFirewalledInterface(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	r := newRouter(t, topo, zfw.Options{Interfaces: []zfw.Interface{{Name: topo.RouterClientIf, InterfaceSettings: zfw.InterfaceSettings{DefaultDeny: true}}}})
+	tcp := echoTCP(t, topo.Router, "127.0.0.1:0")
+	udp := echoUDP(t, topo.Router, "[::1]:0")
+	ctx := context.Background()
+	if err := r.fw.Register(ctx, tcpIntercept("fw-tcp", "10.93.0.0/24", 8080, tcp)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.fw.Register(ctx, intercept.Intercept{ServiceID: "fw-udp", Protocols: []intercept.Protocol{intercept.UDP},
+		Addresses: []netip.Prefix{netip.MustParsePrefix("fd00:93::/64")}, Ports: []intercept.PortRange{{Low: 53, High: 53}}, TProxyPort: udp.Port()}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := dialFrom(topo.Client, "10.93.0.4:8080", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 5 {
+		if got, err := ask(c, fmt.Sprintf("m%d", i)); err != nil || got != fmt.Sprintf("m%d 10.93.0.4:8080", i) {
+			t.Fatalf("exchange %d: %q, %v", i, got, err)
+		}
+	}
+	for i := range 3 {
+		if got, err := udpAsk(topo.Client, "[fd00:93::4]:53", fmt.Sprintf("q%d", i)); err != nil || !strings.HasPrefix(got, fmt.Sprintf("q%d [fd00:93::4]:53", i)) {
+			t.Fatalf("datagram %d: %q, %v", i, got, err)
+		}
+	}
+	st, err := r.fw.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.FastPath == 0 || st.Steered == 0 {
+		t.Errorf("stats %+v: want steered packets on the fast path", st)
+	}
+	if n, err := r.fw.Sessions().Count(); err != nil || n.InboundTCP == 0 {
+		t.Errorf("inbound sessions %+v, %v", n, err)
+	}
+}
