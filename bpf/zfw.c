@@ -213,6 +213,13 @@ struct {
 } stats_map SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct event_budget);
+} event_budget_map SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
 } rb_map SEC(".maps");
@@ -229,6 +236,8 @@ struct enum_anchor {
 	enum reason reason;
 	enum rule_kind rule_kind;
 	enum tcp_flag tcp_flag;
+	enum event_kind event_kind;
+	enum event_version event_version;
 	struct event event;
 };
 const volatile struct enum_anchor zfw_enums;
@@ -258,6 +267,7 @@ struct packet {
 	__be16 ethertype;
 	__u16 payload_len; /* TCP payload bytes */
 	__u16 l3_off;      /* IP header offset  */
+	__u8 egress;       /* seen by the egress program */
 	__u16 l4_off;      /* TCP/UDP header offset */
 	__u32 seq;         /* TCP, host order */
 	__u32 ack_seq;     /* TCP, host order */
@@ -715,37 +725,72 @@ static __always_inline void policy_lookup(const struct packet *pkt, __u32 ifinde
 
 /* ---- events -------------------------------------------------------- */
 
-static __always_inline void emit_drop(const struct packet *pkt, __u32 ifindex,
-				      __u8 reason, const struct verdict *v)
+/* event_allowed is the kernel-side rate limit: a flood cannot make the
+ * ring buffer, and the reader behind it, eat the host. */
+static __always_inline bool event_allowed(const struct config *cfg, __u64 now)
 {
-	struct event *ev = bpf_ringbuf_reserve(&rb_map, sizeof(*ev), 0);
+	__u32 zero = 0;
+	struct event_budget *b = bpf_map_lookup_elem(&event_budget_map, &zero);
 
-	if (!ev)
+	if (!b)
+		return false;
+	if (now - b->window >= 1000000000ULL) {
+		b->window = now;
+		b->count = 0;
+	}
+	if (b->count >= cfg->events_per_sec) {
+		count(ZFW_STAT_EVENTS_LIMITED);
+		return false;
+	}
+	b->count++;
+	return true;
+}
+
+static __always_inline void emit(struct __sk_buff *skb, const struct packet *pkt, __u8 kind,
+				 __u8 reason, const struct verdict *v)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config_map, &zero);
+	__u64 now = bpf_ktime_get_ns();
+	struct event *ev;
+
+	if (!cfg || !event_allowed(cfg, now))
 		return;
+	ev = bpf_ringbuf_reserve(&rb_map, sizeof(*ev), 0);
+	if (!ev) {
+		count(ZFW_STAT_EVENTS_LOST);
+		return;
+	}
 	__builtin_memset(ev, 0, sizeof(*ev));
 	ev->version = ZFW_EVENT_VERSION;
+	ev->kind = kind;
 	ev->family = pkt->family;
 	ev->proto = pkt->proto;
-	ev->ifindex = ifindex;
-	ev->tstamp = bpf_ktime_get_ns();
+	ev->direction = pkt->egress;
+	ev->ifindex = skb->ifindex;
+	ev->tstamp = now;
 	__builtin_memcpy(ev->saddr, pkt->saddr, 16);
 	__builtin_memcpy(ev->daddr, pkt->daddr, 16);
 	ev->sport = pkt->sport;
 	ev->dport = pkt->dport;
+	ev->tcp_flags = pkt->tcp_flags;
 	ev->reason = reason;
 	if (v) {
 		ev->action = v->action;
 		ev->rule_id = v->rule_id;
 		ev->tproxy_port = v->tproxy_port;
 	}
+	/* MACs: frames without a 14-byte header leave them zero. */
+	bpf_skb_load_bytes(skb, 0, ev->dmac, 6);
+	bpf_skb_load_bytes(skb, 6, ev->smac, 6);
 	bpf_ringbuf_submit(ev, 0);
 }
 
-static __always_inline int drop(const struct packet *pkt, __u32 ifindex, __u32 iface_flags,
+static __always_inline int drop(struct __sk_buff *skb, const struct packet *pkt, __u32 iface_flags,
 				__u8 reason, const struct verdict *v)
 {
 	if (iface_flags & ZFW_IFACE_VERBOSE)
-		emit_drop(pkt, ifindex, reason, v);
+		emit(skb, pkt, ZFW_EVENT_DROP, reason, v);
 	return TC_ACT_SHOT;
 }
 
@@ -811,15 +856,17 @@ static __always_inline int steer(struct __sk_buff *skb, const struct packet *pkt
 	}
 	if (!sk) {
 		count(ZFW_STAT_NO_LISTENER);
-		return drop(pkt, skb->ifindex, iface_flags, ZFW_REASON_NO_LISTENER, v);
+		return drop(skb, pkt, iface_flags, ZFW_REASON_NO_LISTENER, v);
 	}
 	err = bpf_sk_assign(skb, sk, 0);
 	bpf_sk_release(sk);
 	if (err) {
 		count(ZFW_STAT_ASSIGN_FAILED);
-		return drop(pkt, skb->ifindex, iface_flags, ZFW_REASON_ASSIGN_FAILED, v);
+		return drop(skb, pkt, iface_flags, ZFW_REASON_ASSIGN_FAILED, v);
 	}
 	count(ZFW_STAT_TPROXY);
+	if (iface_flags & ZFW_IFACE_VERBOSE)
+		emit(skb, pkt, ZFW_EVENT_STEER, 0, v);
 	return TC_ACT_OK;
 }
 
@@ -1010,7 +1057,7 @@ static __always_inline bool tcp_responder(struct tcp_state *st, const struct pac
  * UDP datagram opens or refreshes one. Segments of sessions this side did
  * not open (replies of local servers) are not recorded here.
  */
-static __always_inline void track_outbound(const struct packet *pkt, __u32 ifindex,
+static __always_inline bool track_outbound(const struct packet *pkt, __u32 ifindex,
 					   const struct config *cfg)
 {
 	struct tuple_key k = {};
@@ -1024,32 +1071,34 @@ static __always_inline void track_outbound(const struct packet *pkt, __u32 ifind
 		struct udp_state us = { .tstamp = now };
 
 		/* Refresh in place: an insert costs several lookups. */
-		if (cur)
-			cur->tstamp = now;
-		else
-			bpf_map_update_elem(&udp_map, &k, &us, BPF_ANY);
 		count(ZFW_STAT_TRACKED);
-		return;
+		if (cur) {
+			cur->tstamp = now;
+			return false;
+		}
+		bpf_map_update_elem(&udp_map, &k, &us, BPF_ANY);
+		return true;
 	}
 	if (opens_connection(pkt)) {
 		struct tcp_state ts = { .tstamp = now, .flags = ZFW_TCP_SYN };
 
 		bpf_map_update_elem(&tcp_map, &k, &ts, BPF_ANY);
 		count(ZFW_STAT_TRACKED);
-		return;
+		return true;
 	}
 	st = bpf_map_lookup_elem(&tcp_map, &k);
 	if (!st)
-		return;
+		return false;
 	if (now - st->tstamp > tcp_timeout(cfg, st->flags)) {
 		bpf_map_delete_elem(&tcp_map, &k);
-		return;
+		return false;
 	}
 	count(ZFW_STAT_TRACKED);
 	st->tstamp = now;
 	tcp_initiator(st, pkt, &closed);
 	if (closed)
 		bpf_map_delete_elem(&tcp_map, &k);
+	return false;
 }
 
 /*
@@ -1140,7 +1189,7 @@ static __always_inline bool inbound_fast_path(const struct packet *pkt, __u32 if
 }
 
 /* open_inbound records a session a rule admitted on its first packet. */
-static __always_inline void open_inbound(const struct packet *pkt, __u32 ifindex, const struct verdict *v)
+static __always_inline bool open_inbound(const struct packet *pkt, __u32 ifindex, const struct verdict *v)
 {
 	struct tuple_key k = {};
 	struct inbound_state st = {
@@ -1151,9 +1200,9 @@ static __always_inline void open_inbound(const struct packet *pkt, __u32 ifindex
 	};
 
 	if (pkt->proto == IPPROTO_TCP && !opens_connection(pkt))
-		return; /* mid-stream TCP opens nothing */
+		return false; /* mid-stream TCP opens nothing */
 	session_key(pkt, ifindex, true, &k);
-	bpf_map_update_elem(inbound_map(pkt), &k, &st, BPF_ANY);
+	return bpf_map_update_elem(inbound_map(pkt), &k, &st, BPF_ANY) == 0;
 }
 
 /*
@@ -1451,20 +1500,20 @@ int zfw_ingress(struct __sk_buff *skb)
 
 	kind = parse_packet(skb, &pkt);
 	if (pkt.family == 6 && (flags & ZFW_IFACE_IPV6_DISABLE))
-		return drop(&pkt, ifindex, flags, ZFW_REASON_DEFAULT_DENY, NULL);
+		return drop(skb, &pkt, flags, ZFW_REASON_DEFAULT_DENY, NULL);
 	switch (kind) {
 	case PARSE_NOT_IP:
 		count(ZFW_STAT_NOT_IP);
 		if ((flags & ZFW_IFACE_DEFAULT_DENY) && !frame_passes(&pkt, flags))
-			return drop(&pkt, ifindex, flags, ZFW_REASON_DEFAULT_DENY, NULL);
+			return drop(skb, &pkt, flags, ZFW_REASON_DEFAULT_DENY, NULL);
 		return TC_ACT_OK;
 	case PARSE_MALFORMED:
 		count(ZFW_STAT_MALFORMED);
-		return drop(&pkt, ifindex, flags, ZFW_REASON_MALFORMED, NULL);
+		return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
 	case PARSE_OTHER:
 		count(ZFW_STAT_OTHER_PROTO);
 		if ((flags & ZFW_IFACE_MASQUERADE) && echo_reply(&pkt) && masquerade_in(skb, &pkt, ifindex))
-			return drop(&pkt, ifindex, flags, ZFW_REASON_MALFORMED, NULL);
+			return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
 		if (!(flags & ZFW_IFACE_DEFAULT_DENY))
 			return TC_ACT_OK;
 		if (admit_echo_reply(&pkt, ifindex, cfg)) {
@@ -1472,7 +1521,7 @@ int zfw_ingress(struct __sk_buff *skb)
 			return TC_ACT_OK;
 		}
 		if (!other_passes(&pkt, flags))
-			return drop(&pkt, ifindex, flags, ZFW_REASON_DEFAULT_DENY, NULL);
+			return drop(skb, &pkt, flags, ZFW_REASON_DEFAULT_DENY, NULL);
 		return TC_ACT_OK;
 	case PARSE_FRAGMENT:
 		/*
@@ -1490,11 +1539,11 @@ int zfw_ingress(struct __sk_buff *skb)
 		}
 		v.action = ZFW_ACTION_DENY;
 		record_verdict(skb, &v);
-		return drop(&pkt, ifindex, flags, ZFW_REASON_FRAGMENT, NULL);
+		return drop(skb, &pkt, flags, ZFW_REASON_FRAGMENT, NULL);
 	}
 
 	if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_in(skb, &pkt, ifindex))
-		return drop(&pkt, ifindex, flags, ZFW_REASON_MALFORMED, NULL);
+		return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
 	if (flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) {
 		if (inbound_fast_path(&pkt, ifindex, cfg, &v)) {
 			count(ZFW_STAT_FAST_PATH);
@@ -1552,8 +1601,9 @@ int zfw_ingress(struct __sk_buff *skb)
 	}
 	record_verdict(skb, &v);
 	if ((flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) &&
-	    v.action != ZFW_ACTION_DENY && !cached)
-		open_inbound(&pkt, ifindex, &v);
+	    v.action != ZFW_ACTION_DENY && !cached && open_inbound(&pkt, ifindex, &v) &&
+	    (flags & ZFW_IFACE_VERBOSE))
+		emit(skb, &pkt, ZFW_EVENT_SESSION_OPEN, 0, &v);
 
 	switch (v.action) {
 	case ZFW_ACTION_TPROXY:
@@ -1563,7 +1613,7 @@ int zfw_ingress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	default:
 		count(ZFW_STAT_DENY);
-		return drop(&pkt, ifindex, flags,
+		return drop(skb, &pkt, flags,
 			    v.rule_id ? ZFW_REASON_RULE_DENY : ZFW_REASON_DEFAULT_DENY, &v);
 	}
 }
@@ -1611,18 +1661,20 @@ int zfw_egress(struct __sk_buff *skb)
 	    !(ifs->flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER | ZFW_IFACE_MASQUERADE)))
 		return ZFW_NEXT;
 	flags = ifs->flags;
+	pkt.egress = 1;
 	switch (parse_packet(skb, &pkt)) {
 	case PARSE_TUPLE:
 		if (inbound_reply(&pkt, ifindex))
 			break;
 		if ((flags & ZFW_IFACE_OUTBOUND_FILTER) && !outbound_allowed(&pkt, ifindex, flags)) {
 			count(ZFW_STAT_EGRESS_DENY);
-			return drop(&pkt, ifindex, flags, ZFW_REASON_RULE_DENY, NULL);
+			return drop(skb, &pkt, flags, ZFW_REASON_RULE_DENY, NULL);
 		}
-		if (flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER))
-			track_outbound(&pkt, ifindex, cfg);
+		if ((flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) &&
+		    track_outbound(&pkt, ifindex, cfg) && (flags & ZFW_IFACE_VERBOSE))
+			emit(skb, &pkt, ZFW_EVENT_SESSION_OPEN, 0, NULL);
 		if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_out(skb, &pkt, ifindex))
-			return drop(&pkt, ifindex, flags, ZFW_REASON_MALFORMED, NULL);
+			return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
 		break;
 	case PARSE_FRAGMENT:
 		/* As on ingress: a fragment leaves only if every port would. */
@@ -1631,7 +1683,7 @@ int zfw_egress(struct __sk_buff *skb)
 		policy_lookup(&pkt, ifindex, flags, true, true, &c);
 		if (c.any_block || !c.full_pass) {
 			count(ZFW_STAT_EGRESS_DENY);
-			return drop(&pkt, ifindex, flags, ZFW_REASON_FRAGMENT, NULL);
+			return drop(skb, &pkt, flags, ZFW_REASON_FRAGMENT, NULL);
 		}
 		break;
 	case PARSE_OTHER:
@@ -1643,7 +1695,7 @@ int zfw_egress(struct __sk_buff *skb)
 			bpf_map_update_elem(&icmp_echo_map, &k, &st, BPF_ANY);
 			count(ZFW_STAT_TRACKED);
 			if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_out(skb, &pkt, ifindex))
-				return drop(&pkt, ifindex, flags, ZFW_REASON_MALFORMED, NULL);
+				return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
 		}
 		break;
 	}

@@ -961,3 +961,43 @@ func TestEndToEndSteeringOnAFirewalledInterface(t *testing.T) {
 		t.Errorf("inbound sessions %+v, %v", n, err)
 	}
 }
+
+// TestEndToEndSteerEvents: a verbose interface reports each steered
+// connection.
+func TestEndToEndSteerEvents(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	r := newRouter(t, topo, zfw.Options{Interfaces: []zfw.Interface{{Name: topo.RouterClientIf, InterfaceSettings: zfw.InterfaceSettings{Verbose: true}}}})
+	ln := echoTCP(t, topo.Router, "127.0.0.1:0")
+	if err := r.fw.Register(context.Background(), tcpIntercept("ev", "10.92.0.0/24", 80, ln)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := r.fw.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dialFrom(topo.Client, "10.92.0.9:80", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-events:
+			if ev.Kind != zfw.EventSteer {
+				continue
+			}
+			if ev.Dst.String() != "10.92.0.9:80" || ev.TProxyPort != ln.Port() || ev.Interface != topo.RouterClientIf {
+				t.Errorf("steer event %+v", ev)
+			}
+			if !strings.Contains(ev.String(), "| tproxy ---> 127.0.0.1:") {
+				t.Errorf("formatted: %s", ev)
+			}
+			return
+		case <-timeout:
+			t.Fatal("no steer event")
+		}
+	}
+}

@@ -51,6 +51,7 @@ type Firewall struct {
 	tbl      *table
 	ifaces   map[string]*ifaceState
 	services map[string]*service
+	events   *eventReader // the active Events reader, if any
 }
 
 type ifaceState struct {
@@ -86,6 +87,7 @@ func New(opts Options) (*Firewall, error) {
 		}
 		f.tbl = newTable(set, opts.Mark)
 		f.tbl.timeouts = opts.Timeouts
+		f.tbl.eventsPerSec = uint32(opts.EventsPerSecond)
 		if err := f.tbl.writeConfig(); err != nil {
 			return nil, err
 		}
@@ -117,6 +119,7 @@ func New(opts Options) (*Firewall, error) {
 	f.dp = dp
 	f.tbl = newTable(dp.Maps(), opts.Mark)
 	f.tbl.timeouts = opts.Timeouts
+	f.tbl.eventsPerSec = uint32(opts.EventsPerSecond)
 	if err := f.start(); err != nil {
 		close(f.stop)
 		// A fresh dataplane is torn down; an adopted one is left as the
@@ -273,6 +276,7 @@ func (t *table) config(generation uint32) bpfobj.ZfwConfig {
 		TcpTransitoryNs:  uint64(t.timeouts.TCPTransitory),
 		UdpNs:            uint64(t.timeouts.UDP),
 		IcmpEchoNs:       uint64(t.timeouts.ICMPEcho),
+		EventsPerSec:     t.eventsPerSec,
 	}
 }
 
@@ -309,7 +313,13 @@ func (f *Firewall) Close() error {
 			objs.IfindexIp6Map.Delete(uint32(st.index))
 		}
 	}
+	events := f.events
 	f.mu.Unlock()
+	if events != nil {
+		// The reader's goroutines end on f.stop; wait before the ring
+		// buffer goes.
+		events.done.Wait()
+	}
 	// Wait for background readers of the maps (session walks), which
 	// hold life while they work outside mu.
 	f.life.Lock()
@@ -466,6 +476,9 @@ type Stats struct {
 	// translated back, MasqueradeNoPort packets dropped for want of a
 	// free translated port.
 	Masqueraded, Unmasqueraded, MasqueradeNoPort uint64
+	// EventsLimited were not sent for the rate limit, EventsLost for a
+	// full ring buffer.
+	EventsLimited, EventsLost uint64
 }
 
 // Stats reads the packet counters. It fails in memory mode.
@@ -520,6 +533,8 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.Masqueraded, bpfobj.ZfwStatZFW_STAT_MASQUERADED},
 		{&s.Unmasqueraded, bpfobj.ZfwStatZFW_STAT_UNMASQUERADED},
 		{&s.MasqueradeNoPort, bpfobj.ZfwStatZFW_STAT_MASQ_NO_PORT},
+		{&s.EventsLimited, bpfobj.ZfwStatZFW_STAT_EVENTS_LIMITED},
+		{&s.EventsLost, bpfobj.ZfwStatZFW_STAT_EVENTS_LOST},
 	} {
 		if *x.dst, err = get(x.i); err != nil {
 			return s, err

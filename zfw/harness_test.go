@@ -259,3 +259,12 @@ func mapLen(t testing.TB, m *ebpf.Map) int {
 	}
 	return n
 }
+
+// cpus is the number of possible CPUs (per-CPU maps have one slot each).
+func (h *harness) cpus() int {
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}

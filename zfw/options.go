@@ -48,6 +48,9 @@ type Options struct {
 	MaxRules, MaxPrefixes int
 	// Timeouts of the sessions a default-deny interface tracks.
 	Timeouts Timeouts
+	// EventsPerSecond caps, per CPU, the events verbose interfaces send
+	// to Events; the rest are counted (Stats.EventsLimited). Default 1000.
+	EventsPerSecond int
 	// LegacyTC attaches with a clsact filter even where the kernel has
 	// TCX (kernels before 6.6 fall back to it by themselves).
 	LegacyTC bool
@@ -173,6 +176,12 @@ func (o Options) withDefaults() (Options, error) {
 		if *t.d == 0 {
 			*t.d = t.def
 		}
+	}
+	if o.EventsPerSecond < 0 {
+		return o, fmt.Errorf("options: EventsPerSecond must not be negative")
+	}
+	if o.EventsPerSecond == 0 {
+		o.EventsPerSecond = 1000
 	}
 	if o.MaxRules == 0 {
 		o.MaxRules = policy.MaxRules

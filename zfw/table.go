@@ -61,6 +61,8 @@ type table struct {
 	mark       uint32
 	generation uint32
 	timeouts   Timeouts
+	// eventsPerSec is the per-CPU event rate limit.
+	eventsPerSec uint32
 }
 
 func newTable(m *zmaps.Set, mark uint32) *table {

@@ -93,6 +93,8 @@ struct config {
 	__u64 tcp_transitory_ns;  /* opening or closing                  */
 	__u64 udp_ns;
 	__u64 icmp_echo_ns;       /* an echo request awaiting its reply */
+	__u32 events_per_sec;     /* per CPU; beyond it events are counted, not sent */
+	__u32 pad;
 };
 
 /*
@@ -361,6 +363,8 @@ enum stat {
 	ZFW_STAT_MASQUERADED,     /* packet source-translated on egress         */
 	ZFW_STAT_UNMASQUERADED,   /* reply translated back on ingress           */
 	ZFW_STAT_MASQ_NO_PORT,    /* no free translated port: dropped           */
+	ZFW_STAT_EVENTS_LIMITED,  /* events not sent: over the rate limit       */
+	ZFW_STAT_EVENTS_LOST,     /* events not sent: ring buffer full          */
 	ZFW_STAT_MAX,
 };
 
@@ -375,9 +379,20 @@ enum reason {
 	ZFW_REASON_ASSIGN_FAILED = 6,
 };
 
-#define ZFW_EVENT_VERSION 1
+/* The event layout's version (an enum so that Go sees it). */
+enum event_version {
+	ZFW_EVENT_VERSION = 1,
+};
 
-/* rb_map record. Versioned: readers check version before the rest. */
+/* What an event reports. */
+enum event_kind {
+	ZFW_EVENT_DROP = 1,           /* a packet dropped; reason says why      */
+	ZFW_EVENT_STEER = 2,          /* a new flow assigned to its listener    */
+	ZFW_EVENT_SESSION_OPEN = 3,   /* a session began (tracking: direction)  */
+};
+
+/* rb_map record. Versioned: readers check version before the rest. Only
+ * interfaces set verbose emit, at most config.events_per_sec per CPU. */
 struct event {
 	__u8 version;
 	__u8 family;    /* 4 or 6 */
@@ -391,8 +406,20 @@ struct event {
 	__u16 dport;    /* wire order */
 	__u16 tproxy_port;
 	__u8 action;
-	__u8 reason;
+	__u8 reason;    /* enum reason, for drops */
 	__u32 rule_id;
+	__u8 kind;      /* enum event_kind */
+	__u8 tcp_flags;
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u8 pad[2];
+};
+
+/* event_budget: the per-CPU rate limit's current one-second window. */
+struct event_budget {
+	__u64 window;
+	__u32 count;
+	__u32 pad;
 };
 
 #endif /* ZFW_H */

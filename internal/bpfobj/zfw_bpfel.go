@@ -30,19 +30,23 @@ type ZfwConfig struct {
 	TcpTransitoryNs  uint64
 	UdpNs            uint64
 	IcmpEchoNs       uint64
+	EventsPerSec     uint32
+	Pad              uint32
 }
 
 type ZfwEnumAnchor struct {
-	_         structs.HostLayout
-	Action    uint32
-	IfaceFlag uint32
-	RangeFlag uint32
-	Stat      uint32
-	Reason    uint32
-	RuleKind  uint32
-	TcpFlag   uint32
-	_         [4]byte
-	Event     struct {
+	_            structs.HostLayout
+	Action       uint32
+	IfaceFlag    uint32
+	RangeFlag    uint32
+	Stat         uint32
+	Reason       uint32
+	RuleKind     uint32
+	TcpFlag      uint32
+	EventKind    uint32
+	EventVersion uint32
+	_            [4]byte
+	Event        struct {
 		_          structs.HostLayout
 		Version    uint8
 		Family     uint8
@@ -58,6 +62,11 @@ type ZfwEnumAnchor struct {
 		Action     uint8
 		Reason     uint8
 		RuleId     uint32
+		Kind       uint8
+		TcpFlags   uint8
+		Smac       [6]uint8
+		Dmac       [6]uint8
+		Pad        [2]uint8
 		_          [4]byte
 	}
 }
@@ -78,8 +87,34 @@ type ZfwEvent struct {
 	Action     uint8
 	Reason     uint8
 	RuleId     uint32
+	Kind       uint8
+	TcpFlags   uint8
+	Smac       [6]uint8
+	Dmac       [6]uint8
+	Pad        [2]uint8
 	_          [4]byte
 }
+
+type ZfwEventBudget struct {
+	_      structs.HostLayout
+	Window uint64
+	Count  uint32
+	Pad    uint32
+}
+
+type ZfwEventKind uint32
+
+const (
+	ZfwEventKindZFW_EVENT_DROP         ZfwEventKind = 1
+	ZfwEventKindZFW_EVENT_STEER        ZfwEventKind = 2
+	ZfwEventKindZFW_EVENT_SESSION_OPEN ZfwEventKind = 3
+)
+
+type ZfwEventVersion uint32
+
+const (
+	ZfwEventVersionZFW_EVENT_VERSION ZfwEventVersion = 1
+)
 
 type ZfwIcmpKey struct {
 	_       structs.HostLayout
@@ -310,28 +345,30 @@ type ZfwServiceId struct {
 type ZfwStat uint32
 
 const (
-	ZfwStatZFW_STAT_UNMANAGED     ZfwStat = 0
-	ZfwStatZFW_STAT_NOT_IP        ZfwStat = 1
-	ZfwStatZFW_STAT_MALFORMED     ZfwStat = 2
-	ZfwStatZFW_STAT_FRAGMENT      ZfwStat = 3
-	ZfwStatZFW_STAT_OTHER_PROTO   ZfwStat = 4
-	ZfwStatZFW_STAT_CACHE_HIT     ZfwStat = 5
-	ZfwStatZFW_STAT_POLICY_LOOKUP ZfwStat = 6
-	ZfwStatZFW_STAT_NO_MATCH      ZfwStat = 7
-	ZfwStatZFW_STAT_PASS          ZfwStat = 8
-	ZfwStatZFW_STAT_DENY          ZfwStat = 9
-	ZfwStatZFW_STAT_TPROXY        ZfwStat = 10
-	ZfwStatZFW_STAT_NO_LISTENER   ZfwStat = 11
-	ZfwStatZFW_STAT_ASSIGN_FAILED ZfwStat = 12
-	ZfwStatZFW_STAT_REPLY         ZfwStat = 13
-	ZfwStatZFW_STAT_TRACKED       ZfwStat = 14
-	ZfwStatZFW_STAT_ECHO_REPLY    ZfwStat = 15
-	ZfwStatZFW_STAT_FAST_PATH     ZfwStat = 16
-	ZfwStatZFW_STAT_EGRESS_DENY   ZfwStat = 17
-	ZfwStatZFW_STAT_MASQUERADED   ZfwStat = 18
-	ZfwStatZFW_STAT_UNMASQUERADED ZfwStat = 19
-	ZfwStatZFW_STAT_MASQ_NO_PORT  ZfwStat = 20
-	ZfwStatZFW_STAT_MAX           ZfwStat = 21
+	ZfwStatZFW_STAT_UNMANAGED      ZfwStat = 0
+	ZfwStatZFW_STAT_NOT_IP         ZfwStat = 1
+	ZfwStatZFW_STAT_MALFORMED      ZfwStat = 2
+	ZfwStatZFW_STAT_FRAGMENT       ZfwStat = 3
+	ZfwStatZFW_STAT_OTHER_PROTO    ZfwStat = 4
+	ZfwStatZFW_STAT_CACHE_HIT      ZfwStat = 5
+	ZfwStatZFW_STAT_POLICY_LOOKUP  ZfwStat = 6
+	ZfwStatZFW_STAT_NO_MATCH       ZfwStat = 7
+	ZfwStatZFW_STAT_PASS           ZfwStat = 8
+	ZfwStatZFW_STAT_DENY           ZfwStat = 9
+	ZfwStatZFW_STAT_TPROXY         ZfwStat = 10
+	ZfwStatZFW_STAT_NO_LISTENER    ZfwStat = 11
+	ZfwStatZFW_STAT_ASSIGN_FAILED  ZfwStat = 12
+	ZfwStatZFW_STAT_REPLY          ZfwStat = 13
+	ZfwStatZFW_STAT_TRACKED        ZfwStat = 14
+	ZfwStatZFW_STAT_ECHO_REPLY     ZfwStat = 15
+	ZfwStatZFW_STAT_FAST_PATH      ZfwStat = 16
+	ZfwStatZFW_STAT_EGRESS_DENY    ZfwStat = 17
+	ZfwStatZFW_STAT_MASQUERADED    ZfwStat = 18
+	ZfwStatZFW_STAT_UNMASQUERADED  ZfwStat = 19
+	ZfwStatZFW_STAT_MASQ_NO_PORT   ZfwStat = 20
+	ZfwStatZFW_STAT_EVENTS_LIMITED ZfwStat = 21
+	ZfwStatZFW_STAT_EVENTS_LOST    ZfwStat = 22
+	ZfwStatZFW_STAT_MAX            ZfwStat = 23
 )
 
 type ZfwTcpFlag uint32
@@ -385,6 +422,7 @@ type ZfwUdpState struct {
 const (
 	ZfwMapConfigMap            = "config_map"
 	ZfwMapDiagMap              = "diag_map"
+	ZfwMapEventBudgetMap       = "event_budget_map"
 	ZfwMapIcmpEchoMap          = "icmp_echo_map"
 	ZfwMapIcmpMasqueradeMap    = "icmp_masquerade_map"
 	ZfwMapIfListExtensionMap   = "if_list_extension_map"
@@ -465,6 +503,7 @@ type ZfwProgramSpecs struct {
 type ZfwMapSpecs struct {
 	ConfigMap            *ebpf.MapSpec `ebpf:"config_map"`
 	DiagMap              *ebpf.MapSpec `ebpf:"diag_map"`
+	EventBudgetMap       *ebpf.MapSpec `ebpf:"event_budget_map"`
 	IcmpEchoMap          *ebpf.MapSpec `ebpf:"icmp_echo_map"`
 	IcmpMasqueradeMap    *ebpf.MapSpec `ebpf:"icmp_masquerade_map"`
 	IfListExtensionMap   *ebpf.MapSpec `ebpf:"if_list_extension_map"`
@@ -519,6 +558,7 @@ func (o *ZfwObjects) Close() error {
 type ZfwMaps struct {
 	ConfigMap            *ebpf.Map `ebpf:"config_map"`
 	DiagMap              *ebpf.Map `ebpf:"diag_map"`
+	EventBudgetMap       *ebpf.Map `ebpf:"event_budget_map"`
 	IcmpEchoMap          *ebpf.Map `ebpf:"icmp_echo_map"`
 	IcmpMasqueradeMap    *ebpf.Map `ebpf:"icmp_masquerade_map"`
 	IfListExtensionMap   *ebpf.Map `ebpf:"if_list_extension_map"`
@@ -548,6 +588,7 @@ func (m *ZfwMaps) Close() error {
 	return _ZfwClose(
 		m.ConfigMap,
 		m.DiagMap,
+		m.EventBudgetMap,
 		m.IcmpEchoMap,
 		m.IcmpMasqueradeMap,
 		m.IfListExtensionMap,

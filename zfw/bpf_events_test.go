@@ -1,0 +1,128 @@
+package zfw
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zfw-go/zfw/internal/packet"
+)
+
+// next waits for an event of kind, skipping others.
+func next(t *testing.T, ch <-chan Event, kind EventKind) Event {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				t.Fatal("event channel closed")
+			}
+			if ev.Kind == kind {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no %s event", kind)
+		}
+	}
+}
+
+// TestEventsReportDropsAndSessions triggers each event kind a test run
+// can and reads it back through Events.
+func TestEventsReportDropsAndSessions(t *testing.T) {
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{DefaultDeny: true, Verbose: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := h.f.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.f.Events(ctx); err != ErrEventsBusy {
+		t.Errorf("second reader: %v, want ErrEventsBusy", err)
+	}
+
+	before := time.Now().Add(-time.Second)
+	h.runFrame(packet.Build(tcpTo("10.9.0.5", 80)), packet.Spec{}, 1)
+	ev := next(t, ch, EventDrop)
+	if ev.Reason != ReasonDefaultDeny || ev.Interface != "lo" || ev.Egress || ev.Protocol != packet.TCP ||
+		ev.Dst.String() != "10.9.0.5:80" || ev.Src.String() != "192.168.7.10:40000" {
+		t.Errorf("drop event %+v", ev)
+	}
+	if ev.Time.Before(before) || ev.Time.After(time.Now().Add(time.Second)) {
+		t.Errorf("event time %v is not now", ev.Time)
+	}
+	if ev.SrcMAC.String() != "02:00:00:00:00:01" || ev.DstMAC.String() != "02:00:00:00:00:02" {
+		t.Errorf("MACs %s > %s", ev.SrcMAC, ev.DstMAC)
+	}
+	if s := ev.String(); !strings.Contains(s, " : lo : INGRESS : TCP :192.168.7.10:40000 > 10.9.0.5:80 | DROP: no rule (default deny)") {
+		t.Errorf("formatted: %q", s)
+	}
+
+	h.egress(packet.Spec{Src: hostAddr, Dst: serverAddr, Proto: packet.TCP, SrcPort: 40000, DstPort: 443, TCPFlags: packet.SYN}, 1)
+	ev = next(t, ch, EventSessionOpen)
+	if !ev.Egress || ev.Src.String() != "10.50.0.1:40000" {
+		t.Errorf("session event %+v", ev)
+	}
+
+	h.add(steer("10.9.0.6/32", 80, 80, 7999))
+	h.runFrame(packet.Build(tcpTo("10.9.0.6", 80)), packet.Spec{}, 1)
+	ev = next(t, ch, EventDrop)
+	if ev.Reason != ReasonNoListener || ev.TProxyPort != 7999 || ev.Action != TProxy {
+		t.Errorf("no-listener drop %+v", ev)
+	}
+
+	cancel()
+	for range ch {
+	}
+	// The reader is released: a new one may start.
+	ch2, err := h.f.Events(context.Background())
+	if err != nil {
+		t.Fatalf("reader after the first ended: %v", err)
+	}
+	h.f.Close()
+	for range ch2 {
+	}
+}
+
+// TestEventRateLimit: a flood of drops yields at most the configured
+// events per CPU and second; the rest are only counted.
+func TestEventRateLimit(t *testing.T) {
+	const limit = 5
+	h := newHarnessWith(t, Options{EventsPerSecond: limit})
+	h.manage("lo", InterfaceSettings{DefaultDeny: true, Verbose: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := h.f.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const flood = 2000
+	frame := packet.Build(tcpTo("10.9.0.5", 80))
+	start := time.Now()
+	for range flood {
+		h.runFrame(frame, packet.Spec{}, 1)
+	}
+	elapsed := time.Since(start)
+	// Windows are one second per CPU; the runs may span a few.
+	windows := int(elapsed/time.Second) + 2
+	allowed := limit * windows * h.cpus()
+	got := 0
+	drain := time.After(500 * time.Millisecond)
+loop:
+	for {
+		select {
+		case <-ch:
+			got++
+		case <-drain:
+			break loop
+		}
+	}
+	if got == 0 || got > allowed {
+		t.Errorf("%d events delivered for %d drops; want 1..%d", got, flood, allowed)
+	}
+	if st := h.stats(); st.EventsLimited < uint64(flood-allowed) {
+		t.Errorf("%d events counted as limited, want at least %d", st.EventsLimited, flood-allowed)
+	}
+}

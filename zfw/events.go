@@ -1,0 +1,254 @@
+package zfw
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/zfw-go/zfw/internal/bpfobj"
+	"github.com/zfw-go/zfw/internal/policy"
+	"github.com/zfw-go/zfw/internal/wire"
+)
+
+// EventKind says what an Event reports.
+type EventKind uint8
+
+// Event kinds.
+const (
+	// EventDrop: a packet was dropped; Reason says why.
+	EventDrop = EventKind(bpfobj.ZfwEventKindZFW_EVENT_DROP)
+	// EventSteer: a new flow was handed to its TPROXY listener.
+	EventSteer = EventKind(bpfobj.ZfwEventKindZFW_EVENT_STEER)
+	// EventSessionOpen: a tracked session began.
+	EventSessionOpen = EventKind(bpfobj.ZfwEventKindZFW_EVENT_SESSION_OPEN)
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventDrop:
+		return "drop"
+	case EventSteer:
+		return "steer"
+	case EventSessionOpen:
+		return "session"
+	}
+	return fmt.Sprintf("event(%d)", uint8(k))
+}
+
+// DropReason says why a packet was dropped.
+type DropReason uint8
+
+// Drop reasons.
+const (
+	ReasonMalformed    = DropReason(bpfobj.ZfwReasonZFW_REASON_MALFORMED)
+	ReasonRuleDeny     = DropReason(bpfobj.ZfwReasonZFW_REASON_RULE_DENY)
+	ReasonDefaultDeny  = DropReason(bpfobj.ZfwReasonZFW_REASON_DEFAULT_DENY)
+	ReasonFragment     = DropReason(bpfobj.ZfwReasonZFW_REASON_FRAGMENT)
+	ReasonNoListener   = DropReason(bpfobj.ZfwReasonZFW_REASON_NO_LISTENER)
+	ReasonAssignFailed = DropReason(bpfobj.ZfwReasonZFW_REASON_ASSIGN_FAILED)
+)
+
+func (r DropReason) String() string {
+	switch r {
+	case 0:
+		return ""
+	case ReasonMalformed:
+		return "malformed"
+	case ReasonRuleDeny:
+		return "denied by rule"
+	case ReasonDefaultDeny:
+		return "no rule (default deny)"
+	case ReasonFragment:
+		return "fragment"
+	case ReasonNoListener:
+		return "no TPROXY listener"
+	case ReasonAssignFailed:
+		return "socket assign failed"
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// Event is one dataplane event. Interfaces emit events only when set
+// Verbose, and at most Options.EventsPerSecond per CPU.
+type Event struct {
+	Time      time.Time
+	Kind      EventKind
+	Interface string
+	// Egress is true for events of packets leaving the interface.
+	Egress bool
+	// Protocol is the IP protocol number (6 TCP, 17 UDP, …).
+	Protocol   uint8
+	Src, Dst   netip.AddrPort
+	TCPFlags   uint8
+	Action     Action
+	RuleID     uint32
+	TProxyPort uint16
+	Reason     DropReason
+	// SrcMAC and DstMAC are the frame's, when it has an Ethernet header.
+	SrcMAC, DstMAC net.HardwareAddr
+}
+
+// String formats the event like `zfw -M`:
+//
+//	Nov 29 2026 04:12:33.123456789 : eth0 : INGRESS : TCP :10.0.0.2:40000 > 10.9.0.5:80 | tproxy ---> 127.0.0.1:7000
+func (e Event) String() string {
+	var b strings.Builder
+	dir := "INGRESS"
+	if e.Egress {
+		dir = "EGRESS"
+	}
+	fmt.Fprintf(&b, "%s : %s : %s : %s :%s > %s", e.Time.Format("Jan 02 2006 15:04:05.000000000"),
+		e.Interface, dir, protoLabel(e.Protocol), e.Src, e.Dst)
+	switch e.Kind {
+	case EventSteer:
+		lo := "127.0.0.1"
+		if e.Dst.Addr().Is6() {
+			lo = "::1"
+		}
+		fmt.Fprintf(&b, " | tproxy ---> %s", net.JoinHostPort(lo, fmt.Sprint(e.TProxyPort)))
+	case EventDrop:
+		fmt.Fprintf(&b, " | DROP: %s", e.Reason)
+		if e.RuleID != 0 {
+			fmt.Fprintf(&b, " (rule %d)", e.RuleID)
+		}
+	case EventSessionOpen:
+		b.WriteString(" | session opened")
+	default:
+		fmt.Fprintf(&b, " | %s", e.Kind)
+	}
+	return b.String()
+}
+
+func protoLabel(p uint8) string {
+	switch p {
+	case policy.ProtoTCP:
+		return "TCP"
+	case policy.ProtoUDP:
+		return "UDP"
+	case 1:
+		return "ICMP"
+	case 58:
+		return "ICMPv6"
+	}
+	return fmt.Sprintf("PROTO%d", p)
+}
+
+// eventReader is the one consumer of rb_map.
+type eventReader struct {
+	rd   *ringbuf.Reader
+	done sync.WaitGroup
+}
+
+// ErrEventsBusy reports a second concurrent Events call: the ring buffer
+// has one reader.
+var ErrEventsBusy = errors.New("events: another reader is active")
+
+// Events delivers the dataplane's events until ctx ends (or the firewall
+// closes); then the channel is closed. One reader at a time.
+func (f *Firewall) Events(ctx context.Context) (<-chan Event, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(ctx); err != nil {
+		return nil, err
+	}
+	if f.dp == nil {
+		return nil, errors.New("events: no kernel dataplane in memory mode")
+	}
+	if f.events != nil {
+		return nil, ErrEventsBusy
+	}
+	rd, err := ringbuf.NewReader(f.dp.Objects().RbMap)
+	if err != nil {
+		return nil, fmt.Errorf("events: open rb_map: %w", err)
+	}
+	er := &eventReader{rd: rd}
+	f.events = er
+	names := make(map[uint32]string, len(f.ifaces))
+	for name, st := range f.ifaces {
+		names[uint32(st.index)] = name
+	}
+	// Kernel timestamps are CLOCK_MONOTONIC.
+	offset := time.Now().UnixNano() - int64(monotonic())
+	ch := make(chan Event, 256)
+	er.done.Add(2)
+	stop := make(chan struct{})
+	go func() {
+		defer er.done.Done()
+		select {
+		case <-ctx.Done():
+		case <-f.stop:
+		case <-stop:
+		}
+		rd.Close()
+	}()
+	go func() {
+		defer er.done.Done()
+		defer close(ch)
+		defer close(stop)
+		defer func() {
+			f.mu.Lock()
+			if f.events == er {
+				f.events = nil
+			}
+			f.mu.Unlock()
+		}()
+		for {
+			rec, err := rd.Read()
+			if err != nil {
+				if !errors.Is(err, ringbuf.ErrClosed) {
+					f.log.WithError(err).Warn("events: read rb_map")
+				}
+				return
+			}
+			ev, ok := decodeEvent(rec.RawSample, offset, names)
+			if !ok {
+				continue
+			}
+			select {
+			case ch <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch, nil
+}
+
+func decodeEvent(raw []byte, offset int64, names map[uint32]string) (Event, bool) {
+	var e bpfobj.ZfwEvent
+	if _, err := binary.Decode(raw, binary.NativeEndian, &e); err != nil || e.Version != uint8(bpfobj.ZfwEventVersionZFW_EVENT_VERSION) {
+		return Event{}, false
+	}
+	ifname, ok := names[e.Ifindex]
+	if !ok {
+		ifname = fmt.Sprintf("if%d", e.Ifindex)
+	}
+	ev := Event{
+		Time:       time.Unix(0, int64(e.Tstamp)+offset),
+		Kind:       EventKind(e.Kind),
+		Interface:  ifname,
+		Egress:     e.Direction == 1,
+		Protocol:   e.Proto,
+		Src:        netip.AddrPortFrom(wire.AddrFrom(e.Saddr, e.Family), wire.PortFrom16(e.Sport)),
+		Dst:        netip.AddrPortFrom(wire.AddrFrom(e.Daddr, e.Family), wire.PortFrom16(e.Dport)),
+		TCPFlags:   e.TcpFlags,
+		Action:     Action(e.Action),
+		RuleID:     e.RuleId,
+		TProxyPort: e.TproxyPort,
+		Reason:     DropReason(e.Reason),
+	}
+	if !bytes.Equal(e.Smac[:], make([]byte, 6)) {
+		ev.SrcMAC = net.HardwareAddr(bytes.Clone(e.Smac[:]))
+		ev.DstMAC = net.HardwareAddr(bytes.Clone(e.Dmac[:]))
+	}
+	return ev, true
+}
