@@ -219,6 +219,16 @@ struct {
 	__type(value, struct event_budget);
 } event_budget_map SEC(".maps");
 
+/* rule_hits_map: per-CPU count of decisions each rule made, by rule id.
+ * The control plane removes a rule's entry with the rule. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, ZFW_MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, __u64);
+} rule_hits_map SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
@@ -599,6 +609,17 @@ static __always_inline bool iface_allowed(const struct range_entry *e, __u32 ifi
 	return false;
 }
 
+/* count_hit adds one to a rule's decision count. */
+static __always_inline void count_hit(__u32 rule_id)
+{
+	__u64 one = 1, *n = bpf_map_lookup_elem(&rule_hits_map, &rule_id);
+
+	if (n)
+		*n += 1; /* per-CPU slot */
+	else
+		bpf_map_update_elem(&rule_hits_map, &rule_id, &one, BPF_NOEXIST);
+}
+
 /* scan_range is the bpf_loop body: slot i of the current prefix block. */
 static long scan_range(__u32 i, void *arg)
 {
@@ -629,6 +650,7 @@ static long scan_range(__u32 i, void *arg)
 	c->v.tproxy_port = e->tproxy_port;
 	c->v.matched = 1;
 	c->done = 1;
+	count_hit(e->rule_id);
 	return 1;
 }
 

@@ -126,3 +126,30 @@ loop:
 		t.Errorf("%d events counted as limited, want at least %d", st.EventsLimited, flood-allowed)
 	}
 }
+
+// TestRuleHitsAreCounted: each decision a rule makes is counted, shown in
+// the listing, and forgotten with the rule.
+func TestRuleHitsAreCounted(t *testing.T) {
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{})
+	id := h.add(withProto(steer("10.9.0.5/32", 53, 53, 7400), "udp"))
+	other := h.add(withAction(steer("10.9.0.0/24", 1, 65535, 0), Deny))
+	for i := range 3 {
+		s := udpTo("10.9.0.5", 53)
+		s.SrcPort = uint16(30000 + i)
+		h.run(s, 1)
+	}
+	hits := map[uint32]uint64{}
+	for _, r := range h.f.Rules().List() {
+		hits[r.ID] = r.Hits
+	}
+	if hits[id] != 3 || hits[other] != 0 {
+		t.Errorf("hits %v, want %d: 3 and %d: 0", hits, id, other)
+	}
+	if err := h.f.Rules().Delete(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	if n := mapLen(t, h.f.dp.Objects().RuleHitsMap); n != 0 {
+		t.Errorf("rule_hits_map holds %d entries after the rule went", n)
+	}
+}

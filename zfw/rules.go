@@ -69,6 +69,9 @@ type RuleInfo struct {
 	TProxyPort  uint16
 	Interfaces  []string
 	Egress      bool
+	// Hits counts the decisions the rule made (flows, or datagrams of
+	// flows that are not cached); zero in memory mode.
+	Hits uint64
 }
 
 // Mapping describes what happens to matching packets, as zfw -L shows it.
@@ -162,6 +165,7 @@ func (rs *Rules) List() []RuleInfo {
 	f := rs.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	hits := f.ruleHits()
 	out := make([]RuleInfo, 0, len(f.tbl.rules))
 	for _, r := range f.tbl.rules {
 		ri := RuleInfo{
@@ -169,7 +173,7 @@ func (rs *Rules) List() []RuleInfo {
 			ServiceID: r.ServiceID, ServiceName: r.ServiceName, Intercept: r.Intercept,
 			Protocol: protoOf(r.Proto), Source: r.Src, Destination: r.Dst,
 			Ports: intercept.PortRange{Low: r.PortLow, High: r.PortHigh}, TProxyPort: r.TProxyPort,
-			Egress: r.Egress,
+			Egress: r.Egress, Hits: hits[r.ID],
 		}
 		for _, ifx := range r.Interfaces {
 			ri.Interfaces = append(ri.Interfaces, f.ifname(ifx))
@@ -212,7 +216,7 @@ func bitsOrZero(p netip.Prefix) int {
 // the counts against the map limits.
 func WriteTable(w io.Writer, rules []RuleInfo, u Usage) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "type\tdirection\tservice id\tproto\torigin\tdestination\tmapping\tinterfaces")
+	fmt.Fprintln(tw, "type\tdirection\tservice id\tproto\torigin\tdestination\tmapping\tinterfaces\thits")
 	for _, r := range rules {
 		typ := "accept"
 		if r.Action == Deny {
@@ -230,9 +234,9 @@ func WriteTable(w io.Writer, rules []RuleInfo, u Usage) error {
 		if r.Egress {
 			dir = "egress"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\tdpts=%d:%d %s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\tdpts=%d:%d %s\t%s\t%d\n",
 			typ, dir, sid, r.Protocol, prefixOrAny(r.Source), r.Destination,
-			r.Ports.Low, r.Ports.High, r.Mapping(), ifs)
+			r.Ports.Low, r.Ports.High, r.Mapping(), ifs, r.Hits)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -301,4 +305,26 @@ func (f *Firewall) compileRule(r Rule) (*policy.Rule, error) {
 
 func sortInterfaces(list []Interface) {
 	slices.SortFunc(list, func(a, b Interface) int { return cmp.Compare(a.Name, b.Name) })
+}
+
+// ruleHits sums rule_hits_map over CPUs. f.mu must be held.
+func (f *Firewall) ruleHits() map[uint32]uint64 {
+	out := make(map[uint32]uint64)
+	if f.dp == nil || f.closed {
+		return out
+	}
+	var id uint32
+	var per []uint64
+	it := f.dp.Objects().RuleHitsMap.Iterate()
+	for it.Next(&id, &per) {
+		var sum uint64
+		for _, n := range per {
+			sum += n
+		}
+		out[id] = sum
+	}
+	if err := it.Err(); err != nil {
+		f.log.WithError(err).Warn("read rule_hits_map")
+	}
+	return out
 }

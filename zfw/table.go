@@ -422,6 +422,8 @@ func (t *table) apply(p *plan) (err error) {
 	t.prefixes = p.prefixes
 	for _, id := range p.remove {
 		delete(t.rules, id)
+		// A removed rule's count goes with it; ids are not reused.
+		t.m.RuleHits.Delete(id)
 	}
 	for _, r := range p.add {
 		t.rules[r.ID] = r

@@ -435,6 +435,7 @@ const (
 	ZfwMapPrefixLenMap         = "prefix_len_map"
 	ZfwMapRangeMap             = "range_map"
 	ZfwMapRbMap                = "rb_map"
+	ZfwMapRuleHitsMap          = "rule_hits_map"
 	ZfwMapRuleStoreMap         = "rule_store_map"
 	ZfwMapStatsMap             = "stats_map"
 	ZfwMapTcpIngressMap        = "tcp_ingress_map"
@@ -516,6 +517,7 @@ type ZfwMapSpecs struct {
 	PrefixLenMap         *ebpf.MapSpec `ebpf:"prefix_len_map"`
 	RangeMap             *ebpf.MapSpec `ebpf:"range_map"`
 	RbMap                *ebpf.MapSpec `ebpf:"rb_map"`
+	RuleHitsMap          *ebpf.MapSpec `ebpf:"rule_hits_map"`
 	RuleStoreMap         *ebpf.MapSpec `ebpf:"rule_store_map"`
 	StatsMap             *ebpf.MapSpec `ebpf:"stats_map"`
 	TcpIngressMap        *ebpf.MapSpec `ebpf:"tcp_ingress_map"`
@@ -571,6 +573,7 @@ type ZfwMaps struct {
 	PrefixLenMap         *ebpf.Map `ebpf:"prefix_len_map"`
 	RangeMap             *ebpf.Map `ebpf:"range_map"`
 	RbMap                *ebpf.Map `ebpf:"rb_map"`
+	RuleHitsMap          *ebpf.Map `ebpf:"rule_hits_map"`
 	RuleStoreMap         *ebpf.Map `ebpf:"rule_store_map"`
 	StatsMap             *ebpf.Map `ebpf:"stats_map"`
 	TcpIngressMap        *ebpf.Map `ebpf:"tcp_ingress_map"`
@@ -601,6 +604,7 @@ func (m *ZfwMaps) Close() error {
 		m.PrefixLenMap,
 		m.RangeMap,
 		m.RbMap,
+		m.RuleHitsMap,
 		m.RuleStoreMap,
 		m.StatsMap,
 		m.TcpIngressMap,

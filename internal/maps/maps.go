@@ -50,6 +50,7 @@ type Set struct {
 	RuleStore  Map // rule_store_map
 	Matched    Map // matched_map
 	Matched6   Map // matched6_map
+	RuleHits   Map // rule_hits_map (per CPU; the control plane only deletes)
 }
 
 // FromObjects wraps the loaded kernel maps.
@@ -68,6 +69,7 @@ func FromObjects(m *bpfobj.ZfwMaps) *Set {
 		RuleStore:  kernelMap{m.RuleStoreMap},
 		Matched:    kernelMap{m.MatchedMap},
 		Matched6:   kernelMap{m.Matched6Map},
+		RuleHits:   kernelMap{m.RuleHitsMap},
 	}
 }
 
@@ -77,7 +79,8 @@ func FromObjects(m *bpfobj.ZfwMaps) *Set {
 func Size(spec *ebpf.CollectionSpec, maxRules, maxPrefixes uint32) error {
 	for name, n := range map[string]uint32{
 		"range_map": maxRules, "rule_store_map": maxRules, "if_list_extension_map": maxRules,
-		"tproxy_extension_map": maxRules, "zt_tproxy_map": maxPrefixes, "zt_tproxy6_map": maxPrefixes,
+		"tproxy_extension_map": maxRules, "rule_hits_map": maxRules,
+		"zt_tproxy_map": maxPrefixes, "zt_tproxy6_map": maxPrefixes,
 		"zt_egress_map": maxPrefixes, "zt_egress6_map": maxPrefixes,
 	} {
 		ms := spec.Maps[name]
@@ -123,6 +126,7 @@ func NewMemorySet(maxRules, maxPrefixes uint32) (*Set, error) {
 		RuleStore:  mk("rule_store_map"),
 		Matched:    mk("matched_map"),
 		Matched6:   mk("matched6_map"),
+		RuleHits:   mk("rule_hits_map"),
 	}
 	if err != nil {
 		return nil, err
