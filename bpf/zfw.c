@@ -219,6 +219,27 @@ struct {
 	__type(value, struct event_budget);
 } event_budget_map SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct addr_key);
+	__type(value, struct syn_count);
+} syn_count_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct addr_key);
+	__type(value, struct ban);
+} ddos_saddr_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16); /* host order */
+	__type(value, __u8);
+} ddos_dport_map SEC(".maps");
+
 /* rule_hits_map: per-CPU count of decisions each rule made, by rule id.
  * The control plane removes a rule's entry with the rule. */
 struct {
@@ -1495,6 +1516,64 @@ static __always_inline int masquerade_in(struct __sk_buff *skb, struct packet *p
 	return 0;
 }
 
+/* ---- SYN-flood protection ----------------------------------------- */
+
+static __always_inline void source_key(const struct packet *pkt, struct addr_key *k)
+{
+	__builtin_memcpy(k->addr, pkt->saddr, 16);
+	k->family = pkt->family;
+}
+
+/* banned: the packet's source is serving a ban. An ended ban is lifted. */
+static __always_inline bool banned(const struct packet *pkt, __u64 now)
+{
+	struct addr_key k = {};
+	struct ban *b;
+
+	source_key(pkt, &k);
+	b = bpf_map_lookup_elem(&ddos_saddr_map, &k);
+	if (!b)
+		return false;
+	if (now < b->until)
+		return true;
+	bpf_map_delete_elem(&ddos_saddr_map, &k);
+	return false;
+}
+
+/* count_syn counts a SYN to a protected port; returns true when it puts
+ * its source over the threshold, which bans the source. */
+static __always_inline bool count_syn(const struct packet *pkt, const struct config *cfg, __u64 now)
+{
+	struct addr_key k = {};
+	struct syn_count *sc;
+	__u16 port = bpf_ntohs(pkt->dport);
+
+	if (!opens_connection(pkt))
+		return false;
+	if (cfg->protected_ports && !bpf_map_lookup_elem(&ddos_dport_map, &port))
+		return false;
+	source_key(pkt, &k);
+	sc = bpf_map_lookup_elem(&syn_count_map, &k);
+	if (!sc) {
+		struct syn_count n = { .window = now, .count = 1 };
+
+		bpf_map_update_elem(&syn_count_map, &k, &n, BPF_ANY);
+		return false;
+	}
+	if (now - sc->window >= 1000000000ULL) {
+		sc->window = now;
+		sc->count = 0;
+	}
+	if (++sc->count <= cfg->syn_per_sec)
+		return false;
+	struct ban b = { .until = now + cfg->ban_ns, .since = now };
+
+	bpf_map_update_elem(&ddos_saddr_map, &k, &b, BPF_ANY);
+	bpf_map_delete_elem(&syn_count_map, &k);
+	count(ZFW_STAT_BANS);
+	return true;
+}
+
 /* ---- entry --------------------------------------------------------- */
 
 SEC("tc")
@@ -1523,6 +1602,11 @@ int zfw_ingress(struct __sk_buff *skb)
 	kind = parse_packet(skb, &pkt);
 	if (pkt.family == 6 && (flags & ZFW_IFACE_IPV6_DISABLE))
 		return drop(skb, &pkt, flags, ZFW_REASON_DEFAULT_DENY, NULL);
+	/* A banned source gets nothing, whatever it sends. */
+	if ((flags & ZFW_IFACE_DDOS) && pkt.family && banned(&pkt, bpf_ktime_get_ns())) {
+		count(ZFW_STAT_BANNED);
+		return drop(skb, &pkt, flags, ZFW_REASON_BANNED, NULL);
+	}
 	switch (kind) {
 	case PARSE_NOT_IP:
 		count(ZFW_STAT_NOT_IP);
@@ -1564,6 +1648,16 @@ int zfw_ingress(struct __sk_buff *skb)
 		return drop(skb, &pkt, flags, ZFW_REASON_FRAGMENT, NULL);
 	}
 
+	if (flags & ZFW_IFACE_DDOS) {
+		__u64 now = bpf_ktime_get_ns();
+
+		if (count_syn(&pkt, cfg, now)) {
+			if (flags & ZFW_IFACE_VERBOSE)
+				emit(skb, &pkt, ZFW_EVENT_BAN, ZFW_REASON_BANNED, NULL);
+			count(ZFW_STAT_BANNED);
+			return drop(skb, &pkt, flags, ZFW_REASON_BANNED, NULL);
+		}
+	}
 	if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_in(skb, &pkt, ifindex))
 		return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
 	if (flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) {

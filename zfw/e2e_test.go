@@ -1001,3 +1001,70 @@ func TestEndToEndSteerEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestEndToEndSYNFlood: a SYN flood from one namespace (bounded: 400
+// SYNs) gets its source banned while another client's established
+// session keeps passing data.
+func TestEndToEndSYNFlood(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	ddos := zfw.InterfaceSettings{DDoSProtection: true}
+	r := newRouter(t, topo, zfw.Options{
+		Interfaces: []zfw.Interface{{Name: topo.RouterClientIf, InterfaceSettings: ddos}, {Name: topo.RouterServerIf, InterfaceSettings: ddos}},
+		SYNFlood:   zfw.SYNFlood{SYNsPerSecond: 50, BanDuration: time.Hour},
+	})
+	echoTCP(t, topo.Router, "0.0.0.0:9999")
+	// The legitimate client (the server namespace) connects first.
+	legit, err := dialFrom(topo.Server, netip.AddrPortFrom(topo.RouterServerAddr4.Addr(), 9999).String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer legit.Close()
+	if _, err := ask(legit, "before"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The flood: raw SYNs from the client namespace.
+	var raw net.PacketConn
+	if err := topo.Client.Do(func() error {
+		var err error
+		raw, err = net.ListenPacket("ip4:tcp", topo.ClientAddr4.Addr().String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	dst := topo.RouterClientAddr4.Addr()
+	for i := range 400 {
+		frame := packet.Build(packet.Spec{Src: topo.ClientAddr4.Addr(), Dst: dst, Proto: packet.TCP, SrcPort: uint16(20000 + i), DstPort: 9999, TCPFlags: packet.SYN})
+		tcpHeader := frame[14+20:]
+		if _, err := raw.WriteTo(tcpHeader, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+			t.Fatalf("SYN %d: %v", i, err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		bans, err := r.fw.DDoS().Bans()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bans) == 1 && bans[0].Source == topo.ClientAddr4.Addr() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("flooding source not banned: %+v", bans)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := range 5 {
+		if got, err := ask(legit, fmt.Sprintf("during%d", i)); err != nil || !strings.HasPrefix(got, fmt.Sprintf("during%d", i)) {
+			t.Fatalf("established session during the flood: %q, %v", got, err)
+		}
+	}
+	if c, err := dialFrom(topo.Client, netip.AddrPortFrom(dst, 9999).String(), time.Second); err == nil {
+		c.Close()
+		t.Error("the banned source could still connect")
+	}
+	if st, _ := r.fw.Stats(); st.Banned == 0 {
+		t.Errorf("stats %+v: want banned packets", st)
+	}
+}

@@ -30,6 +30,8 @@ const (
 	EventSteer = EventKind(bpfobj.ZfwEventKindZFW_EVENT_STEER)
 	// EventSessionOpen: a tracked session began.
 	EventSessionOpen = EventKind(bpfobj.ZfwEventKindZFW_EVENT_SESSION_OPEN)
+	// EventBan: a source was banned for flooding SYNs.
+	EventBan = EventKind(bpfobj.ZfwEventKindZFW_EVENT_BAN)
 )
 
 func (k EventKind) String() string {
@@ -40,6 +42,8 @@ func (k EventKind) String() string {
 		return "steer"
 	case EventSessionOpen:
 		return "session"
+	case EventBan:
+		return "ban"
 	}
 	return fmt.Sprintf("event(%d)", uint8(k))
 }
@@ -55,6 +59,7 @@ const (
 	ReasonFragment     = DropReason(bpfobj.ZfwReasonZFW_REASON_FRAGMENT)
 	ReasonNoListener   = DropReason(bpfobj.ZfwReasonZFW_REASON_NO_LISTENER)
 	ReasonAssignFailed = DropReason(bpfobj.ZfwReasonZFW_REASON_ASSIGN_FAILED)
+	ReasonBanned       = DropReason(bpfobj.ZfwReasonZFW_REASON_BANNED)
 )
 
 func (r DropReason) String() string {
@@ -73,6 +78,8 @@ func (r DropReason) String() string {
 		return "no TPROXY listener"
 	case ReasonAssignFailed:
 		return "socket assign failed"
+	case ReasonBanned:
+		return "source banned (SYN flood)"
 	}
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }
@@ -122,6 +129,8 @@ func (e Event) String() string {
 		}
 	case EventSessionOpen:
 		b.WriteString(" | session opened")
+	case EventBan:
+		b.WriteString(" | SYN flood: source banned")
 	default:
 		fmt.Fprintf(&b, " | %s", e.Kind)
 	}

@@ -85,9 +85,7 @@ func New(opts Options) (*Firewall, error) {
 		if err != nil {
 			return nil, err
 		}
-		f.tbl = newTable(set, opts.Mark)
-		f.tbl.timeouts = opts.Timeouts
-		f.tbl.eventsPerSec = uint32(opts.EventsPerSecond)
+		f.tbl = tableFor(set, opts)
 		if err := f.tbl.writeConfig(); err != nil {
 			return nil, err
 		}
@@ -117,9 +115,7 @@ func New(opts Options) (*Firewall, error) {
 		return nil, err
 	}
 	f.dp = dp
-	f.tbl = newTable(dp.Maps(), opts.Mark)
-	f.tbl.timeouts = opts.Timeouts
-	f.tbl.eventsPerSec = uint32(opts.EventsPerSecond)
+	f.tbl = tableFor(dp.Maps(), opts)
 	if err := f.start(); err != nil {
 		close(f.stop)
 		// A fresh dataplane is torn down; an adopted one is left as the
@@ -131,6 +127,15 @@ func New(opts Options) (*Firewall, error) {
 	}
 	go f.collect(gcInterval(f.tbl.timeouts))
 	return f, nil
+}
+
+// tableFor makes the table over set with the options' settings.
+func tableFor(set *zmaps.Set, opts Options) *table {
+	t := newTable(set, opts.Mark)
+	t.timeouts = opts.Timeouts
+	t.eventsPerSec = uint32(opts.EventsPerSecond)
+	t.synFlood = opts.SYNFlood
+	return t
 }
 
 func (f *Firewall) start() error {
@@ -277,6 +282,9 @@ func (t *table) config(generation uint32) bpfobj.ZfwConfig {
 		UdpNs:            uint64(t.timeouts.UDP),
 		IcmpEchoNs:       uint64(t.timeouts.ICMPEcho),
 		EventsPerSec:     t.eventsPerSec,
+		SynPerSec:        uint32(t.synFlood.SYNsPerSecond),
+		BanNs:            uint64(t.synFlood.BanDuration),
+		ProtectedPorts:   t.protectedPorts,
 	}
 }
 
@@ -396,6 +404,7 @@ func (f *Firewall) setInterface(name string, index int, s InterfaceSettings) err
 		{s.DisableIPv6, bpfobj.ZfwIfaceFlagZFW_IFACE_IPV6DISABLE},
 		{s.OutboundFilter, bpfobj.ZfwIfaceFlagZFW_IFACE_OUTBOUND_FILTER},
 		{s.Masquerade, bpfobj.ZfwIfaceFlagZFW_IFACE_MASQUERADE},
+		{s.DDoSProtection, bpfobj.ZfwIfaceFlagZFW_IFACE_DDOS},
 	} {
 		if b.on {
 			v.Flags |= uint32(b.flag)
@@ -479,6 +488,8 @@ type Stats struct {
 	// EventsLimited were not sent for the rate limit, EventsLost for a
 	// full ring buffer.
 	EventsLimited, EventsLost uint64
+	// Banned packets dropped from banned sources; Bans sources banned.
+	Banned, Bans uint64
 }
 
 // Stats reads the packet counters. It fails in memory mode.
@@ -535,6 +546,8 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.MasqueradeNoPort, bpfobj.ZfwStatZFW_STAT_MASQ_NO_PORT},
 		{&s.EventsLimited, bpfobj.ZfwStatZFW_STAT_EVENTS_LIMITED},
 		{&s.EventsLost, bpfobj.ZfwStatZFW_STAT_EVENTS_LOST},
+		{&s.Banned, bpfobj.ZfwStatZFW_STAT_BANNED},
+		{&s.Bans, bpfobj.ZfwStatZFW_STAT_BANS},
 	} {
 		if *x.dst, err = get(x.i); err != nil {
 			return s, err

@@ -48,6 +48,8 @@ type Options struct {
 	MaxRules, MaxPrefixes int
 	// Timeouts of the sessions a default-deny interface tracks.
 	Timeouts Timeouts
+	// SYNFlood tunes DDoS protection.
+	SYNFlood SYNFlood
 	// EventsPerSecond caps, per CPU, the events verbose interfaces send
 	// to Events; the rest are counted (Stats.EventsLimited). Default 1000.
 	EventsPerSecond int
@@ -80,6 +82,14 @@ type Timeouts struct {
 	UDP time.Duration
 	// ICMPEcho: an echo request awaiting its reply, default 15 seconds.
 	ICMPEcho time.Duration
+}
+
+// SYNFlood is the SYN-flood threshold. Zero fields mean the defaults.
+type SYNFlood struct {
+	// SYNsPerSecond a source may send before it is banned; default 100.
+	SYNsPerSecond int
+	// BanDuration is how long a ban lasts; default 5 minutes.
+	BanDuration time.Duration
 }
 
 // Interface is an interface to attach to and its settings.
@@ -125,6 +135,11 @@ type InterfaceSettings struct {
 	// sessions opened inwards, and packets of sessions already opened
 	// outwards, leave without one.
 	OutboundFilter bool
+	// DDoSProtection bans sources that send more SYNs per second than
+	// Options.SYNFlood allows (to protected ports, or all ports when none
+	// are protected; see Firewall.DDoS); a banned source's packets are
+	// dropped before any other work until its ban ends.
+	DDoSProtection bool
 	// Masquerade source-translates TCP and UDP leaving the interface to
 	// its first address of the packet's family (global IPv6 addresses
 	// before link-local ones), keeping the source port unless another
@@ -176,6 +191,15 @@ func (o Options) withDefaults() (Options, error) {
 		if *t.d == 0 {
 			*t.d = t.def
 		}
+	}
+	if o.SYNFlood.SYNsPerSecond < 0 || o.SYNFlood.BanDuration < 0 {
+		return o, fmt.Errorf("options: SYNFlood values must not be negative")
+	}
+	if o.SYNFlood.SYNsPerSecond == 0 {
+		o.SYNFlood.SYNsPerSecond = 100
+	}
+	if o.SYNFlood.BanDuration == 0 {
+		o.SYNFlood.BanDuration = 5 * time.Minute
 	}
 	if o.EventsPerSecond < 0 {
 		return o, fmt.Errorf("options: EventsPerSecond must not be negative")

@@ -63,6 +63,9 @@ type table struct {
 	timeouts   Timeouts
 	// eventsPerSec is the per-CPU event rate limit.
 	eventsPerSec uint32
+	synFlood     SYNFlood
+	// protectedPorts counts ddos_dport_map's entries.
+	protectedPorts uint32
 }
 
 func newTable(m *zmaps.Set, mark uint32) *table {

@@ -58,6 +58,32 @@ enum iface_flag {
 	ZFW_IFACE_OUTBOUND_FILTER = 1 << 9,
 	/* Source-NAT what leaves to the interface's first address. */
 	ZFW_IFACE_MASQUERADE = 1 << 10,
+	/* SYN-flood protection: sources over the SYN rate are banned. */
+	ZFW_IFACE_DDOS = 1 << 11,
+};
+
+/*
+ * SYN-flood protection. syn_count_map counts each source's SYNs to
+ * protected ports (all ports when ddos_dport_map is empty) in one-second
+ * windows; a source over config.syn_per_sec is banned in ddos_saddr_map
+ * until its ban ends, and every packet from a banned source is dropped
+ * before any other work.
+ */
+struct addr_key {
+	__u32 addr[4];
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct syn_count {
+	__u64 window;
+	__u32 count;
+	__u32 pad;
+};
+
+struct ban {
+	__u64 until; /* bpf_ktime_get_ns */
+	__u64 since;
 };
 
 #define ZFW_MAX_IFACE_ADDRS 16
@@ -94,7 +120,10 @@ struct config {
 	__u64 udp_ns;
 	__u64 icmp_echo_ns;       /* an echo request awaiting its reply */
 	__u32 events_per_sec;     /* per CPU; beyond it events are counted, not sent */
-	__u32 pad;
+	__u32 syn_per_sec;        /* SYN-flood threshold per source */
+	__u64 ban_ns;             /* how long a flooding source stays banned */
+	__u32 protected_ports;    /* entries in ddos_dport_map */
+	__u32 pad2;
 };
 
 /*
@@ -365,6 +394,8 @@ enum stat {
 	ZFW_STAT_MASQ_NO_PORT,    /* no free translated port: dropped           */
 	ZFW_STAT_EVENTS_LIMITED,  /* events not sent: over the rate limit       */
 	ZFW_STAT_EVENTS_LOST,     /* events not sent: ring buffer full          */
+	ZFW_STAT_BANNED,          /* dropped: the source is banned              */
+	ZFW_STAT_BANS,            /* sources banned for flooding SYNs           */
 	ZFW_STAT_MAX,
 };
 
@@ -377,6 +408,7 @@ enum reason {
 	ZFW_REASON_FRAGMENT = 4,
 	ZFW_REASON_NO_LISTENER = 5,
 	ZFW_REASON_ASSIGN_FAILED = 6,
+	ZFW_REASON_BANNED = 7,
 };
 
 /* The event layout's version (an enum so that Go sees it). */
@@ -389,6 +421,7 @@ enum event_kind {
 	ZFW_EVENT_DROP = 1,           /* a packet dropped; reason says why      */
 	ZFW_EVENT_STEER = 2,          /* a new flow assigned to its listener    */
 	ZFW_EVENT_SESSION_OPEN = 3,   /* a session began (tracking: direction)  */
+	ZFW_EVENT_BAN = 4,            /* a source was banned for flooding SYNs  */
 };
 
 /* rb_map record. Versioned: readers check version before the rest. Only

@@ -22,6 +22,19 @@ const (
 	ZfwActionZFW_ACTION_TPROXY ZfwAction = 3
 )
 
+type ZfwAddrKey struct {
+	_      structs.HostLayout
+	Addr   [4]uint32
+	Family uint8
+	Pad    [3]uint8
+}
+
+type ZfwBan struct {
+	_     structs.HostLayout
+	Until uint64
+	Since uint64
+}
+
 type ZfwConfig struct {
 	_                structs.HostLayout
 	Mark             uint32
@@ -31,7 +44,10 @@ type ZfwConfig struct {
 	UdpNs            uint64
 	IcmpEchoNs       uint64
 	EventsPerSec     uint32
-	Pad              uint32
+	SynPerSec        uint32
+	BanNs            uint64
+	ProtectedPorts   uint32
+	Pad2             uint32
 }
 
 type ZfwEnumAnchor struct {
@@ -108,6 +124,7 @@ const (
 	ZfwEventKindZFW_EVENT_DROP         ZfwEventKind = 1
 	ZfwEventKindZFW_EVENT_STEER        ZfwEventKind = 2
 	ZfwEventKindZFW_EVENT_SESSION_OPEN ZfwEventKind = 3
+	ZfwEventKindZFW_EVENT_BAN          ZfwEventKind = 4
 )
 
 type ZfwEventVersion uint32
@@ -163,6 +180,7 @@ const (
 	ZfwIfaceFlagZFW_IFACE_IPV6DISABLE     ZfwIfaceFlag = 256
 	ZfwIfaceFlagZFW_IFACE_OUTBOUND_FILTER ZfwIfaceFlag = 512
 	ZfwIfaceFlagZFW_IFACE_MASQUERADE      ZfwIfaceFlag = 1024
+	ZfwIfaceFlagZFW_IFACE_DDOS            ZfwIfaceFlag = 2048
 )
 
 type ZfwIfaceSettings struct {
@@ -307,6 +325,7 @@ const (
 	ZfwReasonZFW_REASON_FRAGMENT      ZfwReason = 4
 	ZfwReasonZFW_REASON_NO_LISTENER   ZfwReason = 5
 	ZfwReasonZFW_REASON_ASSIGN_FAILED ZfwReason = 6
+	ZfwReasonZFW_REASON_BANNED        ZfwReason = 7
 )
 
 type ZfwRuleKind uint32
@@ -368,8 +387,17 @@ const (
 	ZfwStatZFW_STAT_MASQ_NO_PORT   ZfwStat = 20
 	ZfwStatZFW_STAT_EVENTS_LIMITED ZfwStat = 21
 	ZfwStatZFW_STAT_EVENTS_LOST    ZfwStat = 22
-	ZfwStatZFW_STAT_MAX            ZfwStat = 23
+	ZfwStatZFW_STAT_BANNED         ZfwStat = 23
+	ZfwStatZFW_STAT_BANS           ZfwStat = 24
+	ZfwStatZFW_STAT_MAX            ZfwStat = 25
 )
+
+type ZfwSynCount struct {
+	_      structs.HostLayout
+	Window uint64
+	Count  uint32
+	Pad    uint32
+}
 
 type ZfwTcpFlag uint32
 
@@ -421,6 +449,8 @@ type ZfwUdpState struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	ZfwMapConfigMap            = "config_map"
+	ZfwMapDdosDportMap         = "ddos_dport_map"
+	ZfwMapDdosSaddrMap         = "ddos_saddr_map"
 	ZfwMapDiagMap              = "diag_map"
 	ZfwMapEventBudgetMap       = "event_budget_map"
 	ZfwMapIcmpEchoMap          = "icmp_echo_map"
@@ -438,6 +468,7 @@ const (
 	ZfwMapRuleHitsMap          = "rule_hits_map"
 	ZfwMapRuleStoreMap         = "rule_store_map"
 	ZfwMapStatsMap             = "stats_map"
+	ZfwMapSynCountMap          = "syn_count_map"
 	ZfwMapTcpIngressMap        = "tcp_ingress_map"
 	ZfwMapTcpMap               = "tcp_map"
 	ZfwMapTproxyExtensionMap   = "tproxy_extension_map"
@@ -503,6 +534,8 @@ type ZfwProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type ZfwMapSpecs struct {
 	ConfigMap            *ebpf.MapSpec `ebpf:"config_map"`
+	DdosDportMap         *ebpf.MapSpec `ebpf:"ddos_dport_map"`
+	DdosSaddrMap         *ebpf.MapSpec `ebpf:"ddos_saddr_map"`
 	DiagMap              *ebpf.MapSpec `ebpf:"diag_map"`
 	EventBudgetMap       *ebpf.MapSpec `ebpf:"event_budget_map"`
 	IcmpEchoMap          *ebpf.MapSpec `ebpf:"icmp_echo_map"`
@@ -520,6 +553,7 @@ type ZfwMapSpecs struct {
 	RuleHitsMap          *ebpf.MapSpec `ebpf:"rule_hits_map"`
 	RuleStoreMap         *ebpf.MapSpec `ebpf:"rule_store_map"`
 	StatsMap             *ebpf.MapSpec `ebpf:"stats_map"`
+	SynCountMap          *ebpf.MapSpec `ebpf:"syn_count_map"`
 	TcpIngressMap        *ebpf.MapSpec `ebpf:"tcp_ingress_map"`
 	TcpMap               *ebpf.MapSpec `ebpf:"tcp_map"`
 	TproxyExtensionMap   *ebpf.MapSpec `ebpf:"tproxy_extension_map"`
@@ -559,6 +593,8 @@ func (o *ZfwObjects) Close() error {
 // It can be passed to LoadZfwObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ZfwMaps struct {
 	ConfigMap            *ebpf.Map `ebpf:"config_map"`
+	DdosDportMap         *ebpf.Map `ebpf:"ddos_dport_map"`
+	DdosSaddrMap         *ebpf.Map `ebpf:"ddos_saddr_map"`
 	DiagMap              *ebpf.Map `ebpf:"diag_map"`
 	EventBudgetMap       *ebpf.Map `ebpf:"event_budget_map"`
 	IcmpEchoMap          *ebpf.Map `ebpf:"icmp_echo_map"`
@@ -576,6 +612,7 @@ type ZfwMaps struct {
 	RuleHitsMap          *ebpf.Map `ebpf:"rule_hits_map"`
 	RuleStoreMap         *ebpf.Map `ebpf:"rule_store_map"`
 	StatsMap             *ebpf.Map `ebpf:"stats_map"`
+	SynCountMap          *ebpf.Map `ebpf:"syn_count_map"`
 	TcpIngressMap        *ebpf.Map `ebpf:"tcp_ingress_map"`
 	TcpMap               *ebpf.Map `ebpf:"tcp_map"`
 	TproxyExtensionMap   *ebpf.Map `ebpf:"tproxy_extension_map"`
@@ -590,6 +627,8 @@ type ZfwMaps struct {
 func (m *ZfwMaps) Close() error {
 	return _ZfwClose(
 		m.ConfigMap,
+		m.DdosDportMap,
+		m.DdosSaddrMap,
 		m.DiagMap,
 		m.EventBudgetMap,
 		m.IcmpEchoMap,
@@ -607,6 +646,7 @@ func (m *ZfwMaps) Close() error {
 		m.RuleHitsMap,
 		m.RuleStoreMap,
 		m.StatsMap,
+		m.SynCountMap,
 		m.TcpIngressMap,
 		m.TcpMap,
 		m.TproxyExtensionMap,
