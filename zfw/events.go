@@ -60,6 +60,9 @@ const (
 	ReasonNoListener   = DropReason(bpfobj.ZfwReasonZFW_REASON_NO_LISTENER)
 	ReasonAssignFailed = DropReason(bpfobj.ZfwReasonZFW_REASON_ASSIGN_FAILED)
 	ReasonBanned       = DropReason(bpfobj.ZfwReasonZFW_REASON_BANNED)
+	ReasonDNP3Blocked  = DropReason(bpfobj.ZfwReasonZFW_REASON_DNP3BLOCKED)
+	ReasonDNP3Dir      = DropReason(bpfobj.ZfwReasonZFW_REASON_DNP3DIRECTION)
+	ReasonModbus       = DropReason(bpfobj.ZfwReasonZFW_REASON_MODBUS_UNEXPECTED)
 )
 
 func (r DropReason) String() string {
@@ -80,6 +83,12 @@ func (r DropReason) String() string {
 		return "socket assign failed"
 	case ReasonBanned:
 		return "source banned (SYN flood)"
+	case ReasonDNP3Blocked:
+		return "DNP3 function code blocked"
+	case ReasonDNP3Dir:
+		return "DNP3 direction bit set"
+	case ReasonModbus:
+		return "Modbus response without a request"
 	}
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }

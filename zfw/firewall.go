@@ -405,6 +405,7 @@ func (f *Firewall) setInterface(name string, index int, s InterfaceSettings) err
 		{s.OutboundFilter, bpfobj.ZfwIfaceFlagZFW_IFACE_OUTBOUND_FILTER},
 		{s.Masquerade, bpfobj.ZfwIfaceFlagZFW_IFACE_MASQUERADE},
 		{s.DDoSProtection, bpfobj.ZfwIfaceFlagZFW_IFACE_DDOS},
+		{s.OTFiltering, bpfobj.ZfwIfaceFlagZFW_IFACE_OT_FILTERING},
 	} {
 		if b.on {
 			v.Flags |= uint32(b.flag)
@@ -490,6 +491,8 @@ type Stats struct {
 	EventsLimited, EventsLost uint64
 	// Banned packets dropped from banned sources; Bans sources banned.
 	Banned, Bans uint64
+	// OTDropped DNP3 or Modbus packets refused.
+	OTDropped uint64
 }
 
 // Stats reads the packet counters. It fails in memory mode.
@@ -548,6 +551,7 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.EventsLost, bpfobj.ZfwStatZFW_STAT_EVENTS_LOST},
 		{&s.Banned, bpfobj.ZfwStatZFW_STAT_BANNED},
 		{&s.Bans, bpfobj.ZfwStatZFW_STAT_BANS},
+		{&s.OTDropped, bpfobj.ZfwStatZFW_STAT_OT_DROPPED},
 	} {
 		if *x.dst, err = get(x.i); err != nil {
 			return s, err

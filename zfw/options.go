@@ -140,6 +140,11 @@ type InterfaceSettings struct {
 	// are protected; see Firewall.DDoS); a banned source's packets are
 	// dropped before any other work until its ban ends.
 	DDoSProtection bool
+	// OTFiltering filters industrial protocols: DNP3 frames (TCP port
+	// 20000) need an allowed function code (Firewall.OT) and, from the
+	// outstation, a clear DIR bit; a Modbus/TCP response (from port 502)
+	// must answer a request that left through the interface, once.
+	OTFiltering bool
 	// Masquerade source-translates TCP and UDP leaving the interface to
 	// its first address of the packet's family (global IPv6 addresses
 	// before link-local ones), keeping the source port unless another

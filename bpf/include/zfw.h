@@ -60,6 +60,21 @@ enum iface_flag {
 	ZFW_IFACE_MASQUERADE = 1 << 10,
 	/* SYN-flood protection: sources over the SYN rate are banned. */
 	ZFW_IFACE_DDOS = 1 << 11,
+	/* Industrial protocols: DNP3 function codes, Modbus pairing. */
+	ZFW_IFACE_OT_FILTERING = 1 << 12,
+};
+
+/* modbus_state_map: Modbus/TCP requests awaiting their response. */
+struct modbus_key {
+	__u32 master[4];
+	__u32 slave[4];
+	__u32 ifindex;
+	__u16 master_port; /* wire order */
+	__u16 tid;         /* transaction id, wire order */
+	__u8 unit;
+	__u8 fcode;        /* request function code (exception bit clear) */
+	__u8 family;
+	__u8 pad;
 };
 
 /*
@@ -396,6 +411,7 @@ enum stat {
 	ZFW_STAT_EVENTS_LOST,     /* events not sent: ring buffer full          */
 	ZFW_STAT_BANNED,          /* dropped: the source is banned              */
 	ZFW_STAT_BANS,            /* sources banned for flooding SYNs           */
+	ZFW_STAT_OT_DROPPED,      /* DNP3 or Modbus traffic refused             */
 	ZFW_STAT_MAX,
 };
 
@@ -409,6 +425,9 @@ enum reason {
 	ZFW_REASON_NO_LISTENER = 5,
 	ZFW_REASON_ASSIGN_FAILED = 6,
 	ZFW_REASON_BANNED = 7,
+	ZFW_REASON_DNP3_BLOCKED = 8,   /* function code not allowed     */
+	ZFW_REASON_DNP3_DIRECTION = 9, /* outstation frame with DIR set */
+	ZFW_REASON_MODBUS_UNEXPECTED = 10, /* response to no request    */
 };
 
 /* The event layout's version (an enum so that Go sees it). */

@@ -181,6 +181,7 @@ const (
 	ZfwIfaceFlagZFW_IFACE_OUTBOUND_FILTER ZfwIfaceFlag = 512
 	ZfwIfaceFlagZFW_IFACE_MASQUERADE      ZfwIfaceFlag = 1024
 	ZfwIfaceFlagZFW_IFACE_DDOS            ZfwIfaceFlag = 2048
+	ZfwIfaceFlagZFW_IFACE_OT_FILTERING    ZfwIfaceFlag = 4096
 )
 
 type ZfwIfaceSettings struct {
@@ -268,6 +269,19 @@ type ZfwMatchValue struct {
 	Pad        uint8
 }
 
+type ZfwModbusKey struct {
+	_          structs.HostLayout
+	Master     [4]uint32
+	Slave      [4]uint32
+	Ifindex    uint32
+	MasterPort uint16
+	Tid        uint16
+	Unit       uint8
+	Fcode      uint8
+	Family     uint8
+	Pad        uint8
+}
+
 type ZfwPrefix6Key struct {
 	_     structs.HostLayout
 	Proto uint8
@@ -318,14 +332,17 @@ const (
 type ZfwReason uint32
 
 const (
-	ZfwReasonZFW_REASON_NONE          ZfwReason = 0
-	ZfwReasonZFW_REASON_MALFORMED     ZfwReason = 1
-	ZfwReasonZFW_REASON_RULE_DENY     ZfwReason = 2
-	ZfwReasonZFW_REASON_DEFAULT_DENY  ZfwReason = 3
-	ZfwReasonZFW_REASON_FRAGMENT      ZfwReason = 4
-	ZfwReasonZFW_REASON_NO_LISTENER   ZfwReason = 5
-	ZfwReasonZFW_REASON_ASSIGN_FAILED ZfwReason = 6
-	ZfwReasonZFW_REASON_BANNED        ZfwReason = 7
+	ZfwReasonZFW_REASON_NONE              ZfwReason = 0
+	ZfwReasonZFW_REASON_MALFORMED         ZfwReason = 1
+	ZfwReasonZFW_REASON_RULE_DENY         ZfwReason = 2
+	ZfwReasonZFW_REASON_DEFAULT_DENY      ZfwReason = 3
+	ZfwReasonZFW_REASON_FRAGMENT          ZfwReason = 4
+	ZfwReasonZFW_REASON_NO_LISTENER       ZfwReason = 5
+	ZfwReasonZFW_REASON_ASSIGN_FAILED     ZfwReason = 6
+	ZfwReasonZFW_REASON_BANNED            ZfwReason = 7
+	ZfwReasonZFW_REASON_DNP3BLOCKED       ZfwReason = 8
+	ZfwReasonZFW_REASON_DNP3DIRECTION     ZfwReason = 9
+	ZfwReasonZFW_REASON_MODBUS_UNEXPECTED ZfwReason = 10
 )
 
 type ZfwRuleKind uint32
@@ -389,7 +406,8 @@ const (
 	ZfwStatZFW_STAT_EVENTS_LOST    ZfwStat = 22
 	ZfwStatZFW_STAT_BANNED         ZfwStat = 23
 	ZfwStatZFW_STAT_BANS           ZfwStat = 24
-	ZfwStatZFW_STAT_MAX            ZfwStat = 25
+	ZfwStatZFW_STAT_OT_DROPPED     ZfwStat = 25
+	ZfwStatZFW_STAT_MAX            ZfwStat = 26
 )
 
 type ZfwSynCount struct {
@@ -452,6 +470,7 @@ const (
 	ZfwMapDdosDportMap         = "ddos_dport_map"
 	ZfwMapDdosSaddrMap         = "ddos_saddr_map"
 	ZfwMapDiagMap              = "diag_map"
+	ZfwMapDnp3FcodeMap         = "dnp3_fcode_map"
 	ZfwMapEventBudgetMap       = "event_budget_map"
 	ZfwMapIcmpEchoMap          = "icmp_echo_map"
 	ZfwMapIcmpMasqueradeMap    = "icmp_masquerade_map"
@@ -462,6 +481,7 @@ const (
 	ZfwMapMasqueradeReverseMap = "masquerade_reverse_map"
 	ZfwMapMatched6Map          = "matched6_map"
 	ZfwMapMatchedMap           = "matched_map"
+	ZfwMapModbusStateMap       = "modbus_state_map"
 	ZfwMapPrefixLenMap         = "prefix_len_map"
 	ZfwMapRangeMap             = "range_map"
 	ZfwMapRbMap                = "rb_map"
@@ -537,6 +557,7 @@ type ZfwMapSpecs struct {
 	DdosDportMap         *ebpf.MapSpec `ebpf:"ddos_dport_map"`
 	DdosSaddrMap         *ebpf.MapSpec `ebpf:"ddos_saddr_map"`
 	DiagMap              *ebpf.MapSpec `ebpf:"diag_map"`
+	Dnp3FcodeMap         *ebpf.MapSpec `ebpf:"dnp3_fcode_map"`
 	EventBudgetMap       *ebpf.MapSpec `ebpf:"event_budget_map"`
 	IcmpEchoMap          *ebpf.MapSpec `ebpf:"icmp_echo_map"`
 	IcmpMasqueradeMap    *ebpf.MapSpec `ebpf:"icmp_masquerade_map"`
@@ -547,6 +568,7 @@ type ZfwMapSpecs struct {
 	MasqueradeReverseMap *ebpf.MapSpec `ebpf:"masquerade_reverse_map"`
 	Matched6Map          *ebpf.MapSpec `ebpf:"matched6_map"`
 	MatchedMap           *ebpf.MapSpec `ebpf:"matched_map"`
+	ModbusStateMap       *ebpf.MapSpec `ebpf:"modbus_state_map"`
 	PrefixLenMap         *ebpf.MapSpec `ebpf:"prefix_len_map"`
 	RangeMap             *ebpf.MapSpec `ebpf:"range_map"`
 	RbMap                *ebpf.MapSpec `ebpf:"rb_map"`
@@ -596,6 +618,7 @@ type ZfwMaps struct {
 	DdosDportMap         *ebpf.Map `ebpf:"ddos_dport_map"`
 	DdosSaddrMap         *ebpf.Map `ebpf:"ddos_saddr_map"`
 	DiagMap              *ebpf.Map `ebpf:"diag_map"`
+	Dnp3FcodeMap         *ebpf.Map `ebpf:"dnp3_fcode_map"`
 	EventBudgetMap       *ebpf.Map `ebpf:"event_budget_map"`
 	IcmpEchoMap          *ebpf.Map `ebpf:"icmp_echo_map"`
 	IcmpMasqueradeMap    *ebpf.Map `ebpf:"icmp_masquerade_map"`
@@ -606,6 +629,7 @@ type ZfwMaps struct {
 	MasqueradeReverseMap *ebpf.Map `ebpf:"masquerade_reverse_map"`
 	Matched6Map          *ebpf.Map `ebpf:"matched6_map"`
 	MatchedMap           *ebpf.Map `ebpf:"matched_map"`
+	ModbusStateMap       *ebpf.Map `ebpf:"modbus_state_map"`
 	PrefixLenMap         *ebpf.Map `ebpf:"prefix_len_map"`
 	RangeMap             *ebpf.Map `ebpf:"range_map"`
 	RbMap                *ebpf.Map `ebpf:"rb_map"`
@@ -630,6 +654,7 @@ func (m *ZfwMaps) Close() error {
 		m.DdosDportMap,
 		m.DdosSaddrMap,
 		m.DiagMap,
+		m.Dnp3FcodeMap,
 		m.EventBudgetMap,
 		m.IcmpEchoMap,
 		m.IcmpMasqueradeMap,
@@ -640,6 +665,7 @@ func (m *ZfwMaps) Close() error {
 		m.MasqueradeReverseMap,
 		m.Matched6Map,
 		m.MatchedMap,
+		m.ModbusStateMap,
 		m.PrefixLenMap,
 		m.RangeMap,
 		m.RbMap,
