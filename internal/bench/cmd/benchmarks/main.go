@@ -128,6 +128,14 @@ func run(out string, rounds int) error {
 	if err != nil {
 		return err
 	}
+	protEst, protNew, err := protected(ctx, rounds, repeat, perRound)
+	if err != nil {
+		return err
+	}
+	evRate, err := eventRate()
+	if err != nil {
+		return err
+	}
 
 	// Control plane: 10,000 intercepts one by one, and in one Sync.
 	for _, viaSync := range []bool{false, true} {
@@ -177,6 +185,9 @@ func run(out string, rounds int) error {
 	fmt.Fprintf(&b, "| reply to a session opened outwards (default-deny interface), UDP | %s | %s (%.1fx) | | |\n", ns(floorRep), ns(replyUDP), float64(replyUDP.Median)/float64(floorRep.Median))
 	fmt.Fprintf(&b, "| established inbound session (fast path, default-deny interface), TCP ACK | %s | %s (%.1fx) | | |\n", ns(floorRep), ns(inbound), float64(inbound.Median)/float64(floorRep.Median))
 	fmt.Fprintf(&b, "| masqueraded packet (egress, existing mapping, one run per call), UDP | %s | %s (%.1fx) | | |\n", ns(floorOne), ns(masq), float64(masq.Median)/float64(floorOne.Median))
+	fmt.Fprintf(&b, "| established flow with DDoS and OT filtering on, TCP ACK | %s | %s (%.1fx) | | |\n", ns(floorRep), ns(protEst), float64(protEst.Median)/float64(floorRep.Median))
+	fmt.Fprintf(&b, "| new flow with DDoS and OT filtering on, TCP SYN to an intercept | %s | %s (%.1fx) | | |\n", ns(floorOne), ns(protNew), float64(protNew.Median)/float64(floorOne.Median))
+	fmt.Fprintf(&b, "\nEvents: %.0f events per second delivered to a Go reader through `fw.Events` (drops from a verbose interface, the kernel rate limit set above the offered rate).\n", evRate)
 	fmt.Fprintf(&b, "\nEach intercept covers TCP and UDP; the mix is mostly /32 hosts with one port, every 50th adds a /24 with a port range, every 200th an overlapping second range (`internal/bench.Intercepts`).\n\n")
 	fmt.Fprintf(&b, "## Control plane\n\n| operation | time |\n|---|---|\n")
 	fmt.Fprintf(&b, "| register 10,000 intercepts one by one (`Register`) | %s |\n", reg10k.Round(time.Millisecond))
@@ -301,4 +312,75 @@ func inboundAndMasquerade(ctx context.Context, rounds, repeat int) (inbound, mas
 	flow := packet.Build(packet.Spec{Src: netip.MustParseAddr("10.1.1.5"), Dst: client, Proto: packet.UDP, SrcPort: 5000, DstPort: 53})
 	masq, err = bench.Fresh(out, flow, 3000, rounds)
 	return inbound, masq, err
+}
+
+// protected measures the established and new-flow paths of an interface
+// with SYN-flood protection and OT filtering on.
+func protected(ctx context.Context, rounds, repeat, perRound int) (est, nflow bench.Timing, err error) {
+	pin := fmt.Sprintf("/sys/fs/bpf/zfw-bench-%d", rand.Uint32())
+	fw, err := zfw.New(zfw.Options{PinPath: pin,
+		Interfaces: []zfw.Interface{{Name: "lo", InterfaceSettings: zfw.InterfaceSettings{DDoSProtection: true, OTFiltering: true}}},
+		// New flows here come from one source: keep it under the ban.
+		SYNFlood: zfw.SYNFlood{SYNsPerSecond: 1 << 30}})
+	if err != nil {
+		return est, nflow, err
+	}
+	defer fw.Close()
+	if err := fw.Sync(ctx, bench.Intercepts(1000, 20000)); err != nil {
+		return est, nflow, err
+	}
+	prog, err := bench.AttachedProgram(pin, "lo", "ingress")
+	if err != nil {
+		return est, nflow, err
+	}
+	defer prog.Close()
+	src := netip.MustParseAddr("192.168.1.2")
+	ack := packet.Build(packet.Spec{Src: src, Dst: bench.HostAddr(0), Proto: packet.TCP, SrcPort: 40000, DstPort: 443, TCPFlags: packet.ACK})
+	if est, err = bench.Repeated(prog, ack, repeat, rounds); err != nil {
+		return est, nflow, err
+	}
+	nflow, err = bench.Distinct(prog, packet.Spec{Src: src, Dst: bench.HostAddr(0), Proto: packet.TCP, DstPort: 443}, perRound, rounds)
+	return est, nflow, err
+}
+
+// eventRate offers drop events as fast as test runs make them for a
+// second and counts what a Go reader receives.
+func eventRate() (float64, error) {
+	pin := fmt.Sprintf("/sys/fs/bpf/zfw-bench-%d", rand.Uint32())
+	fw, err := zfw.New(zfw.Options{PinPath: pin, EventsPerSecond: 1 << 30,
+		Interfaces: []zfw.Interface{{Name: "lo", InterfaceSettings: zfw.InterfaceSettings{DefaultDeny: true, Verbose: true}}}})
+	if err != nil {
+		return 0, err
+	}
+	defer fw.Close()
+	prog, err := bench.AttachedProgram(pin, "lo", "ingress")
+	if err != nil {
+		return 0, err
+	}
+	defer prog.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := fw.Events(ctx)
+	if err != nil {
+		return 0, err
+	}
+	got := make(chan int)
+	go func() {
+		n := 0
+		for range events {
+			n++
+		}
+		got <- n
+	}()
+	frame := packet.Build(packet.Spec{Src: netip.MustParseAddr("192.168.1.2"), Dst: netip.MustParseAddr("10.9.9.9"), Proto: packet.UDP, SrcPort: 1, DstPort: 9})
+	start := time.Now()
+	for time.Since(start) < time.Second {
+		if _, _, err := prog.Benchmark(frame, 64, nil); err != nil {
+			return 0, err
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // let the reader drain
+	cancel()
+	n := <-got
+	return float64(n) / time.Since(start).Seconds(), nil
 }
