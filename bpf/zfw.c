@@ -254,6 +254,20 @@ struct {
 	__type(value, __u64);
 } modbus_state_map SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tun_config);
+} ifindex_tun_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 10000);
+	__type(key, struct tun_key);
+	__type(value, struct tun_state);
+} tun_map SEC(".maps");
+
 /* rule_hits_map: per-CPU count of decisions each rule made, by rule id.
  * The control plane removes a rule's entry with the rule. */
 struct {
@@ -1621,6 +1635,37 @@ static __always_inline void modbus_request(struct __sk_buff *skb, const struct p
 		bpf_map_update_elem(&modbus_state_map, &k, &now, BPF_ANY);
 }
 
+/* ---- tunnel mode (ifindex_tun_map, tun_map, zfw_tun_xdp) --------- */
+
+/*
+ * tunnel hands an intercepted packet to the Ziti tun: it records where
+ * the reply must go, then redirects the packet to the tun's egress (the
+ * kernel drops the Ethernet header for an L3 device), where the tunneler
+ * reads it. Without a configured tun it returns -1.
+ */
+static __always_inline int tunnel(struct __sk_buff *skb, const struct packet *pkt)
+{
+	__u32 zero = 0;
+	struct tun_config *tc = bpf_map_lookup_elem(&ifindex_tun_map, &zero);
+	struct tun_key k = {};
+	struct tun_state st = { .ifindex = skb->ifindex };
+
+	if (!tc || tc->ifindex == 0)
+		return -1;
+	__builtin_memcpy(k.src, pkt->daddr, 16);
+	__builtin_memcpy(k.dst, pkt->saddr, 16);
+	k.sport = pkt->dport;
+	k.dport = pkt->sport;
+	k.proto = pkt->proto;
+	k.family = pkt->family;
+	st.tstamp = bpf_ktime_get_ns();
+	if (bpf_skb_load_bytes(skb, 0, st.our_mac, 6) || bpf_skb_load_bytes(skb, 6, st.client_mac, 6))
+		return -1;
+	bpf_map_update_elem(&tun_map, &k, &st, BPF_ANY);
+	count(ZFW_STAT_TUNNELED);
+	return bpf_redirect(tc->ifindex, 0);
+}
+
 /* ---- SYN-flood protection ----------------------------------------- */
 
 static __always_inline void source_key(const struct packet *pkt, struct addr_key *k)
@@ -1838,6 +1883,12 @@ int zfw_ingress(struct __sk_buff *skb)
 
 	switch (v.action) {
 	case ZFW_ACTION_TPROXY:
+		if (flags & ZFW_IFACE_TUNNEL_MODE) {
+			int rc = tunnel(skb, &pkt);
+
+			if (rc >= 0)
+				return rc;
+		}
 		return steer(skb, &pkt, &v, cfg->mark, flags);
 	case ZFW_ACTION_PASS:
 		count(ZFW_STAT_PASS);
@@ -1941,4 +1992,80 @@ int zfw_egress(struct __sk_buff *skb)
 		break;
 	}
 	return ZFW_NEXT;
+}
+
+/*
+ * zfw_tun_xdp runs on the Ziti tun (raw IP, no Ethernet header) on what
+ * the tunneler writes back: a reply to a flow tunnel() sent in gets the
+ * Ethernet header of the original request, reversed, and leaves through
+ * the interface that request came in on. Anything else goes on to the
+ * stack.
+ */
+SEC("xdp")
+int zfw_tun_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct tun_key k = {};
+	struct tun_state *st;
+	struct ethhdr *eth;
+	__u8 *ip = data;
+	__u32 l4;
+	__be16 proto;
+
+	if ((void *)(ip + 1) > data_end)
+		return XDP_PASS;
+	if ((ip[0] >> 4) == 4) {
+		struct iphdr *h = data;
+
+		if ((void *)(h + 1) > data_end || h->ihl < 5)
+			return XDP_PASS;
+		k.family = 4;
+		k.proto = h->protocol;
+		k.src[0] = h->saddr;
+		k.dst[0] = h->daddr;
+		l4 = h->ihl * 4;
+		proto = bpf_htons(ETH_P_IP);
+	} else if ((ip[0] >> 4) == 6) {
+		struct ipv6hdr *h = data;
+
+		if ((void *)(h + 1) > data_end)
+			return XDP_PASS;
+		k.family = 6;
+		k.proto = h->nexthdr; /* no extension headers on replies we build */
+		__builtin_memcpy(k.src, &h->saddr, 16);
+		__builtin_memcpy(k.dst, &h->daddr, 16);
+		l4 = sizeof(*h);
+		proto = bpf_htons(ETH_P_IPV6);
+	} else {
+		return XDP_PASS;
+	}
+	if (k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP)
+		return XDP_PASS;
+	if (l4 > 60)
+		return XDP_PASS;
+	{
+		__u16 *ports = data + l4;
+
+		if ((void *)(ports + 2) > data_end)
+			return XDP_PASS;
+		k.sport = ports[0];
+		k.dport = ports[1];
+	}
+	st = bpf_map_lookup_elem(&tun_map, &k);
+	if (!st)
+		return XDP_PASS;
+	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct ethhdr)))
+		return XDP_PASS;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(eth->h_dest, st->client_mac, 6);
+	__builtin_memcpy(eth->h_source, st->our_mac, 6);
+	eth->h_proto = proto;
+	st->tstamp = bpf_ktime_get_ns();
+	count(ZFW_STAT_TUN_RETURNED);
+	return bpf_redirect(st->ifindex, 0);
 }

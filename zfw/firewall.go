@@ -52,6 +52,7 @@ type Firewall struct {
 	ifaces   map[string]*ifaceState
 	services map[string]*service
 	events   *eventReader // the active Events reader, if any
+	tunnel   string       // the Ziti tun of tunnel mode, if set
 }
 
 type ifaceState struct {
@@ -406,6 +407,7 @@ func (f *Firewall) setInterface(name string, index int, s InterfaceSettings) err
 		{s.Masquerade, bpfobj.ZfwIfaceFlagZFW_IFACE_MASQUERADE},
 		{s.DDoSProtection, bpfobj.ZfwIfaceFlagZFW_IFACE_DDOS},
 		{s.OTFiltering, bpfobj.ZfwIfaceFlagZFW_IFACE_OT_FILTERING},
+		{s.TunnelMode, bpfobj.ZfwIfaceFlagZFW_IFACE_TUNNEL_MODE},
 	} {
 		if b.on {
 			v.Flags |= uint32(b.flag)
@@ -493,6 +495,9 @@ type Stats struct {
 	Banned, Bans uint64
 	// OTDropped DNP3 or Modbus packets refused.
 	OTDropped uint64
+	// Tunneled packets sent into the Ziti tun; TunReturned replies the
+	// tun's XDP program sent back out.
+	Tunneled, TunReturned uint64
 }
 
 // Stats reads the packet counters. It fails in memory mode.
@@ -552,6 +557,8 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.Banned, bpfobj.ZfwStatZFW_STAT_BANNED},
 		{&s.Bans, bpfobj.ZfwStatZFW_STAT_BANS},
 		{&s.OTDropped, bpfobj.ZfwStatZFW_STAT_OT_DROPPED},
+		{&s.Tunneled, bpfobj.ZfwStatZFW_STAT_TUNNELED},
+		{&s.TunReturned, bpfobj.ZfwStatZFW_STAT_TUN_RETURNED},
 	} {
 		if *x.dst, err = get(x.i); err != nil {
 			return s, err

@@ -140,6 +140,11 @@ type InterfaceSettings struct {
 	// are protected; see Firewall.DDoS); a banned source's packets are
 	// dropped before any other work until its ban ends.
 	DDoSProtection bool
+	// TunnelMode sends intercepted flows into the Ziti tun set with
+	// Firewall.SetTunnel instead of to their TPROXY sockets (as
+	// ziti-edge-tunnel's tun mode wants); without a tun set they go to
+	// their sockets.
+	TunnelMode bool
 	// OTFiltering filters industrial protocols: DNP3 frames (TCP port
 	// 20000) need an allowed function code (Firewall.OT) and, from the
 	// outstation, a clear DIR bit; a Modbus/TCP response (from port 502)

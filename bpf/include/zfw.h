@@ -62,6 +62,38 @@ enum iface_flag {
 	ZFW_IFACE_DDOS = 1 << 11,
 	/* Industrial protocols: DNP3 function codes, Modbus pairing. */
 	ZFW_IFACE_OT_FILTERING = 1 << 12,
+	/* Intercepted flows go into the Ziti tun instead of a TPROXY socket. */
+	ZFW_IFACE_TUNNEL_MODE = 1 << 13,
+};
+
+/* ifindex_tun_map[0]: the Ziti tun interface; ifindex 0 = none. */
+struct tun_config {
+	__u32 ifindex;
+	__u32 pad;
+};
+
+/*
+ * tun_map: flows sent into the tun, keyed by their replies' tuple (src =
+ * the service address the client used), so the XDP program on the tun
+ * can send each reply straight back out of the interface its request
+ * came in on, with the Ethernet addresses that request carried.
+ */
+struct tun_key {
+	__u32 src[4];
+	__u32 dst[4];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct tun_state {
+	__u64 tstamp;
+	__u32 ifindex;    /* where the client is */
+	__u8 client_mac[6];
+	__u8 our_mac[6];
+	__u8 pad[2];
 };
 
 /* modbus_state_map: Modbus/TCP requests awaiting their response. */
@@ -412,6 +444,8 @@ enum stat {
 	ZFW_STAT_BANNED,          /* dropped: the source is banned              */
 	ZFW_STAT_BANS,            /* sources banned for flooding SYNs           */
 	ZFW_STAT_OT_DROPPED,      /* DNP3 or Modbus traffic refused             */
+	ZFW_STAT_TUNNELED,        /* redirected into the Ziti tun               */
+	ZFW_STAT_TUN_RETURNED,    /* tun reply sent back out by XDP             */
 	ZFW_STAT_MAX,
 };
 

@@ -182,6 +182,7 @@ const (
 	ZfwIfaceFlagZFW_IFACE_MASQUERADE      ZfwIfaceFlag = 1024
 	ZfwIfaceFlagZFW_IFACE_DDOS            ZfwIfaceFlag = 2048
 	ZfwIfaceFlagZFW_IFACE_OT_FILTERING    ZfwIfaceFlag = 4096
+	ZfwIfaceFlagZFW_IFACE_TUNNEL_MODE     ZfwIfaceFlag = 8192
 )
 
 type ZfwIfaceSettings struct {
@@ -407,7 +408,9 @@ const (
 	ZfwStatZFW_STAT_BANNED         ZfwStat = 23
 	ZfwStatZFW_STAT_BANS           ZfwStat = 24
 	ZfwStatZFW_STAT_OT_DROPPED     ZfwStat = 25
-	ZfwStatZFW_STAT_MAX            ZfwStat = 26
+	ZfwStatZFW_STAT_TUNNELED       ZfwStat = 26
+	ZfwStatZFW_STAT_TUN_RETURNED   ZfwStat = 27
+	ZfwStatZFW_STAT_MAX            ZfwStat = 28
 )
 
 type ZfwSynCount struct {
@@ -445,6 +448,33 @@ type ZfwTproxyExtKey struct {
 	Pad        uint8
 }
 
+type ZfwTunConfig struct {
+	_       structs.HostLayout
+	Ifindex uint32
+	Pad     uint32
+}
+
+type ZfwTunKey struct {
+	_      structs.HostLayout
+	Src    [4]uint32
+	Dst    [4]uint32
+	Sport  uint16
+	Dport  uint16
+	Proto  uint8
+	Family uint8
+	Pad    [2]uint8
+}
+
+type ZfwTunState struct {
+	_         structs.HostLayout
+	Tstamp    uint64
+	Ifindex   uint32
+	ClientMac [6]uint8
+	OurMac    [6]uint8
+	Pad       [2]uint8
+	_         [6]byte
+}
+
 type ZfwTupleKey struct {
 	_       structs.HostLayout
 	Dst     [4]uint32
@@ -477,6 +507,7 @@ const (
 	ZfwMapIfListExtensionMap   = "if_list_extension_map"
 	ZfwMapIfindexIp6Map        = "ifindex_ip6_map"
 	ZfwMapIfindexIpMap         = "ifindex_ip_map"
+	ZfwMapIfindexTunMap        = "ifindex_tun_map"
 	ZfwMapMasqueradeMap        = "masquerade_map"
 	ZfwMapMasqueradeReverseMap = "masquerade_reverse_map"
 	ZfwMapMatched6Map          = "matched6_map"
@@ -492,6 +523,7 @@ const (
 	ZfwMapTcpIngressMap        = "tcp_ingress_map"
 	ZfwMapTcpMap               = "tcp_map"
 	ZfwMapTproxyExtensionMap   = "tproxy_extension_map"
+	ZfwMapTunMap               = "tun_map"
 	ZfwMapUdpIngressMap        = "udp_ingress_map"
 	ZfwMapUdpMap               = "udp_map"
 	ZfwMapZtEgress6Map         = "zt_egress6_map"
@@ -500,6 +532,7 @@ const (
 	ZfwMapZtTproxyMap          = "zt_tproxy_map"
 	ZfwProgZfwEgress           = "zfw_egress"
 	ZfwProgZfwIngress          = "zfw_ingress"
+	ZfwProgZfwTunXdp           = "zfw_tun_xdp"
 	ZfwVarZfwEnums             = "zfw_enums"
 )
 
@@ -547,6 +580,7 @@ type ZfwSpecs struct {
 type ZfwProgramSpecs struct {
 	ZfwEgress  *ebpf.ProgramSpec `ebpf:"zfw_egress"`
 	ZfwIngress *ebpf.ProgramSpec `ebpf:"zfw_ingress"`
+	ZfwTunXdp  *ebpf.ProgramSpec `ebpf:"zfw_tun_xdp"`
 }
 
 // ZfwMapSpecs contains maps before they are loaded into the kernel.
@@ -564,6 +598,7 @@ type ZfwMapSpecs struct {
 	IfListExtensionMap   *ebpf.MapSpec `ebpf:"if_list_extension_map"`
 	IfindexIp6Map        *ebpf.MapSpec `ebpf:"ifindex_ip6_map"`
 	IfindexIpMap         *ebpf.MapSpec `ebpf:"ifindex_ip_map"`
+	IfindexTunMap        *ebpf.MapSpec `ebpf:"ifindex_tun_map"`
 	MasqueradeMap        *ebpf.MapSpec `ebpf:"masquerade_map"`
 	MasqueradeReverseMap *ebpf.MapSpec `ebpf:"masquerade_reverse_map"`
 	Matched6Map          *ebpf.MapSpec `ebpf:"matched6_map"`
@@ -579,6 +614,7 @@ type ZfwMapSpecs struct {
 	TcpIngressMap        *ebpf.MapSpec `ebpf:"tcp_ingress_map"`
 	TcpMap               *ebpf.MapSpec `ebpf:"tcp_map"`
 	TproxyExtensionMap   *ebpf.MapSpec `ebpf:"tproxy_extension_map"`
+	TunMap               *ebpf.MapSpec `ebpf:"tun_map"`
 	UdpIngressMap        *ebpf.MapSpec `ebpf:"udp_ingress_map"`
 	UdpMap               *ebpf.MapSpec `ebpf:"udp_map"`
 	ZtEgress6Map         *ebpf.MapSpec `ebpf:"zt_egress6_map"`
@@ -625,6 +661,7 @@ type ZfwMaps struct {
 	IfListExtensionMap   *ebpf.Map `ebpf:"if_list_extension_map"`
 	IfindexIp6Map        *ebpf.Map `ebpf:"ifindex_ip6_map"`
 	IfindexIpMap         *ebpf.Map `ebpf:"ifindex_ip_map"`
+	IfindexTunMap        *ebpf.Map `ebpf:"ifindex_tun_map"`
 	MasqueradeMap        *ebpf.Map `ebpf:"masquerade_map"`
 	MasqueradeReverseMap *ebpf.Map `ebpf:"masquerade_reverse_map"`
 	Matched6Map          *ebpf.Map `ebpf:"matched6_map"`
@@ -640,6 +677,7 @@ type ZfwMaps struct {
 	TcpIngressMap        *ebpf.Map `ebpf:"tcp_ingress_map"`
 	TcpMap               *ebpf.Map `ebpf:"tcp_map"`
 	TproxyExtensionMap   *ebpf.Map `ebpf:"tproxy_extension_map"`
+	TunMap               *ebpf.Map `ebpf:"tun_map"`
 	UdpIngressMap        *ebpf.Map `ebpf:"udp_ingress_map"`
 	UdpMap               *ebpf.Map `ebpf:"udp_map"`
 	ZtEgress6Map         *ebpf.Map `ebpf:"zt_egress6_map"`
@@ -661,6 +699,7 @@ func (m *ZfwMaps) Close() error {
 		m.IfListExtensionMap,
 		m.IfindexIp6Map,
 		m.IfindexIpMap,
+		m.IfindexTunMap,
 		m.MasqueradeMap,
 		m.MasqueradeReverseMap,
 		m.Matched6Map,
@@ -676,6 +715,7 @@ func (m *ZfwMaps) Close() error {
 		m.TcpIngressMap,
 		m.TcpMap,
 		m.TproxyExtensionMap,
+		m.TunMap,
 		m.UdpIngressMap,
 		m.UdpMap,
 		m.ZtEgress6Map,
@@ -698,12 +738,14 @@ type ZfwVariables struct {
 type ZfwPrograms struct {
 	ZfwEgress  *ebpf.Program `ebpf:"zfw_egress"`
 	ZfwIngress *ebpf.Program `ebpf:"zfw_ingress"`
+	ZfwTunXdp  *ebpf.Program `ebpf:"zfw_tun_xdp"`
 }
 
 func (p *ZfwPrograms) Close() error {
 	return _ZfwClose(
 		p.ZfwEgress,
 		p.ZfwIngress,
+		p.ZfwTunXdp,
 	)
 }
 

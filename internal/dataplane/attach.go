@@ -72,13 +72,19 @@ func (d *Dataplane) Attach(ifname string) (int, error) {
 		return 0, fmt.Errorf("attach %s: %w", ifname, err)
 	}
 	a := &attachment{ifname: ifname, ifindex: l.Attrs().Index}
-	for _, dir := range directions {
-		h, err := d.attachHook(a, dir)
-		if err != nil {
-			d.detach(a)
-			return 0, err
+	err = d.inNetns(func() error {
+		for _, dir := range directions {
+			h, err := d.attachHook(a, dir)
+			if err != nil {
+				d.detach(a)
+				return err
+			}
+			a.hooks = append(a.hooks, h)
 		}
-		a.hooks = append(a.hooks, h)
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	d.attach[ifname] = a
 	return a.ifindex, nil
@@ -226,4 +232,55 @@ func (d *Dataplane) Ifindex(name string) (int, error) {
 		return 0, &net.OpError{Op: "lookup", Net: "interface", Err: fmt.Errorf("%s: %w", name, err)}
 	}
 	return l.Attrs().Index, nil
+}
+
+// AttachTunXDP puts the tun return program on ifname in generic (skb)
+// mode, which works on any device; the link is pinned like the TC ones.
+func (d *Dataplane) AttachTunXDP(ifname string) (int, error) {
+	l, err := d.nl.LinkByName(ifname)
+	if err != nil {
+		return 0, fmt.Errorf("attach %s xdp: %w", ifname, err)
+	}
+	idx := l.Attrs().Index
+	if old := d.xdp[ifname]; old != nil {
+		return idx, nil
+	}
+	pin := filepath.Join(d.cfg.PinPath, linksDir, ifname+"-xdp")
+	if old, err := link.LoadPinnedLink(pin, nil); err == nil {
+		if err := old.Update(d.objs.ZfwTunXdp); err == nil {
+			d.xdp[ifname] = old
+			return idx, nil
+		}
+		old.Unpin()
+		old.Close()
+	}
+	var xl link.Link
+	err = d.inNetns(func() error {
+		var err error
+		xl, err = link.AttachXDP(link.XDPOptions{Program: d.objs.ZfwTunXdp, Interface: idx, Flags: link.XDPGenericMode})
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("attach %s xdp: %w", ifname, err)
+	}
+	if err := xl.Pin(pin); err != nil {
+		xl.Close()
+		return 0, fmt.Errorf("attach %s xdp: pin link: %w", ifname, err)
+	}
+	d.xdp[ifname] = xl
+	return idx, nil
+}
+
+// DetachTunXDP removes the tun return program from ifname.
+func (d *Dataplane) DetachTunXDP(ifname string) error {
+	xl := d.xdp[ifname]
+	if xl == nil {
+		return nil
+	}
+	delete(d.xdp, ifname)
+	xl.Unpin()
+	if err := xl.Close(); err != nil {
+		return fmt.Errorf("detach %s xdp: %w", ifname, err)
+	}
+	return nil
 }

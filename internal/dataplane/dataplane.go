@@ -11,11 +11,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/zfw-go/zfw/internal/bpfobj"
@@ -46,7 +49,9 @@ type Dataplane struct {
 	lock    *os.File
 	adopted bool
 	attach  map[string]*attachment
+	xdp     map[string]link.Link // tun return programs
 	routing bool
+	ns      netns.NsHandle // the namespace Open ran in
 }
 
 const linksDir = "links"
@@ -68,9 +73,15 @@ func Open(ctx context.Context, cfg Config) (*Dataplane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	d := &Dataplane{cfg: cfg, log: cfg.Logger, nl: nl, attach: make(map[string]*attachment)}
+	ns, err := netns.Get()
+	if err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("current network namespace: %w", err)
+	}
+	d := &Dataplane{cfg: cfg, log: cfg.Logger, nl: nl, attach: make(map[string]*attachment), xdp: make(map[string]link.Link), ns: ns}
 	if err := d.open(); err != nil {
 		nl.Close()
+		ns.Close()
 		if d.lock != nil {
 			d.lock.Close()
 		}
@@ -184,6 +195,11 @@ func (d *Dataplane) Close(keep bool) error {
 				errs = append(errs, err)
 			}
 		}
+		for name := range d.xdp {
+			if err := d.DetachTunXDP(name); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if d.routing {
 			if err := d.RemoveRouting(); err != nil {
 				errs = append(errs, err)
@@ -192,6 +208,9 @@ func (d *Dataplane) Close(keep bool) error {
 	} else {
 		for _, a := range d.attach {
 			a.release()
+		}
+		for _, xl := range d.xdp {
+			xl.Close()
 		}
 	}
 	if err := d.objs.Close(); err != nil {
@@ -206,7 +225,39 @@ func (d *Dataplane) Close(keep bool) error {
 		d.lock.Close()
 	}
 	d.nl.Close()
+	d.ns.Close()
 	return errors.Join(errs...)
+}
+
+// inNetns runs fn on a thread in the dataplane's namespace: links are
+// created by interface index, which the kernel resolves in the calling
+// thread's namespace, and the Firewall's methods may run on any thread.
+func (d *Dataplane) inNetns(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		self, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("current network namespace: %w", err)
+			return
+		}
+		defer self.Close()
+		if self.Equal(d.ns) {
+			runtime.UnlockOSThread()
+			errc <- fn()
+			return
+		}
+		if err := netns.Set(d.ns); err != nil {
+			errc <- fmt.Errorf("enter the dataplane's namespace: %w", err)
+			return // the thread stays locked and dies with the goroutine
+		}
+		err = fn()
+		if netns.Set(self) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
 }
 
 // ensureBPFFS makes sure the pin folder's parent lives on a bpf
