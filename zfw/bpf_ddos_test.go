@@ -2,6 +2,7 @@ package zfw
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +13,11 @@ import (
 func TestSYNFloodBansTheSource(t *testing.T) {
 	const limit = 20
 	h := newHarnessWith(t, Options{SYNFlood: SYNFlood{SYNsPerSecond: limit, BanDuration: time.Hour}})
-	h.manage("lo", InterfaceSettings{DDoSProtection: true})
+	h.manage("lo", InterfaceSettings{DDoSProtection: true, Verbose: true})
+	events, err := h.f.Events(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
 	attacker, other := addr("192.168.9.9"), addr("192.168.9.10")
 	syn := func(src string, port uint16, sport uint16) uint32 {
 		s := packet.Spec{Src: addr(src), Dst: addr("10.9.0.5"), Proto: packet.TCP, SrcPort: sport, DstPort: port, TCPFlags: packet.SYN}
@@ -26,6 +31,9 @@ func TestSYNFloodBansTheSource(t *testing.T) {
 	if code := syn(attacker.String(), 80, 30000); code != tcShot {
 		t.Fatalf("SYN over the threshold: code %d, want drop", code)
 	}
+	if ev := next(t, events, EventBan); ev.Src.Addr() != attacker || !strings.Contains(ev.String(), "SYN flood") {
+		t.Errorf("ban event %+v", ev)
+	}
 	udp := packet.Spec{Src: attacker, Dst: addr("10.9.0.5"), Proto: packet.UDP, SrcPort: 5, DstPort: 53}
 	if code := h.runFrame(packet.Build(udp), packet.Spec{}, 1).code; code != tcShot {
 		t.Errorf("banned source's UDP: code %d, want drop", code)
@@ -33,7 +41,8 @@ func TestSYNFloodBansTheSource(t *testing.T) {
 	if code := syn(other.String(), 80, 20000); code != tcOK {
 		t.Errorf("another source: code %d", code)
 	}
-	bans, err := h.f.DDoS().Bans()
+	var bans []Ban
+	bans, err = h.f.DDoS().Bans()
 	if err != nil || len(bans) != 1 || bans[0].Source != attacker || !bans[0].Until.After(time.Now().Add(50*time.Minute)) {
 		t.Fatalf("bans %+v, %v", bans, err)
 	}
