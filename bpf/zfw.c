@@ -297,6 +297,7 @@ struct enum_anchor {
 	enum tcp_flag tcp_flag;
 	enum event_kind event_kind;
 	enum event_version event_version;
+	enum track track;
 	struct event event;
 };
 const volatile struct enum_anchor zfw_enums;
@@ -818,7 +819,7 @@ static __always_inline bool event_allowed(const struct config *cfg, __u64 now)
 }
 
 static __always_inline void emit(struct __sk_buff *skb, const struct packet *pkt, __u8 kind,
-				 __u8 reason, const struct verdict *v)
+				 __u8 reason, const struct verdict *v, __u8 tracking)
 {
 	__u32 zero = 0;
 	struct config *cfg = bpf_map_lookup_elem(&config_map, &zero);
@@ -846,6 +847,7 @@ static __always_inline void emit(struct __sk_buff *skb, const struct packet *pkt
 	ev->dport = pkt->dport;
 	ev->tcp_flags = pkt->tcp_flags;
 	ev->reason = reason;
+	ev->tracking = tracking;
 	if (v) {
 		ev->action = v->action;
 		ev->rule_id = v->rule_id;
@@ -861,7 +863,7 @@ static __always_inline int drop(struct __sk_buff *skb, const struct packet *pkt,
 				__u8 reason, const struct verdict *v)
 {
 	if (iface_flags & ZFW_IFACE_VERBOSE)
-		emit(skb, pkt, ZFW_EVENT_DROP, reason, v);
+		emit(skb, pkt, ZFW_EVENT_DROP, reason, v, 0);
 	return TC_ACT_SHOT;
 }
 
@@ -937,7 +939,7 @@ static __always_inline int steer(struct __sk_buff *skb, const struct packet *pkt
 	}
 	count(ZFW_STAT_TPROXY);
 	if (iface_flags & ZFW_IFACE_VERBOSE)
-		emit(skb, pkt, ZFW_EVENT_STEER, 0, v);
+		emit(skb, pkt, ZFW_EVENT_STEER, 0, v, 0);
 	return TC_ACT_OK;
 }
 
@@ -1070,6 +1072,16 @@ static __always_inline __u64 tcp_timeout(const struct config *cfg, __u32 flags)
 
 #define ZFW_TCP_CLOSED (ZFW_TCP_CFIN | ZFW_TCP_SFIN | ZFW_TCP_CFIN_ACK | ZFW_TCP_SFIN_ACK)
 
+/* transition names what a TCP step did to a session, for events. */
+static __always_inline __u8 transition(__u32 before, __u32 after, bool closed, const struct packet *pkt)
+{
+	if (closed)
+		return (pkt->tcp_flags & TCP_FLAG_RST) ? ZFW_TRACK_RESET : ZFW_TRACK_CLOSED;
+	if (!(before & ZFW_TCP_EST) && (after & ZFW_TCP_EST))
+		return ZFW_TRACK_ESTABLISHED;
+	return 0;
+}
+
 /*
  * The TCP state machine, one step per segment, from the side that opened
  * the session (initiator) or the side that answered (responder). Each
@@ -1128,13 +1140,14 @@ static __always_inline bool tcp_responder(struct tcp_state *st, const struct pac
  * UDP datagram opens or refreshes one. Segments of sessions this side did
  * not open (replies of local servers) are not recorded here.
  */
-static __always_inline bool track_outbound(const struct packet *pkt, __u32 ifindex,
-					   const struct config *cfg)
+static __always_inline void track_outbound(const struct packet *pkt, __u32 ifindex,
+					   const struct config *cfg, __u8 *track)
 {
 	struct tuple_key k = {};
 	__u64 now = bpf_ktime_get_ns();
 	struct tcp_state *st;
 	bool closed = false;
+	__u32 before;
 
 	session_key(pkt, ifindex, true, &k);
 	if (pkt->proto == IPPROTO_UDP) {
@@ -1145,31 +1158,35 @@ static __always_inline bool track_outbound(const struct packet *pkt, __u32 ifind
 		count(ZFW_STAT_TRACKED);
 		if (cur) {
 			cur->tstamp = now;
-			return false;
+			return;
 		}
 		bpf_map_update_elem(&udp_map, &k, &us, BPF_ANY);
-		return true;
+		*track = ZFW_TRACK_OPENED_OUT;
+		return;
 	}
 	if (opens_connection(pkt)) {
 		struct tcp_state ts = { .tstamp = now, .flags = ZFW_TCP_SYN };
 
 		bpf_map_update_elem(&tcp_map, &k, &ts, BPF_ANY);
 		count(ZFW_STAT_TRACKED);
-		return true;
+		*track = ZFW_TRACK_OPENED_OUT;
+		return;
 	}
 	st = bpf_map_lookup_elem(&tcp_map, &k);
 	if (!st)
-		return false;
+		return;
 	if (now - st->tstamp > tcp_timeout(cfg, st->flags)) {
 		bpf_map_delete_elem(&tcp_map, &k);
-		return false;
+		*track = ZFW_TRACK_EXPIRED;
+		return;
 	}
 	count(ZFW_STAT_TRACKED);
 	st->tstamp = now;
+	before = st->flags;
 	tcp_initiator(st, pkt, &closed);
+	*track = transition(before, st->flags, closed, pkt);
 	if (closed)
 		bpf_map_delete_elem(&tcp_map, &k);
-	return false;
 }
 
 /*
@@ -1179,12 +1196,13 @@ static __always_inline bool track_outbound(const struct packet *pkt, __u32 ifind
  * SYN-ACK gets in; a RST ends the session and passes, so the host learns.
  */
 static __always_inline bool admit_reply(const struct packet *pkt, __u32 ifindex,
-					const struct config *cfg)
+					const struct config *cfg, __u8 *track)
 {
 	struct tuple_key k = {};
 	__u64 now = bpf_ktime_get_ns();
 	struct tcp_state *st;
 	bool closed = false;
+	__u32 before;
 
 	session_key(pkt, ifindex, false, &k);
 	if (pkt->proto == IPPROTO_UDP) {
@@ -1194,6 +1212,7 @@ static __always_inline bool admit_reply(const struct packet *pkt, __u32 ifindex,
 			return false;
 		if (now - us->tstamp > cfg->udp_ns) {
 			bpf_map_delete_elem(&udp_map, &k);
+			*track = ZFW_TRACK_EXPIRED;
 			return false;
 		}
 		us->tstamp = now;
@@ -1204,11 +1223,14 @@ static __always_inline bool admit_reply(const struct packet *pkt, __u32 ifindex,
 		return false;
 	if (now - st->tstamp > tcp_timeout(cfg, st->flags)) {
 		bpf_map_delete_elem(&tcp_map, &k);
+		*track = ZFW_TRACK_EXPIRED;
 		return false;
 	}
+	before = st->flags;
 	if (!tcp_responder(st, pkt, &closed))
 		return false;
 	st->tstamp = now;
+	*track = transition(before, st->flags, closed, pkt);
 	if (closed)
 		bpf_map_delete_elem(&tcp_map, &k);
 	return true;
@@ -1228,13 +1250,14 @@ static __always_inline void *inbound_map(const struct packet *pkt)
  * session.
  */
 static __always_inline bool inbound_fast_path(const struct packet *pkt, __u32 ifindex,
-					      const struct config *cfg, struct verdict *v)
+					      const struct config *cfg, struct verdict *v, __u8 *track)
 {
 	struct tuple_key k = {};
 	struct inbound_state *st;
 	__u64 now = bpf_ktime_get_ns();
 	bool closed = false;
 	__u64 timeout;
+	__u32 before;
 
 	if (opens_connection(pkt))
 		return false;
@@ -1245,6 +1268,7 @@ static __always_inline bool inbound_fast_path(const struct packet *pkt, __u32 if
 	timeout = pkt->proto == IPPROTO_UDP ? cfg->udp_ns : tcp_timeout(cfg, st->tcp.flags);
 	if (now - st->tcp.tstamp > timeout) {
 		bpf_map_delete_elem(inbound_map(pkt), &k);
+		*track = ZFW_TRACK_EXPIRED;
 		return false;
 	}
 	st->tcp.tstamp = now;
@@ -1252,7 +1276,9 @@ static __always_inline bool inbound_fast_path(const struct packet *pkt, __u32 if
 	v->rule_id = st->rule_id;
 	v->tproxy_port = st->tproxy_port;
 	if (pkt->proto == IPPROTO_TCP) {
+		before = st->tcp.flags;
 		tcp_initiator(&st->tcp, pkt, &closed);
+		*track = transition(before, st->tcp.flags, closed, pkt);
 		if (closed)
 			bpf_map_delete_elem(&tcp_ingress_map, &k);
 	}
@@ -1280,11 +1306,12 @@ static __always_inline bool open_inbound(const struct packet *pkt, __u32 ifindex
  * inbound_reply runs on egress: a packet the local side sends in a
  * session opened inwards advances its state. Returns true if it was one.
  */
-static __always_inline bool inbound_reply(const struct packet *pkt, __u32 ifindex)
+static __always_inline bool inbound_reply(const struct packet *pkt, __u32 ifindex, __u8 *track)
 {
 	struct tuple_key k = {};
 	struct inbound_state *st;
 	bool closed = false;
+	__u32 before;
 
 	session_key(pkt, ifindex, false, &k);
 	st = bpf_map_lookup_elem(inbound_map(pkt), &k);
@@ -1292,7 +1319,9 @@ static __always_inline bool inbound_reply(const struct packet *pkt, __u32 ifinde
 		return false;
 	st->tcp.tstamp = bpf_ktime_get_ns();
 	if (pkt->proto == IPPROTO_TCP) {
+		before = st->tcp.flags;
 		tcp_responder(&st->tcp, pkt, &closed);
+		*track = transition(before, st->tcp.flags, closed, pkt);
 		if (closed)
 			bpf_map_delete_elem(&tcp_ingress_map, &k);
 	}
@@ -1813,7 +1842,7 @@ int zfw_ingress(struct __sk_buff *skb)
 
 		if (count_syn(&pkt, cfg, now)) {
 			if (flags & ZFW_IFACE_VERBOSE)
-				emit(skb, &pkt, ZFW_EVENT_BAN, ZFW_REASON_BANNED, NULL);
+				emit(skb, &pkt, ZFW_EVENT_BAN, ZFW_REASON_BANNED, NULL, 0);
 			count(ZFW_STAT_BANNED);
 			return drop(skb, &pkt, flags, ZFW_REASON_BANNED, NULL);
 		}
@@ -1821,14 +1850,20 @@ int zfw_ingress(struct __sk_buff *skb)
 	if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_in(skb, &pkt, ifindex))
 		return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
 	if (flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) {
-		if (inbound_fast_path(&pkt, ifindex, cfg, &v)) {
+		__u8 track = 0;
+		bool fast = inbound_fast_path(&pkt, ifindex, cfg, &v, &track);
+		bool reply = !fast && !track && admit_reply(&pkt, ifindex, cfg, &track);
+
+		if (track && (flags & ZFW_IFACE_VERBOSE))
+			emit(skb, &pkt, ZFW_EVENT_SESSION, 0, fast ? &v : NULL, track);
+		if (fast) {
 			count(ZFW_STAT_FAST_PATH);
 			record_verdict(skb, &v);
 			if (v.action == ZFW_ACTION_TPROXY)
 				return steer(skb, &pkt, &v, cfg->mark, flags);
 			return TC_ACT_OK;
 		}
-		if (admit_reply(&pkt, ifindex, cfg)) {
+		if (reply) {
 			count(ZFW_STAT_REPLY);
 			v.action = ZFW_ACTION_PASS;
 			record_verdict(skb, &v);
@@ -1879,7 +1914,7 @@ int zfw_ingress(struct __sk_buff *skb)
 	if ((flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) &&
 	    v.action != ZFW_ACTION_DENY && !cached && open_inbound(&pkt, ifindex, &v) &&
 	    (flags & ZFW_IFACE_VERBOSE))
-		emit(skb, &pkt, ZFW_EVENT_SESSION_OPEN, 0, &v);
+		emit(skb, &pkt, ZFW_EVENT_SESSION, 0, &v, ZFW_TRACK_OPENED_IN);
 
 	switch (v.action) {
 	case ZFW_ACTION_TPROXY:
@@ -1935,6 +1970,7 @@ int zfw_egress(struct __sk_buff *skb)
 	struct config *cfg;
 	struct packet pkt = {};
 	struct scan_ctx c = {};
+	__u8 track = 0;
 	__u32 flags;
 
 	ifs = bpf_map_lookup_elem(&diag_map, &ifindex);
@@ -1956,15 +1992,20 @@ int zfw_egress(struct __sk_buff *skb)
 			}
 			modbus_request(skb, &pkt, ifindex);
 		}
-		if (inbound_reply(&pkt, ifindex))
+		if (inbound_reply(&pkt, ifindex, &track)) {
+			if (track && (flags & ZFW_IFACE_VERBOSE))
+				emit(skb, &pkt, ZFW_EVENT_SESSION, 0, NULL, track);
 			break;
+		}
 		if ((flags & ZFW_IFACE_OUTBOUND_FILTER) && !outbound_allowed(&pkt, ifindex, flags)) {
 			count(ZFW_STAT_EGRESS_DENY);
 			return drop(skb, &pkt, flags, ZFW_REASON_RULE_DENY, NULL);
 		}
-		if ((flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) &&
-		    track_outbound(&pkt, ifindex, cfg) && (flags & ZFW_IFACE_VERBOSE))
-			emit(skb, &pkt, ZFW_EVENT_SESSION_OPEN, 0, NULL);
+		if (flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) {
+			track_outbound(&pkt, ifindex, cfg, &track);
+			if (track && (flags & ZFW_IFACE_VERBOSE))
+				emit(skb, &pkt, ZFW_EVENT_SESSION, 0, NULL, track);
+		}
 		if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_out(skb, &pkt, ifindex))
 			return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
 		break;

@@ -61,9 +61,19 @@ func TestEventsReportDropsAndSessions(t *testing.T) {
 	}
 
 	h.egress(packet.Spec{Src: hostAddr, Dst: serverAddr, Proto: packet.TCP, SrcPort: 40000, DstPort: 443, TCPFlags: packet.SYN}, 1)
-	ev = next(t, ch, EventSessionOpen)
-	if !ev.Egress || ev.Src.String() != "10.50.0.1:40000" {
+	ev = next(t, ch, EventSession)
+	if !ev.Egress || ev.Src.String() != "10.50.0.1:40000" || ev.Session != SessionOpenedOut {
 		t.Errorf("session event %+v", ev)
+	}
+	// The server answers, the host acknowledges: established; then a RST.
+	h.runFrame(packet.Build(packet.Spec{Src: serverAddr, Dst: hostAddr, Proto: packet.TCP, SrcPort: 443, DstPort: 40000, TCPFlags: packet.SYN | packet.ACK, Seq: 5000, Ack: 1001}), packet.Spec{}, 1)
+	h.egress(packet.Spec{Src: hostAddr, Dst: serverAddr, Proto: packet.TCP, SrcPort: 40000, DstPort: 443, TCPFlags: packet.ACK, Seq: 1001, Ack: 5001}, 1)
+	if ev = next(t, ch, EventSession); ev.Session != SessionEstablished {
+		t.Errorf("after the handshake: %+v", ev)
+	}
+	h.runFrame(packet.Build(packet.Spec{Src: serverAddr, Dst: hostAddr, Proto: packet.TCP, SrcPort: 443, DstPort: 40000, TCPFlags: packet.RST, Seq: 5001}), packet.Spec{}, 1)
+	if ev = next(t, ch, EventSession); ev.Session != SessionReset || !strings.Contains(ev.String(), "session reset") {
+		t.Errorf("after the RST: %+v (%s)", ev, ev)
 	}
 
 	h.add(steer("10.9.0.6/32", 80, 80, 7999))

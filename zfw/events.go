@@ -28,8 +28,9 @@ const (
 	EventDrop = EventKind(bpfobj.ZfwEventKindZFW_EVENT_DROP)
 	// EventSteer: a new flow was handed to its TPROXY listener.
 	EventSteer = EventKind(bpfobj.ZfwEventKindZFW_EVENT_STEER)
-	// EventSessionOpen: a tracked session began.
-	EventSessionOpen = EventKind(bpfobj.ZfwEventKindZFW_EVENT_SESSION_OPEN)
+	// EventSession: a tracked session changed state; Event.Session says
+	// how.
+	EventSession = EventKind(bpfobj.ZfwEventKindZFW_EVENT_SESSION)
 	// EventBan: a source was banned for flooding SYNs.
 	EventBan = EventKind(bpfobj.ZfwEventKindZFW_EVENT_BAN)
 )
@@ -40,12 +41,43 @@ func (k EventKind) String() string {
 		return "drop"
 	case EventSteer:
 		return "steer"
-	case EventSessionOpen:
+	case EventSession:
 		return "session"
 	case EventBan:
 		return "ban"
 	}
 	return fmt.Sprintf("event(%d)", uint8(k))
+}
+
+// SessionChange is what happened to a tracked session.
+type SessionChange uint8
+
+// Session changes.
+const (
+	SessionOpenedOut   = SessionChange(bpfobj.ZfwTrackZFW_TRACK_OPENED_OUT)
+	SessionOpenedIn    = SessionChange(bpfobj.ZfwTrackZFW_TRACK_OPENED_IN)
+	SessionEstablished = SessionChange(bpfobj.ZfwTrackZFW_TRACK_ESTABLISHED)
+	SessionClosed      = SessionChange(bpfobj.ZfwTrackZFW_TRACK_CLOSED)
+	SessionReset       = SessionChange(bpfobj.ZfwTrackZFW_TRACK_RESET)
+	SessionExpired     = SessionChange(bpfobj.ZfwTrackZFW_TRACK_EXPIRED)
+)
+
+func (c SessionChange) String() string {
+	switch c {
+	case SessionOpenedOut:
+		return "opened outwards"
+	case SessionOpenedIn:
+		return "opened inwards"
+	case SessionEstablished:
+		return "established"
+	case SessionClosed:
+		return "closed"
+	case SessionReset:
+		return "reset"
+	case SessionExpired:
+		return "expired"
+	}
+	return fmt.Sprintf("change(%d)", uint8(c))
 }
 
 // DropReason says why a packet was dropped.
@@ -109,6 +141,8 @@ type Event struct {
 	RuleID     uint32
 	TProxyPort uint16
 	Reason     DropReason
+	// Session is what changed, for EventSession.
+	Session SessionChange
 	// SrcMAC and DstMAC are the frame's, when it has an Ethernet header.
 	SrcMAC, DstMAC net.HardwareAddr
 }
@@ -136,8 +170,8 @@ func (e Event) String() string {
 		if e.RuleID != 0 {
 			fmt.Fprintf(&b, " (rule %d)", e.RuleID)
 		}
-	case EventSessionOpen:
-		b.WriteString(" | session opened")
+	case EventSession:
+		fmt.Fprintf(&b, " | session %s", e.Session)
 	case EventBan:
 		b.WriteString(" | SYN flood: source banned")
 	default:
@@ -263,6 +297,7 @@ func decodeEvent(raw []byte, offset int64, names map[uint32]string) (Event, bool
 		RuleID:     e.RuleId,
 		TProxyPort: e.TproxyPort,
 		Reason:     DropReason(e.Reason),
+		Session:    SessionChange(e.Tracking),
 	}
 	if !bytes.Equal(e.Smac[:], make([]byte, 6)) {
 		ev.SrcMAC = net.HardwareAddr(bytes.Clone(e.Smac[:]))

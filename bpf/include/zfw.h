@@ -473,7 +473,7 @@ enum event_version {
 enum event_kind {
 	ZFW_EVENT_DROP = 1,           /* a packet dropped; reason says why      */
 	ZFW_EVENT_STEER = 2,          /* a new flow assigned to its listener    */
-	ZFW_EVENT_SESSION_OPEN = 3,   /* a session began (tracking: direction)  */
+	ZFW_EVENT_SESSION = 3,        /* a session changed state (tracking)     */
 	ZFW_EVENT_BAN = 4,            /* a source was banned for flooding SYNs  */
 };
 
@@ -498,7 +498,18 @@ struct event {
 	__u8 tcp_flags;
 	__u8 smac[6];
 	__u8 dmac[6];
-	__u8 pad[2];
+	__u8 tracking;  /* enum track, for session events */
+	__u8 pad;
+};
+
+/* Session state changes that session events report. */
+enum track {
+	ZFW_TRACK_OPENED_OUT = 1,  /* opened outwards (egress)        */
+	ZFW_TRACK_OPENED_IN = 2,   /* opened inwards, admitted by a rule */
+	ZFW_TRACK_ESTABLISHED = 3, /* TCP handshake completed         */
+	ZFW_TRACK_CLOSED = 4,      /* both FINs acknowledged          */
+	ZFW_TRACK_RESET = 5,       /* RST                             */
+	ZFW_TRACK_EXPIRED = 6,     /* idle past its timeout           */
 };
 
 /* event_budget: the per-CPU rate limit's current one-second window. */

@@ -61,7 +61,7 @@ type ZfwEnumAnchor struct {
 	TcpFlag      uint32
 	EventKind    uint32
 	EventVersion uint32
-	_            [4]byte
+	Track        uint32
 	Event        struct {
 		_          structs.HostLayout
 		Version    uint8
@@ -82,7 +82,8 @@ type ZfwEnumAnchor struct {
 		TcpFlags   uint8
 		Smac       [6]uint8
 		Dmac       [6]uint8
-		Pad        [2]uint8
+		Tracking   uint8
+		Pad        uint8
 		_          [4]byte
 	}
 }
@@ -107,7 +108,8 @@ type ZfwEvent struct {
 	TcpFlags   uint8
 	Smac       [6]uint8
 	Dmac       [6]uint8
-	Pad        [2]uint8
+	Tracking   uint8
+	Pad        uint8
 	_          [4]byte
 }
 
@@ -121,10 +123,10 @@ type ZfwEventBudget struct {
 type ZfwEventKind uint32
 
 const (
-	ZfwEventKindZFW_EVENT_DROP         ZfwEventKind = 1
-	ZfwEventKindZFW_EVENT_STEER        ZfwEventKind = 2
-	ZfwEventKindZFW_EVENT_SESSION_OPEN ZfwEventKind = 3
-	ZfwEventKindZFW_EVENT_BAN          ZfwEventKind = 4
+	ZfwEventKindZFW_EVENT_DROP    ZfwEventKind = 1
+	ZfwEventKindZFW_EVENT_STEER   ZfwEventKind = 2
+	ZfwEventKindZFW_EVENT_SESSION ZfwEventKind = 3
+	ZfwEventKindZFW_EVENT_BAN     ZfwEventKind = 4
 )
 
 type ZfwEventVersion uint32
@@ -447,6 +449,17 @@ type ZfwTproxyExtKey struct {
 	Proto      uint8
 	Pad        uint8
 }
+
+type ZfwTrack uint32
+
+const (
+	ZfwTrackZFW_TRACK_OPENED_OUT  ZfwTrack = 1
+	ZfwTrackZFW_TRACK_OPENED_IN   ZfwTrack = 2
+	ZfwTrackZFW_TRACK_ESTABLISHED ZfwTrack = 3
+	ZfwTrackZFW_TRACK_CLOSED      ZfwTrack = 4
+	ZfwTrackZFW_TRACK_RESET       ZfwTrack = 5
+	ZfwTrackZFW_TRACK_EXPIRED     ZfwTrack = 6
+)
 
 type ZfwTunConfig struct {
 	_       structs.HostLayout
