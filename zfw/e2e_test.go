@@ -1113,8 +1113,11 @@ func TestEndToEndTunnelMode(t *testing.T) {
 	r := newRouter(t, topo, zfw.Options{Interfaces: []zfw.Interface{{Name: topo.RouterClientIf, InterfaceSettings: zfw.InterfaceSettings{TunnelMode: true}}}})
 	tun := openTun(t, topo.Router, "zt0")
 	ctx := context.Background()
-	if err := r.fw.SetTunnel(ctx, "zt0"); err != nil {
+	if err := r.fw.SetTunnel(ctx, zfw.Tunnel{Interface: "zt0", Prefix: netip.MustParsePrefix("100.64.0.0/10")}); err != nil {
 		t.Fatal(err)
+	}
+	if got := r.fw.Tunnel(); got.Interface != "zt0" || got.Prefix.String() != "100.64.0.0/10" {
+		t.Errorf("Tunnel() = %+v", got)
 	}
 	if err := r.fw.Register(ctx, intercept.Intercept{ServiceID: "tun-udp", Protocols: []intercept.Protocol{intercept.UDP},
 		Addresses: []netip.Prefix{netip.MustParsePrefix("10.91.0.0/24")}, Ports: []intercept.PortRange{{Low: 5353, High: 5353}}, TProxyPort: 1}); err != nil {
@@ -1163,7 +1166,16 @@ func TestEndToEndTunnelMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.Tunneled == 0 || st.TunReturned == 0 {
-		out, _ := topo.Router.Exec(context.Background(), "ip", "-d", "link", "show", "zt0")
-		t.Errorf("stats %+v: want packets tunneled and returned\n%s", st, out)
+		t.Errorf("stats %+v: want packets tunneled and returned", st)
+	}
+	// Tunnel mode off: the flow goes to its (absent) socket, not the tun.
+	if err := r.fw.SetTunnel(ctx, zfw.Tunnel{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := udpAsk(topo.Client, "10.91.0.5:5353", "again"); err == nil {
+		t.Error("a reply came with tunnel mode off and no listener")
+	}
+	if after, _ := r.fw.Stats(); after.Tunneled != st.Tunneled || after.NoListener == 0 {
+		t.Errorf("with tunnel mode off: tunneled %d -> %d, no-listener drops %d", st.Tunneled, after.Tunneled, after.NoListener)
 	}
 }

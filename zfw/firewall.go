@@ -52,7 +52,7 @@ type Firewall struct {
 	ifaces   map[string]*ifaceState
 	services map[string]*service
 	events   *eventReader // the active Events reader, if any
-	tunnel   string       // the Ziti tun of tunnel mode, if set
+	tunnel   Tunnel       // tunnel mode, if set
 }
 
 type ifaceState struct {

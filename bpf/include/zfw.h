@@ -66,10 +66,14 @@ enum iface_flag {
 	ZFW_IFACE_TUNNEL_MODE = 1 << 13,
 };
 
-/* ifindex_tun_map[0]: the Ziti tun interface; ifindex 0 = none. */
+/* ifindex_tun_map[0]: the Ziti tun interface (ifindex 0 = none) and the
+ * range its tunneler hands out addresses from (e.g. 100.64.0.0/10). */
 struct tun_config {
 	__u32 ifindex;
-	__u32 pad;
+	__u32 prefix[4];
+	__u8 prefix_len;
+	__u8 family;
+	__u8 pad[2];
 };
 
 /*

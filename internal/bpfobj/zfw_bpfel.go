@@ -462,9 +462,12 @@ const (
 )
 
 type ZfwTunConfig struct {
-	_       structs.HostLayout
-	Ifindex uint32
-	Pad     uint32
+	_         structs.HostLayout
+	Ifindex   uint32
+	Prefix    [4]uint32
+	PrefixLen uint8
+	Family    uint8
+	Pad       [2]uint8
 }
 
 type ZfwTunKey struct {
