@@ -1,6 +1,7 @@
 # zfw: every verb installs what it needs on a fresh Debian machine.
 SHELL := /bin/bash
-GO ?= go
+# sudo may drop Go from PATH; fall back to the standard install location.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev bpftool iproute2
 PKGS := ./...
 
