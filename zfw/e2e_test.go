@@ -93,6 +93,16 @@ func echoTCP(t *testing.T, ns *testenv.Namespace, addr string) *tproxy.TCPListen
 	return ln
 }
 
+// refused fails the test if a TCP connection from ns to dst succeeds
+// within timeout; the message says what must not have happened.
+func refused(t *testing.T, ns *testenv.Namespace, dst string, timeout time.Duration, format string, args ...any) {
+	t.Helper()
+	if c, err := dialFrom(ns, dst, timeout); err == nil {
+		c.Close()
+		t.Errorf(format, args...)
+	}
+}
+
 // dialFrom opens a TCP connection from inside ns.
 func dialFrom(ns *testenv.Namespace, dst string, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
@@ -160,10 +170,7 @@ func TestEndToEndTCP(t *testing.T) {
 		})
 	}
 	t.Run("unintercepted port is not steered", func(t *testing.T) {
-		if c, err := dialFrom(topo.Client, "10.99.0.7:8081", 2*time.Second); err == nil {
-			c.Close()
-			t.Fatal("connection to an unintercepted port succeeded")
-		}
+		refused(t, topo.Client, "10.99.0.7:8081", 2*time.Second, "connection to an unintercepted port succeeded")
 	})
 	st, err := r.fw.Stats()
 	if err != nil {
@@ -261,10 +268,7 @@ func TestEndToEndUnregisterWhileTrafficFlows(t *testing.T) {
 	if err := r.fw.Unregister(ctx, "svc"); err != nil {
 		t.Fatal(err)
 	}
-	if nc, err := dialFrom(topo.Client, "10.97.0.1:7070", 2*time.Second); err == nil {
-		nc.Close()
-		t.Error("a new connection was steered after Unregister")
-	}
+	refused(t, topo.Client, "10.97.0.1:7070", 2*time.Second, "a new connection was steered after Unregister")
 	close(stop)
 	if err := <-done; err != nil {
 		t.Errorf("connection opened before Unregister broke: %v", err)
@@ -568,10 +572,7 @@ func TestInterfaceAddressesFollowNetlink(t *testing.T) {
 		t.Fatalf("SSH to the router's new address: %v", err)
 	}
 	c.Close()
-	if c, err := dialFrom(topo.Client, "10.201.1.1:80", 2*time.Second); err == nil {
-		c.Close()
-		t.Error("a port no rule allows was reachable on a default-deny interface")
-	}
+	refused(t, topo.Client, "10.201.1.1:80", 2*time.Second, "a port no rule allows was reachable on a default-deny interface")
 
 	ip("addr", "del", extra.String(), "dev", topo.RouterClientIf)
 	waitFor("the removed address is forgotten", func() bool { return !has(extra.Addr()) })
@@ -679,10 +680,7 @@ func TestEndToEndHostFirewall(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if c, err := dialFrom(topo.Server, netip.AddrPortFrom(topo.ClientAddr4.Addr(), 7777).String(), 2*time.Second); err == nil {
-		c.Close()
-		t.Error("an unsolicited inbound connection got through a default-deny interface")
-	}
+	refused(t, topo.Server, netip.AddrPortFrom(topo.ClientAddr4.Addr(), 7777).String(), 2*time.Second, "an unsolicited inbound connection got through a default-deny interface")
 	// Inbound, admitted by a rule: works, and takes the fast path.
 	if _, err := fw.Rules().Add(context.Background(), zfw.Rule{
 		Action: zfw.Pass, Protocol: intercept.TCP,
@@ -758,10 +756,7 @@ func TestEndToEndOutboundFilter(t *testing.T) {
 		c.Close()
 	}
 	denied := netip.AddrPortFrom(topo.ServerAddr4.Addr(), shut4.Port()).String()
-	if c, err := dialFrom(topo.Client, denied, 2*time.Second); err == nil {
-		c.Close()
-		t.Errorf("connection to the denied destination %s succeeded", denied)
-	}
+	refused(t, topo.Client, denied, 2*time.Second, "connection to the denied destination %s succeeded", denied)
 	if st, _ := fw.Stats(); st.EgressDenied == 0 {
 		t.Errorf("stats %+v: want egress denials", st)
 	}
@@ -908,10 +903,7 @@ func TestEndToEndMasqueradingRouter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if c, err := dialFrom(topo.Server, netip.AddrPortFrom(topo.ClientAddr4.Addr(), 7779).String(), 2*time.Second); err == nil {
-		c.Close()
-		t.Error("an unsolicited connection from outside reached the client")
-	}
+	refused(t, topo.Server, netip.AddrPortFrom(topo.ClientAddr4.Addr(), 7779).String(), 2*time.Second, "an unsolicited connection from outside reached the client")
 	st, err := r.fw.Stats()
 	if err != nil {
 		t.Fatal(err)
@@ -1062,10 +1054,7 @@ func TestEndToEndSYNFlood(t *testing.T) {
 			t.Fatalf("established session during the flood: %q, %v", got, err)
 		}
 	}
-	if c, err := dialFrom(topo.Client, netip.AddrPortFrom(dst, 9999).String(), time.Second); err == nil {
-		c.Close()
-		t.Error("the banned source could still connect")
-	}
+	refused(t, topo.Client, netip.AddrPortFrom(dst, 9999).String(), time.Second, "the banned source could still connect")
 	if st, _ := r.fw.Stats(); st.Banned == 0 {
 		t.Errorf("stats %+v: want banned packets", st)
 	}
