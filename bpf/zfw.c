@@ -594,7 +594,7 @@ struct verdict {
 	__u32 rule_id;
 	__u16 tproxy_port;
 	__u8 action;
-	__u8 matched;
+	__u8 pad;
 };
 
 /* scan_ctx carries one prefix key's rule block through bpf_loop. */
@@ -698,7 +698,6 @@ static long scan_range(__u32 i, void *arg)
 	c->v.rule_id = e->rule_id;
 	c->v.action = e->action;
 	c->v.tproxy_port = e->tproxy_port;
-	c->v.matched = 1;
 	c->done = 1;
 	count_hit(e->rule_id);
 	return 1;

@@ -29,13 +29,7 @@ type Ban struct {
 }
 
 func (d *DDoS) objects(ctx context.Context) (*bpfobj.ZfwObjects, error) {
-	if err := d.f.check(ctx); err != nil {
-		return nil, err
-	}
-	if d.f.dp == nil {
-		return nil, errors.New("ddos: no kernel dataplane in memory mode")
-	}
-	return d.f.dp.Objects(), nil
+	return d.f.kernel(ctx, "ddos")
 }
 
 // ProtectPorts limits SYN counting to these destination ports (with

@@ -209,16 +209,14 @@ var ErrEventsBusy = errors.New("events: another reader is active")
 func (f *Firewall) Events(ctx context.Context) (<-chan Event, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.check(ctx); err != nil {
+	objs, err := f.kernel(ctx, "events")
+	if err != nil {
 		return nil, err
-	}
-	if f.dp == nil {
-		return nil, errors.New("events: no kernel dataplane in memory mode")
 	}
 	if f.events != nil {
 		return nil, ErrEventsBusy
 	}
-	rd, err := ringbuf.NewReader(f.dp.Objects().RbMap)
+	rd, err := ringbuf.NewReader(objs.RbMap)
 	if err != nil {
 		return nil, fmt.Errorf("events: open rb_map: %w", err)
 	}

@@ -336,6 +336,19 @@ func (f *Firewall) Close() error {
 	return f.dp.Close(f.opts.KeepOnClose)
 }
 
+// kernel returns the loaded objects for op, or why op cannot run: the
+// firewall is closed, ctx is done, or it keeps its maps in memory. f.mu
+// must be held.
+func (f *Firewall) kernel(ctx context.Context, op string) (*bpfobj.ZfwObjects, error) {
+	if err := f.check(ctx); err != nil {
+		return nil, err
+	}
+	if f.dp == nil {
+		return nil, fmt.Errorf("%s: no kernel dataplane in memory mode", op)
+	}
+	return f.dp.Objects(), nil
+}
+
 func (f *Firewall) check(ctx context.Context) error {
 	if f.closed {
 		return ErrClosed
@@ -504,13 +517,11 @@ type Stats struct {
 func (f *Firewall) Stats() (Stats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closed {
-		return Stats{}, ErrClosed
+	objs, err := f.kernel(context.Background(), "stats")
+	if err != nil {
+		return Stats{}, err
 	}
-	if f.dp == nil {
-		return Stats{}, errors.New("stats: no kernel dataplane in memory mode")
-	}
-	return readStats(f.dp.Objects().StatsMap)
+	return readStats(objs.StatsMap)
 }
 
 func readStats(m *ebpf.Map) (Stats, error) {

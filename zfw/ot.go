@@ -31,13 +31,11 @@ func (o *OT) BlockDNP3(ctx context.Context, codes ...uint8) error {
 func (o *OT) change(ctx context.Context, codes []uint8, allow bool) error {
 	o.f.mu.Lock()
 	defer o.f.mu.Unlock()
-	if err := o.f.check(ctx); err != nil {
+	objs, err := o.f.kernel(ctx, "ot")
+	if err != nil {
 		return err
 	}
-	if o.f.dp == nil {
-		return errors.New("ot: no kernel dataplane in memory mode")
-	}
-	m := o.f.dp.Objects().Dnp3FcodeMap
+	m := objs.Dnp3FcodeMap
 	for _, c := range codes {
 		var err error
 		if allow {
@@ -56,15 +54,13 @@ func (o *OT) change(ctx context.Context, codes []uint8, allow bool) error {
 func (o *OT) DNP3Allowed() ([]uint8, error) {
 	o.f.mu.Lock()
 	defer o.f.mu.Unlock()
-	if err := o.f.check(context.Background()); err != nil {
+	objs, err := o.f.kernel(context.Background(), "ot")
+	if err != nil {
 		return nil, err
-	}
-	if o.f.dp == nil {
-		return nil, errors.New("ot: no kernel dataplane in memory mode")
 	}
 	var out []uint8
 	var c, v uint8
-	it := o.f.dp.Objects().Dnp3FcodeMap.Iterate()
+	it := objs.Dnp3FcodeMap.Iterate()
 	for it.Next(&c, &v) {
 		out = append(out, c)
 	}

@@ -31,13 +31,10 @@ func (f *Firewall) SetTunnel(ctx context.Context, t Tunnel) error {
 	name := t.Interface
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.check(ctx); err != nil {
+	objs, err := f.kernel(ctx, "set tunnel")
+	if err != nil {
 		return err
 	}
-	if f.dp == nil {
-		return fmt.Errorf("set tunnel: no kernel dataplane in memory mode")
-	}
-	objs := f.dp.Objects()
 	var cfg bpfobj.ZfwTunConfig
 	if name != "" {
 		if err := validIfname(name); err != nil {
