@@ -150,6 +150,13 @@ struct {
 } matched6_map SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ZFW_FLOW_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct flow_entry);
+} flow_cache SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, ZFW_MATCH_CACHE);
 	__type(key, struct tuple_key);
@@ -298,6 +305,8 @@ struct enum_anchor {
 	enum event_kind event_kind;
 	enum event_version event_version;
 	enum track track;
+	enum flow_kind flow_kind;
+	enum flow_limits flow_limits;
 	struct event event;
 };
 const volatile struct enum_anchor zfw_enums;
@@ -953,6 +962,211 @@ static __always_inline bool keeps_steering(const struct packet *pkt, const struc
 	       !opens_connection(pkt);
 }
 
+/* ---- flow cache (struct flow_entry in zfw.h) ------------------------- */
+
+/*
+ * Interfaces whose packets the flow cache may decide: none of the per-packet
+ * work of DDoS protection, OT filtering, masquerade, tunnel mode or events
+ * can be skipped.
+ */
+#define ZFW_FLOW_UNCACHED (ZFW_IFACE_DDOS | ZFW_IFACE_OT_FILTERING | ZFW_IFACE_MASQUERADE | \
+			   ZFW_IFACE_TUNNEL_MODE | ZFW_IFACE_VERBOSE)
+
+/*
+ * A flow is named by its tuple as seen on ingress: a packet seen on egress
+ * (reverse) is read back to front, so both directions name the same entry.
+ * The helpers below read the packet in place rather than copy the tuple:
+ * the ingress program's stack is close to the verifier's limit.
+ */
+static __always_inline const __u32 *flow_src(const struct packet *pkt, bool reverse)
+{
+	return reverse ? pkt->daddr : pkt->saddr;
+}
+
+static __always_inline const __u32 *flow_dst(const struct packet *pkt, bool reverse)
+{
+	return reverse ? pkt->saddr : pkt->daddr;
+}
+
+/* flow_slot spreads flows over the cache with a cheap multiplicative
+ * mix; a collision costs one slow-path packet, never a wrong verdict,
+ * because a hit compares the whole tuple. */
+static __always_inline __u32 flow_slot(const struct packet *pkt, __u32 ifindex, bool reverse)
+{
+	const __u32 *src = flow_src(pkt, reverse), *dst = flow_dst(pkt, reverse);
+	__u16 sport = reverse ? pkt->dport : pkt->sport;
+	__u16 dport = reverse ? pkt->sport : pkt->dport;
+	__u32 h = src[0] * 0x9e3779b1u;
+
+	h ^= dst[0] * 0x85ebca77u;
+	h ^= (((__u32)sport << 16) | dport) * 0xc2b2ae3du;
+	h ^= (ifindex ^ ((__u32)pkt->proto << 24)) * 0x27d4eb2fu;
+	if (pkt->family == 6) {
+		h ^= (src[1] ^ src[2] ^ src[3]) * 0x165667b1u;
+		h ^= (dst[1] ^ dst[2] ^ dst[3]) * 0xd3a2646cu;
+	}
+	h ^= h >> 15;
+	return h & (ZFW_FLOW_CACHE_SLOTS - 1);
+}
+
+static __always_inline bool flow_same(const struct flow_entry *e, const struct packet *pkt,
+				      __u32 ifindex, bool reverse)
+{
+	const __u32 *src = flow_src(pkt, reverse), *dst = flow_dst(pkt, reverse);
+
+	if (e->ifindex != ifindex || e->family != pkt->family || e->proto != pkt->proto ||
+	    e->sport != (reverse ? pkt->dport : pkt->sport) ||
+	    e->dport != (reverse ? pkt->sport : pkt->dport) ||
+	    e->saddr[0] != src[0] || e->daddr[0] != dst[0])
+		return false;
+	if (pkt->family == 4)
+		return true;
+	return e->saddr[1] == src[1] && e->saddr[2] == src[2] && e->saddr[3] == src[3] &&
+	       e->daddr[1] == dst[1] && e->daddr[2] == dst[2] && e->daddr[3] == dst[3];
+}
+
+/*
+ * flow_cached returns this CPU's entry for the packet if it may decide it
+ * now: the same tuple, the current epoch, and still within its kind's
+ * terms. A SYN, FIN or RST never takes the cache: each may change a
+ * session or open a new flow.
+ */
+static __always_inline struct flow_entry *flow_cached(const struct packet *pkt, __u32 ifindex,
+						      const struct config *cfg, __u64 now)
+{
+	struct flow_entry *e;
+	__u32 slot;
+
+	if (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST))
+		return NULL;
+	slot = flow_slot(pkt, ifindex, false);
+	e = bpf_map_lookup_elem(&flow_cache, &slot);
+	if (!e || !e->kind || e->epoch != cfg->cache_epoch || !flow_same(e, pkt, ifindex, false))
+		return NULL;
+	switch (e->kind) {
+	case ZFW_FLOW_STEERED:
+		return e;
+	case ZFW_FLOW_RULE:
+		return e->generation == cfg->generation ? e : NULL;
+	default:
+		return now - e->checked < ZFW_FLOW_RECHECK_JIFFIES ? e : NULL;
+	}
+}
+
+/* flow_remember caches a verdict the slow path just reached for the
+ * packet (seen on ingress), on this CPU. */
+static __always_inline void flow_remember(const struct packet *pkt, __u32 ifindex,
+					  const struct config *cfg, __u8 kind,
+					  const struct verdict *v)
+{
+	struct flow_entry *e;
+	__u32 slot;
+
+	if (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST))
+		return;
+	slot = flow_slot(pkt, ifindex, false);
+	e = bpf_map_lookup_elem(&flow_cache, &slot);
+	if (!e)
+		return;
+	__builtin_memcpy(e->saddr, pkt->saddr, 16);
+	__builtin_memcpy(e->daddr, pkt->daddr, 16);
+	e->ifindex = ifindex;
+	e->sport = pkt->sport;
+	e->dport = pkt->dport;
+	e->family = pkt->family;
+	e->proto = pkt->proto;
+	e->kind = kind;
+	e->action = v->action;
+	e->tproxy_port = v->tproxy_port;
+	e->rule_id = v->rule_id;
+	e->epoch = cfg->cache_epoch;
+	e->generation = cfg->generation;
+	e->checked = bpf_jiffies64();
+}
+
+/*
+ * session_cacheable: a session may be served from the cache only if it
+ * cannot expire while cached, which ZFW_FLOW_RECHECK_JIFFIES (at most
+ * 0.64 s, at HZ=100) guarantees for timeouts of a second or more.
+ */
+static __always_inline bool session_cacheable(const struct packet *pkt, const struct config *cfg)
+{
+	__u64 timeout = pkt->proto == IPPROTO_TCP ? cfg->tcp_established_ns : cfg->udp_ns;
+
+	return timeout >= 1000000000ULL;
+}
+
+struct forget_ctx {
+	const struct packet *pkt;
+	__u32 ifindex;
+	__u32 slot;
+	__u8 reverse;
+};
+
+static long forget_on_cpu(__u32 cpu, void *arg)
+{
+	struct forget_ctx *c = arg;
+	struct flow_entry *e = bpf_map_lookup_percpu_elem(&flow_cache, &c->slot, cpu);
+
+	if (e && e->kind && flow_same(e, c->pkt, c->ifindex, c->reverse))
+		e->kind = ZFW_FLOW_EMPTY;
+	return 0;
+}
+
+/*
+ * flow_forget empties a flow's slot on every CPU: a FIN or RST, seen in
+ * either direction, changes its session, and a later segment on another
+ * CPU must not be decided from that CPU's older copy. reverse: the packet
+ * was seen on egress.
+ */
+static __always_inline void flow_forget(const struct packet *pkt, __u32 ifindex,
+					const struct config *cfg, bool reverse)
+{
+	struct forget_ctx c = {
+		.pkt = pkt,
+		.ifindex = ifindex,
+		.slot = flow_slot(pkt, ifindex, reverse),
+		.reverse = reverse,
+	};
+
+	bpf_loop(cfg->ncpus < ZFW_MAX_CPUS ? cfg->ncpus : ZFW_MAX_CPUS, forget_on_cpu, &c, 0);
+}
+
+/* flow_hit applies a cached verdict, counting as the slow path would. */
+static __always_inline int flow_hit(struct __sk_buff *skb, const struct flow_entry *e, __u32 mark)
+{
+	struct verdict v = { .rule_id = e->rule_id, .tproxy_port = e->tproxy_port, .action = e->action };
+
+	count(ZFW_STAT_FLOW_CACHE_HIT);
+	record_verdict(skb, &v);
+	switch (e->kind) {
+	case ZFW_FLOW_INBOUND:
+		count(ZFW_STAT_FAST_PATH);
+		break;
+	case ZFW_FLOW_REPLY:
+		count(ZFW_STAT_REPLY);
+		return TC_ACT_OK;
+	default:
+		count(ZFW_STAT_CACHE_HIT);
+		break;
+	}
+	switch (v.action) {
+	case ZFW_ACTION_TPROXY:
+		/* Only TCP past its SYN is cached: the mark alone delivers it
+		 * to its accepted socket. */
+		skb->mark = mark;
+		count(ZFW_STAT_TPROXY);
+		return TC_ACT_OK;
+	case ZFW_ACTION_PASS:
+		if (e->kind == ZFW_FLOW_RULE)
+			count(ZFW_STAT_PASS);
+		return TC_ACT_OK;
+	default:
+		count(ZFW_STAT_DENY);
+		return TC_ACT_SHOT;
+	}
+}
+
 /* ---- host passthroughs (default-deny interfaces) --------------------- */
 
 #define ETH_P_EAPOL_BE bpf_htons(0x888e)
@@ -1060,11 +1274,19 @@ static __always_inline void session_key(const struct packet *pkt, __u32 ifindex,
 	}
 }
 
+/* tcp_steady: established and not closing, so a plain segment changes
+ * nothing but the idle timer; such a session may be served from the flow
+ * cache. */
+static __always_inline bool tcp_steady(__u32 flags)
+{
+	return (flags & ZFW_TCP_EST) && !(flags & (ZFW_TCP_CFIN | ZFW_TCP_SFIN));
+}
+
 /* tcp_timeout: established sessions idle long; opening and closing ones
  * do not. */
 static __always_inline __u64 tcp_timeout(const struct config *cfg, __u32 flags)
 {
-	if ((flags & ZFW_TCP_EST) && !(flags & (ZFW_TCP_CFIN | ZFW_TCP_SFIN)))
+	if (tcp_steady(flags))
 		return cfg->tcp_established_ns;
 	return cfg->tcp_transitory_ns;
 }
@@ -1195,7 +1417,7 @@ static __always_inline void track_outbound(const struct packet *pkt, __u32 ifind
  * SYN-ACK gets in; a RST ends the session and passes, so the host learns.
  */
 static __always_inline bool admit_reply(const struct packet *pkt, __u32 ifindex,
-					const struct config *cfg, __u8 *track)
+					const struct config *cfg, __u8 *track, __u8 *steady)
 {
 	struct tuple_key k = {};
 	__u64 now = bpf_ktime_get_ns();
@@ -1215,6 +1437,7 @@ static __always_inline bool admit_reply(const struct packet *pkt, __u32 ifindex,
 			return false;
 		}
 		us->tstamp = now;
+		*steady = 1;
 		return true;
 	}
 	st = bpf_map_lookup_elem(&tcp_map, &k);
@@ -1230,6 +1453,7 @@ static __always_inline bool admit_reply(const struct packet *pkt, __u32 ifindex,
 		return false;
 	st->tstamp = now;
 	*track = transition(before, st->flags, closed, pkt);
+	*steady = !closed && tcp_steady(st->flags);
 	if (closed)
 		bpf_map_delete_elem(&tcp_map, &k);
 	return true;
@@ -1249,7 +1473,8 @@ static __always_inline void *inbound_map(const struct packet *pkt)
  * session.
  */
 static __always_inline bool inbound_fast_path(const struct packet *pkt, __u32 ifindex,
-					      const struct config *cfg, struct verdict *v, __u8 *track)
+					      const struct config *cfg, struct verdict *v, __u8 *track,
+					      __u8 *steady)
 {
 	struct tuple_key k = {};
 	struct inbound_state *st;
@@ -1278,9 +1503,12 @@ static __always_inline bool inbound_fast_path(const struct packet *pkt, __u32 if
 		before = st->tcp.flags;
 		tcp_initiator(&st->tcp, pkt, &closed);
 		*track = transition(before, st->tcp.flags, closed, pkt);
+		*steady = !closed && tcp_steady(st->tcp.flags);
 		if (closed)
 			bpf_map_delete_elem(&tcp_ingress_map, &k);
+		return true;
 	}
+	*steady = 1;
 	return true;
 }
 
@@ -1769,15 +1997,27 @@ int zfw_ingress(struct __sk_buff *skb)
 	__u32 flags;
 	int kind;
 
-	ifs = bpf_map_lookup_elem(&diag_map, &ifindex);
 	cfg = bpf_map_lookup_elem(&config_map, &zero);
-	if (!ifs || !cfg) {
+	if (!cfg) {
+		count(ZFW_STAT_UNMANAGED);
+		return ZFW_NEXT;
+	}
+	kind = parse_packet(skb, &pkt);
+	/* Most packets belong to a flow already decided: this CPU's flow
+	 * cache settles them before any other map is read. */
+	if (kind == PARSE_TUPLE) {
+		struct flow_entry *fe = flow_cached(&pkt, ifindex, cfg, bpf_jiffies64());
+
+		if (fe)
+			return flow_hit(skb, fe, cfg->mark);
+	}
+	ifs = bpf_map_lookup_elem(&diag_map, &ifindex);
+	if (!ifs) {
 		count(ZFW_STAT_UNMANAGED);
 		return ZFW_NEXT;
 	}
 	flags = ifs->flags;
 
-	kind = parse_packet(skb, &pkt);
 	if (pkt.family == 6 && (flags & ZFW_IFACE_IPV6_DISABLE))
 		return drop(skb, &pkt, flags, ZFW_REASON_DEFAULT_DENY, NULL);
 	/* A banned source gets nothing, whatever it sends. */
@@ -1849,9 +2089,20 @@ int zfw_ingress(struct __sk_buff *skb)
 	if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_in(skb, &pkt, ifindex))
 		return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
 	if (flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) {
-		__u8 track = 0;
-		bool fast = inbound_fast_path(&pkt, ifindex, cfg, &v, &track);
-		bool reply = !fast && !track && admit_reply(&pkt, ifindex, cfg, &track);
+		__u8 track = 0, steady = 0;
+		bool fast, reply;
+
+		if (pkt.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
+			flow_forget(&pkt, ifindex, cfg, false);
+		fast = inbound_fast_path(&pkt, ifindex, cfg, &v, &track, &steady);
+		reply = !fast && !track && admit_reply(&pkt, ifindex, cfg, &track, &steady);
+		if (steady && !(flags & ZFW_FLOW_UNCACHED) && session_cacheable(&pkt, cfg) &&
+		    !(fast && v.action == ZFW_ACTION_TPROXY && pkt.proto == IPPROTO_UDP)) {
+			struct verdict pass = { .action = ZFW_ACTION_PASS };
+
+			flow_remember(&pkt, ifindex, cfg, fast ? ZFW_FLOW_INBOUND : ZFW_FLOW_REPLY,
+				      fast ? &v : &pass);
+		}
 
 		if (track && (flags & ZFW_IFACE_VERBOSE))
 			emit(skb, &pkt, ZFW_EVENT_SESSION, 0, fast ? &v : NULL, track);
@@ -1910,6 +2161,13 @@ int zfw_ingress(struct __sk_buff *skb)
 		}
 	}
 	record_verdict(skb, &v);
+	if (!(flags & ZFW_FLOW_UNCACHED) && !opens_connection(&pkt)) {
+		if (pkt.proto == IPPROTO_TCP && v.action == ZFW_ACTION_TPROXY)
+			flow_remember(&pkt, ifindex, cfg, ZFW_FLOW_STEERED, &v);
+		else if (v.action != ZFW_ACTION_TPROXY &&
+			 !(flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)))
+			flow_remember(&pkt, ifindex, cfg, ZFW_FLOW_RULE, &v);
+	}
 	if ((flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) &&
 	    v.action != ZFW_ACTION_DENY && !cached && open_inbound(&pkt, ifindex, &v) &&
 	    (flags & ZFW_IFACE_VERBOSE))
@@ -1982,6 +2240,8 @@ int zfw_egress(struct __sk_buff *skb)
 	pkt.egress = 1;
 	switch (parse_packet(skb, &pkt)) {
 	case PARSE_TUPLE:
+		if (pkt.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
+			flow_forget(&pkt, ifindex, cfg, true);
 		if ((flags & ZFW_IFACE_OT_FILTERING) && pkt.proto == IPPROTO_TCP) {
 			__u8 why = dnp3_check(skb, &pkt);
 

@@ -278,6 +278,8 @@ func (t *table) config(generation uint32) bpfobj.ZfwConfig {
 	return bpfobj.ZfwConfig{
 		Mark:             t.mark,
 		Generation:       generation,
+		CacheEpoch:       t.cacheEpoch,
+		Ncpus:            t.ncpus,
 		TcpEstablishedNs: uint64(t.timeouts.TCPEstablished),
 		TcpTransitoryNs:  uint64(t.timeouts.TCPTransitory),
 		UdpNs:            uint64(t.timeouts.UDP),
@@ -287,6 +289,13 @@ func (t *table) config(generation uint32) bpfobj.ZfwConfig {
 		BanNs:            uint64(t.synFlood.BanDuration),
 		ProtectedPorts:   t.protectedPorts,
 	}
+}
+
+// voidFlowCache makes the dataplane ignore every flow it cached, for a
+// change the cache cannot see: interface settings, sessions removed.
+func (t *table) voidFlowCache() error {
+	t.cacheEpoch++
+	return t.writeConfig()
 }
 
 // writeConfig stores the mark, generation and timeouts for the program.
@@ -435,6 +444,10 @@ func (f *Firewall) setInterface(name string, index int, s InterfaceSettings) err
 		return fmt.Errorf("set interface %s: diag_map: %w", name, mapError("diag_map", err))
 	}
 	f.ifaces[name] = &ifaceState{index: index, settings: s}
+	// Flows cached under the old settings are decided afresh.
+	if err := f.tbl.voidFlowCache(); err != nil {
+		return fmt.Errorf("set interface %s: %w", name, err)
+	}
 	return nil
 }
 
@@ -511,6 +524,10 @@ type Stats struct {
 	// Tunneled packets sent into the Ziti tun; TunReturned replies the
 	// tun's XDP program sent back out.
 	Tunneled, TunReturned uint64
+	// FlowCacheHits were decided by the per-CPU flow cache alone, without
+	// a session or rule lookup (they are counted under their path too:
+	// CacheHits, FastPath or Replies).
+	FlowCacheHits uint64
 }
 
 // Stats reads the packet counters. It fails in memory mode.
@@ -570,6 +587,7 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.OTDropped, bpfobj.ZfwStatZFW_STAT_OT_DROPPED},
 		{&s.Tunneled, bpfobj.ZfwStatZFW_STAT_TUNNELED},
 		{&s.TunReturned, bpfobj.ZfwStatZFW_STAT_TUN_RETURNED},
+		{&s.FlowCacheHits, bpfobj.ZfwStatZFW_STAT_FLOW_CACHE_HIT},
 	} {
 		if *x.dst, err = get(x.i); err != nil {
 			return s, err

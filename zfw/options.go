@@ -201,6 +201,7 @@ func (o Options) withDefaults() (Options, error) {
 		if *t.d == 0 {
 			*t.d = t.def
 		}
+
 	}
 	if o.SYNFlood.SYNsPerSecond < 0 || o.SYNFlood.BanDuration < 0 {
 		return o, fmt.Errorf("options: SYNFlood values must not be negative")

@@ -115,7 +115,27 @@ func (ss *Sessions) Flush(filter SessionFilter) (int, error) {
 		n++
 		return nil
 	})
+	if n > 0 {
+		// The dataplane may still hold a removed session in its flow
+		// cache; make it look at the session maps again.
+		if verr := ss.f.voidFlowCache(); verr != nil && err == nil {
+			err = verr
+		}
+	}
 	return n, err
+}
+
+// voidFlowCache bumps the flow cache epoch under the firewall's lock.
+func (f *Firewall) voidFlowCache() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || f.dp == nil {
+		return nil
+	}
+	if err := f.tbl.voidFlowCache(); err != nil {
+		return fmt.Errorf("sessions: flush: %w", err)
+	}
+	return nil
 }
 
 // Count reports the number of sessions against the maps' capacities.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 
 	"github.com/cilium/ebpf"
@@ -60,6 +61,10 @@ type table struct {
 	nextSeq    uint64
 	mark       uint32
 	generation uint32
+	// cacheEpoch voids the dataplane's per-CPU flow caches when bumped
+	// (config.cache_epoch); ncpus is how many CPUs they span.
+	cacheEpoch uint32
+	ncpus      uint32
 	timeouts   Timeouts
 	// eventsPerSec is the per-CPU event rate limit.
 	eventsPerSec uint32
@@ -69,6 +74,10 @@ type table struct {
 }
 
 func newTable(m *zmaps.Set, mark uint32) *table {
+	ncpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		ncpus = runtime.NumCPU() // the flow cache is cleared on these at least
+	}
 	return &table{
 		m:        m,
 		rules:    make(map[uint32]*policy.Rule),
@@ -80,6 +89,7 @@ func newTable(m *zmaps.Set, mark uint32) *table {
 		nextID:   1,
 		nextSeq:  1,
 		mark:     mark,
+		ncpus:    uint32(ncpus),
 	}
 }
 

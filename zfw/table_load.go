@@ -21,6 +21,7 @@ func (t *table) load() error {
 		return fmt.Errorf("config_map: lookup: %w", err)
 	}
 	t.generation = cfg.Generation
+	t.cacheEpoch = cfg.CacheEpoch
 
 	var (
 		id  uint32

@@ -23,6 +23,7 @@
 #define ZFW_SERVICE_ID_LEN 32
 #define ZFW_SERVICE_NAME_LEN 64
 #define ZFW_MAX_IPV6_EXT_HDRS 8         /* longer chains are dropped        */
+#define ZFW_MAX_CPUS 1024               /* flow_forget visits at most these  */
 #define ZFW_MASQ_ENTRIES 131072         /* masquerade maps                  */
 #define ZFW_MASQ_PORT_TRIES 16          /* random picks after a collision   */
 
@@ -174,7 +175,66 @@ struct config {
 	__u32 syn_per_sec;        /* SYN-flood threshold per source */
 	__u64 ban_ns;             /* how long a flooding source stays banned */
 	__u32 protected_ports;    /* entries in ddos_dport_map */
-	__u32 pad2;
+	/* Bumped by userspace when interface settings change or sessions are
+	 * removed: every flow_cache entry of an older epoch is ignored. */
+	__u32 cache_epoch;
+	/* Possible CPUs: flow_forget clears a flow from each CPU's cache. */
+	__u32 ncpus;
+	__u32 pad3;
+};
+
+/*
+ * flow_cache: a per-CPU, direct-mapped cache of the verdicts of flows
+ * already decided, in front of every map lookup of the ingress program.
+ * A slot is picked by a hash of the packet's tuple and holds one flow; a
+ * colliding flow simply takes the slot over. Per CPU, so a slot is never
+ * written by two CPUs at once and needs no lock; an array, so a lookup is
+ * a few instructions instead of a hash-map walk. The authoritative state
+ * stays in the session and verdict maps: a cached entry only lets a packet
+ * skip them while nothing it depends on can have changed (see kinds).
+ */
+enum flow_kind {
+	ZFW_FLOW_EMPTY = 0,
+	/* A steered TCP connection (matched_map): keeps steering until it
+	 * closes, whatever the rules, as matched_map does. */
+	ZFW_FLOW_STEERED,
+	/* A rule's verdict on a non-tracking interface, valid for one rule
+	 * generation. */
+	ZFW_FLOW_RULE,
+	/* A session opened inwards (tcp_ingress_map/udp_ingress_map) that is
+	 * established and not closing, within ZFW_FLOW_RECHECK_JIFFIES of the
+	 * last look at the session itself (which refreshed its timestamp). */
+	ZFW_FLOW_INBOUND,
+	/* A reply of a session opened outwards (tcp_map/udp_map), on the same
+	 * terms as ZFW_FLOW_INBOUND. */
+	ZFW_FLOW_REPLY,
+};
+
+enum flow_limits {
+	ZFW_FLOW_CACHE_SLOTS = 4096, /* per CPU; a power of two */
+	/* How long a session entry may be served from the cache before the
+	 * session map is looked at (and its idle timer refreshed) again:
+	 * 64 jiffies is 64 ms at HZ=1000 and 640 ms at HZ=100. Sessions with
+	 * a timeout under a second are never cached. */
+	ZFW_FLOW_RECHECK_JIFFIES = 64,
+};
+
+struct flow_entry {
+	__u32 saddr[4];  /* as seen on ingress */
+	__u32 daddr[4];
+	__u32 ifindex;
+	__u16 sport;
+	__u16 dport;
+	__u8 family;
+	__u8 proto;
+	__u8 kind;       /* enum flow_kind; 0 = empty */
+	__u8 action;     /* the verdict */
+	__u16 tproxy_port;
+	__u16 pad;
+	__u32 rule_id;
+	__u32 epoch;      /* config.cache_epoch when cached */
+	__u32 generation; /* config.generation when cached (ZFW_FLOW_RULE) */
+	__u64 checked;    /* jiffies of the last look at the session */
 };
 
 /*
@@ -450,6 +510,7 @@ enum stat {
 	ZFW_STAT_OT_DROPPED,      /* DNP3 or Modbus traffic refused             */
 	ZFW_STAT_TUNNELED,        /* redirected into the Ziti tun               */
 	ZFW_STAT_TUN_RETURNED,    /* tun reply sent back out by XDP             */
+	ZFW_STAT_FLOW_CACHE_HIT,  /* decided from the per-CPU flow cache alone   */
 	ZFW_STAT_MAX,
 };
 

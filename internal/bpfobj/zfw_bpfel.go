@@ -47,7 +47,9 @@ type ZfwConfig struct {
 	SynPerSec        uint32
 	BanNs            uint64
 	ProtectedPorts   uint32
-	Pad2             uint32
+	CacheEpoch       uint32
+	Ncpus            uint32
+	Pad3             uint32
 }
 
 type ZfwEnumAnchor struct {
@@ -62,6 +64,8 @@ type ZfwEnumAnchor struct {
 	EventKind    uint32
 	EventVersion uint32
 	Track        uint32
+	FlowKind     uint32
+	FlowLimits   uint32
 	Event        struct {
 		_          structs.HostLayout
 		Version    uint8
@@ -133,6 +137,36 @@ type ZfwEventVersion uint32
 
 const (
 	ZfwEventVersionZFW_EVENT_VERSION ZfwEventVersion = 1
+)
+
+type ZfwFlowEntry struct {
+	_          structs.HostLayout
+	Saddr      [4]uint32
+	Daddr      [4]uint32
+	Ifindex    uint32
+	Sport      uint16
+	Dport      uint16
+	Family     uint8
+	Proto      uint8
+	Kind       uint8
+	Action     uint8
+	TproxyPort uint16
+	Pad        uint16
+	RuleId     uint32
+	Epoch      uint32
+	Generation uint32
+	_          [4]byte
+	Checked    uint64
+}
+
+type ZfwFlowKind uint32
+
+const (
+	ZfwFlowKindZFW_FLOW_EMPTY   ZfwFlowKind = 0
+	ZfwFlowKindZFW_FLOW_STEERED ZfwFlowKind = 1
+	ZfwFlowKindZFW_FLOW_RULE    ZfwFlowKind = 2
+	ZfwFlowKindZFW_FLOW_INBOUND ZfwFlowKind = 3
+	ZfwFlowKindZFW_FLOW_REPLY   ZfwFlowKind = 4
 )
 
 type ZfwIcmpKey struct {
@@ -412,7 +446,8 @@ const (
 	ZfwStatZFW_STAT_OT_DROPPED     ZfwStat = 25
 	ZfwStatZFW_STAT_TUNNELED       ZfwStat = 26
 	ZfwStatZFW_STAT_TUN_RETURNED   ZfwStat = 27
-	ZfwStatZFW_STAT_MAX            ZfwStat = 28
+	ZfwStatZFW_STAT_FLOW_CACHE_HIT ZfwStat = 28
+	ZfwStatZFW_STAT_MAX            ZfwStat = 29
 )
 
 type ZfwSynCount struct {
@@ -518,6 +553,7 @@ const (
 	ZfwMapDiagMap              = "diag_map"
 	ZfwMapDnp3FcodeMap         = "dnp3_fcode_map"
 	ZfwMapEventBudgetMap       = "event_budget_map"
+	ZfwMapFlowCache            = "flow_cache"
 	ZfwMapIcmpEchoMap          = "icmp_echo_map"
 	ZfwMapIcmpMasqueradeMap    = "icmp_masquerade_map"
 	ZfwMapIfListExtensionMap   = "if_list_extension_map"
@@ -609,6 +645,7 @@ type ZfwMapSpecs struct {
 	DiagMap              *ebpf.MapSpec `ebpf:"diag_map"`
 	Dnp3FcodeMap         *ebpf.MapSpec `ebpf:"dnp3_fcode_map"`
 	EventBudgetMap       *ebpf.MapSpec `ebpf:"event_budget_map"`
+	FlowCache            *ebpf.MapSpec `ebpf:"flow_cache"`
 	IcmpEchoMap          *ebpf.MapSpec `ebpf:"icmp_echo_map"`
 	IcmpMasqueradeMap    *ebpf.MapSpec `ebpf:"icmp_masquerade_map"`
 	IfListExtensionMap   *ebpf.MapSpec `ebpf:"if_list_extension_map"`
@@ -672,6 +709,7 @@ type ZfwMaps struct {
 	DiagMap              *ebpf.Map `ebpf:"diag_map"`
 	Dnp3FcodeMap         *ebpf.Map `ebpf:"dnp3_fcode_map"`
 	EventBudgetMap       *ebpf.Map `ebpf:"event_budget_map"`
+	FlowCache            *ebpf.Map `ebpf:"flow_cache"`
 	IcmpEchoMap          *ebpf.Map `ebpf:"icmp_echo_map"`
 	IcmpMasqueradeMap    *ebpf.Map `ebpf:"icmp_masquerade_map"`
 	IfListExtensionMap   *ebpf.Map `ebpf:"if_list_extension_map"`
@@ -710,6 +748,7 @@ func (m *ZfwMaps) Close() error {
 		m.DiagMap,
 		m.Dnp3FcodeMap,
 		m.EventBudgetMap,
+		m.FlowCache,
 		m.IcmpEchoMap,
 		m.IcmpMasqueradeMap,
 		m.IfListExtensionMap,
