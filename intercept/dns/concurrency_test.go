@@ -196,3 +196,78 @@ func TestQueriesRaceAddAndRemoveSafely(t *testing.T) {
 			len(s.table.names), len(s.table.addrs), len(s.table.wildcards), len(s.table.held))
 	}
 }
+
+// An owner (like intercept/ziti's Interceptor) may call RemoveWildcard while
+// holding a lock that its onAllocate takes: RemoveWildcard must not wait for
+// the callback, and the callback's refusal must not count once its owner
+// has gone.
+func TestRemoveWildcardDoesNotWaitForARunningOnAllocate(t *testing.T) {
+	tests := []struct {
+		name       string
+		otherOwner bool // another owner's wildcard accepts the name
+		wantRcode  int
+	}{
+		{"sole owner leaves: the name is nobody's", false, dns.RcodeRefused},
+		{"another owner stays: the name resolves", true, dns.RcodeSuccess},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startServer(t, Options{})
+			var rec recorder
+			if tt.otherOwner {
+				if err := s.AddWildcard("svc-a", "*.example.com", rec.callback("svc-a")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var ownerMu sync.Mutex
+			gone := false
+			entered := make(chan struct{})
+			err := s.AddWildcard("svc-b", "*.example.com", func(name string, addr netip.Addr) error {
+				close(entered)
+				ownerMu.Lock()
+				defer ownerMu.Unlock()
+				if gone {
+					return fmt.Errorf("svc-b is no longer intercepted")
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			ownerMu.Lock()
+			replies := make(chan *dns.Msg, 1)
+			go func() {
+				resp, err := query(s, "udp", "x.example.com", dns.TypeA)
+				if err != nil {
+					t.Error(err)
+				}
+				replies <- resp
+			}()
+			<-entered
+			s.RemoveWildcard("svc-b", "*.example.com") // must return while the callback waits for ownerMu
+			gone = true
+			ownerMu.Unlock()
+
+			resp := <-replies
+			if resp == nil {
+				return
+			}
+			if tt.wantRcode == dns.RcodeRefused {
+				wantRcode(t, resp, dns.RcodeRefused)
+				if n := inUse(s); n != 0 {
+					t.Fatalf("%d addresses in use after the only owner left", n)
+				}
+				return
+			}
+			addr := mustAnswerAddr(t, resp)
+			if name, ok := s.Lookup(addr); !ok || name != "x.example.com" {
+				t.Fatalf("Lookup(%s) = %q, %v", addr, name, ok)
+			}
+			s.RemoveWildcard("svc-a", "*.example.com")
+			if n := inUse(s); n != 0 {
+				t.Fatalf("%d addresses in use after every owner left", n)
+			}
+		})
+	}
+}

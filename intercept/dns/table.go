@@ -50,10 +50,9 @@ type registration struct {
 	suffix     string // "example.com" for "*.example.com"
 	onAllocate func(name string, addr netip.Addr) error
 
-	names    map[string]struct{} // names this registration claims
-	held     []netip.Addr        // addresses kept for it after failed allocations
-	inflight int                 // its onAllocate calls running now
-	removed  bool
+	names   map[string]struct{} // names this registration claims
+	held    []netip.Addr        // addresses kept for it after failed allocations
+	removed bool                // set by RemoveWildcard; a running onAllocate's result is then ignored
 }
 
 func newTable(alloc *Allocator, log logrus.FieldLogger) *table {
@@ -181,10 +180,10 @@ func (t *table) removeWildcard(owner, pattern string) {
 	if len(t.wildcards[suffix]) == 0 {
 		delete(t.wildcards, suffix)
 	}
+	// An onAllocate of r may be running: RemoveWildcard must not wait for
+	// it, since its owner may hold a lock the callback needs. Marked
+	// removed, r gains no claim when the callback returns.
 	r.removed = true
-	for r.inflight > 0 {
-		t.settled.Wait()
-	}
 	for n := range r.names {
 		if e := t.names[n]; e != nil {
 			delete(e.claims, r)
@@ -258,39 +257,41 @@ func (t *table) resolve(n string) (netip.Addr, error) {
 	e.pending = true
 	callbacks := make([]func(string, netip.Addr) error, len(todo))
 	for i, r := range todo {
-		r.inflight++
 		callbacks[i] = r.onAllocate
 	}
 	addr := e.addr
 	t.mu.Unlock()
 
-	// Run the callbacks without the lock, so that they may call Lookup,
-	// AddHostname and the other methods (except, for their own wildcard,
-	// RemoveWildcard). Stop at the first failure: the query fails anyway.
-	accepted := 0
-	var failure error
+	// Run the callbacks without the lock, so that they may call any
+	// method, and each owner's lock may be taken in them.
+	errs := make([]error, len(callbacks))
 	for i, cb := range callbacks {
 		if cb != nil {
-			if err := cb(n, addr); err != nil {
-				failure = fmt.Errorf("dns: %s: wildcard *.%s of %q refused %s: %w", n, todo[i].suffix, todo[i].owner, addr, err)
-				break
-			}
+			errs[i] = cb(n, addr)
 		}
-		accepted++
 	}
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	defer t.settled.Broadcast()
-	for _, r := range todo {
-		r.inflight--
-	}
 	e.pending = false
+	// Owners that went away meanwhile neither claim the name nor fail
+	// the query (their callback may well have refused because they were
+	// going).
 	var keepers []*registration
-	for _, r := range todo[:accepted] {
-		if !r.removed {
+	var failures []error
+	for i, r := range todo {
+		switch {
+		case r.removed:
+		case errs[i] != nil:
+			failures = append(failures, fmt.Errorf("wildcard *.%s of %q refused %s: %w", r.suffix, r.owner, addr, errs[i]))
+		default:
 			keepers = append(keepers, r)
 		}
+	}
+	var failure error
+	if len(failures) > 0 {
+		failure = fmt.Errorf("dns: %s: %w", n, errors.Join(failures...))
 	}
 	if failure != nil && fresh && len(e.hosts) == 0 && len(e.claims) == 0 {
 		// The name dies with the failed query. Owners whose callback
