@@ -108,7 +108,7 @@ func (a *Allocator) Allocate() (netip.Addr, error) {
 		a.inUse[addr] = struct{}{}
 		return addr, nil
 	}
-	return netip.Addr{}, fmt.Errorf("dns: cannot allocate an address from %s: %w", a.prefix, ErrRangeExhausted)
+	return netip.Addr{}, fmt.Errorf("cannot allocate an address from %s: %w", a.prefix, ErrRangeExhausted)
 }
 
 // Release gives addr back. It reports whether addr was in use; releasing an
