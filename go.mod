@@ -4,11 +4,14 @@ go 1.26.0
 
 require (
 	github.com/cilium/ebpf v0.22.0
+	github.com/miekg/dns v1.1.73
 	github.com/sirupsen/logrus v1.10.2
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5
 	golang.org/x/sys v0.50.0
 )
+
+require golang.org/x/net v0.59.0 // indirect
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
