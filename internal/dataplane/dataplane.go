@@ -37,7 +37,10 @@ type Config struct {
 	MaxRules, MaxPrefixes uint32
 	// LegacyTC attaches with clsact filters even where TCX exists.
 	LegacyTC bool
-	Logger   logrus.FieldLogger
+	// AdoptOnly makes Open fail, with an error wrapping ErrNoDataplane,
+	// when nothing is pinned at PinPath instead of creating a dataplane.
+	AdoptOnly bool
+	Logger    logrus.FieldLogger
 }
 
 // Dataplane is a loaded, pinned set of BPF objects.
@@ -110,6 +113,8 @@ func (d *Dataplane) open() error {
 	switch {
 	case statErr == nil:
 		d.adopted = true
+	case errors.Is(statErr, os.ErrNotExist) && d.cfg.AdoptOnly:
+		return fmt.Errorf("no dataplane pinned at %s: %w", pin, ErrNoDataplane)
 	case errors.Is(statErr, os.ErrNotExist):
 		// Build the pins in a private folder and rename it into place,
 		// so a concurrent creator sees all of the dataplane or none.
@@ -161,8 +166,12 @@ func (d *Dataplane) open() error {
 	return nil
 }
 
-// ErrBusy reports a pin folder that another process owns.
-var ErrBusy = errors.New("dataplane busy")
+var (
+	// ErrBusy reports a pin folder that another process owns.
+	ErrBusy = errors.New("dataplane busy")
+	// ErrNoDataplane reports an AdoptOnly Open with nothing pinned.
+	ErrNoDataplane = errors.New("no dataplane")
+)
 
 func loadError(err error) error {
 	var ve *ebpf.VerifierError
