@@ -141,3 +141,32 @@ func TestRulesOnlyKeepsWhatTheOwnerSet(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A dataplane made with other sizes is adopted with its own, by an
+// owner and by RulesOnly alike.
+func TestAdoptionKeepsTheSizesOfTheDataplane(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	pin := fmt.Sprintf("/sys/fs/bpf/zfwt-ro-%d", rand.Uint32())
+	t.Cleanup(func() { os.RemoveAll(pin) })
+	fw, err := New(Options{PinPath: pin, KeepOnClose: true, MaxRules: 1000, MaxPrefixes: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []Options{
+		{PinPath: pin, RulesOnly: true},
+		{PinPath: pin, KeepOnClose: true, MaxRules: 5000},
+	} {
+		fw, err := New(o)
+		if err != nil {
+			t.Fatalf("New(%+v): %v", o, err)
+		}
+		u := fw.Usage()
+		fw.Close()
+		if u.MaxRules != 1000 || u.MaxPrefixes != 100 {
+			t.Errorf("New(%+v): capacities %d rules, %d prefixes; want 1000, 100", o, u.MaxRules, u.MaxPrefixes)
+		}
+	}
+}

@@ -153,6 +153,11 @@ func (d *Dataplane) open() error {
 	}
 	d.lock = lock
 
+	if d.adopted {
+		if err := keepPinnedSizes(spec, pin); err != nil {
+			return err
+		}
+	}
 	if err := spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pin}}); err != nil {
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
 			return fmt.Errorf("maps pinned at %s do not match this version's layout (remove the folder to start afresh): %w", pin, err)
@@ -162,6 +167,27 @@ func (d *Dataplane) open() error {
 	if err := os.MkdirAll(filepath.Join(pin, linksDir), 0o700); err != nil {
 		d.objs.Close()
 		return fmt.Errorf("create %s: %w", filepath.Join(pin, linksDir), err)
+	}
+	return nil
+}
+
+// keepPinnedSizes sets the capacity of every map in spec that is pinned
+// under pin to the pinned map's: an adopted dataplane keeps the sizes it
+// was made with, whatever the adopter asks for.
+func keepPinnedSizes(spec *ebpf.CollectionSpec, pin string) error {
+	for name, ms := range spec.Maps {
+		if ms.Pinning != ebpf.PinByName {
+			continue
+		}
+		m, err := ebpf.LoadPinnedMap(filepath.Join(pin, name), &ebpf.LoadPinOptions{ReadOnly: true})
+		if errors.Is(err, os.ErrNotExist) {
+			continue // made by this load
+		}
+		if err != nil {
+			return fmt.Errorf("pinned map %s: %w", name, err)
+		}
+		ms.MaxEntries = m.MaxEntries()
+		m.Close()
 	}
 	return nil
 }
