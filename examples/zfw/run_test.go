@@ -169,13 +169,17 @@ func TestRunOnOwnedDataplaneWithoutSocket(t *testing.T) {
 // inserts one new rule and hangs up; process start-up is not included).
 func BenchmarkInsert(b *testing.B) {
 	p := newPlace(b)
-	fw := p.owner(b, false)
+	fw, err := zfw.New(zfw.Options{PinPath: p.pin, MaxRules: 1 << 18, MaxPrefixes: 4096})
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer fw.Close()
 	p.serve(b, fw)
 	b.ResetTimer()
 	for i := range b.N {
-		port := 1 + i%60000
-		line := fmt.Sprintf("-I -c 100.64.%d.%d -m 32 -p tcp -o 0.0.0.0 -n 0 -l %d -h %d -t 38123 -s svc", (i/60000)%256, (i/60000/256)%256, port, port)
+		// 4000 addresses, then the next port on each: every run adds a rule.
+		a, port := i%4000, 1+i/4000
+		line := fmt.Sprintf("-I -c 100.64.%d.%d -m 32 -p tcp -o 0.0.0.0 -n 0 -l %d -h %d -t 38123 -s svc", a/256, a%256, port, port)
 		if code, _, errOut := p.zfwRun(b, line); code != 0 {
 			b.Fatalf("zfw %s: %s", line, errOut)
 		}
