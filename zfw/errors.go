@@ -3,6 +3,8 @@ package zfw
 import (
 	"errors"
 	"fmt"
+
+	"github.com/zfw-go/zfw/internal/dataplane"
 )
 
 var (
@@ -13,6 +15,12 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrClosed reports use of a closed Firewall.
 	ErrClosed = errors.New("firewall closed")
+	// ErrBusy reports, from New, a pin folder that another process
+	// owns: one Firewall at a time holds a dataplane.
+	ErrBusy = dataplane.ErrBusy
+	// ErrNoDataplane reports, from a RulesOnly New, that nothing is
+	// pinned at the pin folder.
+	ErrNoDataplane = dataplane.ErrNoDataplane
 )
 
 // LimitError reports a change that would exceed a map's capacity. Nothing

@@ -108,6 +108,7 @@ func New(opts Options) (*Firewall, error) {
 		Table:        opts.RouteTable,
 		RulePriority: opts.RulePriority,
 		LegacyTC:     opts.LegacyTC,
+		AdoptOnly:    opts.RulesOnly,
 		MaxRules:     uint32(opts.MaxRules),
 		MaxPrefixes:  uint32(opts.MaxPrefixes),
 		Logger:       opts.Logger,
@@ -126,7 +127,10 @@ func New(opts Options) (*Firewall, error) {
 		}
 		return nil, err
 	}
-	go f.collect(gcInterval(f.tbl.timeouts))
+	if !opts.RulesOnly {
+		// A RulesOnly caller is short-lived; sessions are its owner's.
+		go f.collect(gcInterval(f.tbl.timeouts))
+	}
 	return f, nil
 }
 
@@ -140,8 +144,15 @@ func tableFor(set *zmaps.Set, opts Options) *table {
 }
 
 func (f *Firewall) start() error {
+	if f.opts.RulesOnly {
+		if err := f.tbl.load(true); err != nil {
+			return fmt.Errorf("open dataplane at %s: %w", f.opts.PinPath, err)
+		}
+		f.adoptServices()
+		return nil
+	}
 	if f.dp.Adopted() {
-		if err := f.tbl.load(); err != nil {
+		if err := f.tbl.load(false); err != nil {
 			return fmt.Errorf("adopt dataplane at %s: %w", f.opts.PinPath, err)
 		}
 		if f.tbl.mark != f.opts.Mark {

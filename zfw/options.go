@@ -34,6 +34,14 @@ type Options struct {
 	// KeepOnClose leaves the dataplane attached and its rules in place
 	// when the Firewall closes, for a restarting process to adopt.
 	KeepOnClose bool
+	// RulesOnly opens a dataplane another process kept (KeepOnClose)
+	// only to read and change its rules, as the zfw command does when no
+	// process serves it: New fails with an error wrapping ErrNoDataplane
+	// when nothing is pinned at PinPath; it attaches, detaches and routes
+	// nothing; the stored mark, timeouts and limits stay in force
+	// (the options' are ignored); and Close keeps the dataplane.
+	// Interfaces must be empty.
+	RulesOnly bool
 	// Mark, RouteTable and RulePriority shape the policy routing that
 	// delivers steered packets locally (one rule and one route per
 	// family). Zero means the default.
@@ -175,6 +183,15 @@ func (o Options) withDefaults() (Options, error) {
 		l := logrus.New()
 		l.SetLevel(logrus.WarnLevel)
 		o.Logger = l
+	}
+	if o.RulesOnly {
+		if o.InMemory {
+			return o, errors.New("options: RulesOnly opens a pinned dataplane; InMemory has none")
+		}
+		if len(o.Interfaces) > 0 {
+			return o, errors.New("options: RulesOnly attaches nothing; Interfaces must be empty")
+		}
+		o.KeepOnClose = true
 	}
 	seen := make(map[string]bool)
 	for i, ifc := range o.Interfaces {

@@ -135,6 +135,62 @@ func (rs *Rules) Delete(ctx context.Context, id uint32) error {
 	return nil
 }
 
+// Replace swaps the rule id, added with Add, for r in one all-or-nothing
+// change and returns r's id: no packet meets neither rule.
+func (rs *Rules) Replace(ctx context.Context, id uint32, r Rule) (uint32, error) {
+	f := rs.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check(ctx); err != nil {
+		return 0, err
+	}
+	if old := f.tbl.rules[id]; old == nil || old.Intercept {
+		return 0, fmt.Errorf("replace rule %d: %w", id, ErrNotFound)
+	}
+	pr, err := f.compileRule(r)
+	if err != nil {
+		return 0, fmt.Errorf("replace rule %d: %w", id, err)
+	}
+	f.tbl.assign([]*policy.Rule{pr})
+	if err := f.change([]*policy.Rule{pr}, []uint32{id}); err != nil {
+		return 0, fmt.Errorf("replace rule %d: %w", id, err)
+	}
+	return pr.ID, nil
+}
+
+// Find returns the rules added with Add that match what r matches:
+// the same direction, protocol, destination and source prefixes (the
+// zero source and 0.0.0.0/0 or ::/0 alike) and port range, whatever
+// their action, listener, service id and interfaces. It reads no
+// kernel state (Hits are zero), so it is cheap however many rules
+// there are.
+func (rs *Rules) Find(r Rule) []RuleInfo {
+	proto, ok := protoNumber(r.Protocol)
+	if !ok || !r.Destination.IsValid() {
+		return nil
+	}
+	src := netip.Prefix{}
+	if r.Source.IsValid() && r.Source.Bits() > 0 {
+		src = r.Source.Masked()
+	}
+	f := rs.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b := f.tbl.blocks[policy.PrefixKey{Egress: r.Egress, Proto: proto, Prefix: r.Destination.Masked()}]
+	if b == nil {
+		return nil
+	}
+	var out []RuleInfo
+	for _, id := range b.ids {
+		pr := f.tbl.rules[id]
+		if pr == nil || pr.Intercept || pr.Src != src || pr.PortLow != r.Ports.Low || pr.PortHigh != r.Ports.High {
+			continue
+		}
+		out = append(out, f.info(pr, 0))
+	}
+	return out
+}
+
 // Flush removes every rule added with Add; intercepts stay.
 func (rs *Rules) Flush(ctx context.Context) error {
 	f := rs.f
@@ -168,17 +224,7 @@ func (rs *Rules) List() []RuleInfo {
 	hits := f.ruleHits()
 	out := make([]RuleInfo, 0, len(f.tbl.rules))
 	for _, r := range f.tbl.rules {
-		ri := RuleInfo{
-			ID: r.ID, Order: r.Seq, Action: Action(r.Action),
-			ServiceID: r.ServiceID, ServiceName: r.ServiceName, Intercept: r.Intercept,
-			Protocol: protoOf(r.Proto), Source: r.Src, Destination: r.Dst,
-			Ports: intercept.PortRange{Low: r.PortLow, High: r.PortHigh}, TProxyPort: r.TProxyPort,
-			Egress: r.Egress, Hits: hits[r.ID],
-		}
-		for _, ifx := range r.Interfaces {
-			ri.Interfaces = append(ri.Interfaces, f.ifname(ifx))
-		}
-		out = append(out, ri)
+		out = append(out, f.info(r, hits[r.ID]))
 	}
 	slices.SortFunc(out, func(a, b RuleInfo) int {
 		if a.Egress != b.Egress {
@@ -202,6 +248,21 @@ func (rs *Rules) List() []RuleInfo {
 		)
 	})
 	return out
+}
+
+// info describes an installed rule. f.mu must be held.
+func (f *Firewall) info(r *policy.Rule, hits uint64) RuleInfo {
+	ri := RuleInfo{
+		ID: r.ID, Order: r.Seq, Action: Action(r.Action),
+		ServiceID: r.ServiceID, ServiceName: r.ServiceName, Intercept: r.Intercept,
+		Protocol: protoOf(r.Proto), Source: r.Src, Destination: r.Dst,
+		Ports: intercept.PortRange{Low: r.PortLow, High: r.PortHigh}, TProxyPort: r.TProxyPort,
+		Egress: r.Egress, Hits: hits,
+	}
+	for _, ifx := range r.Interfaces {
+		ri.Interfaces = append(ri.Interfaces, f.ifname(ifx))
+	}
+	return ri
 }
 
 func bitsOrZero(p netip.Prefix) int {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -14,14 +15,29 @@ import (
 
 // load rebuilds the table from maps that a previous process kept, then
 // repairs any prefix key whose block does not hold exactly the rules the
-// stored records say it should (a process that died mid-change).
-func (t *table) load() error {
+// stored records say it should (a process that died mid-change). With
+// keepSettings the stored mark, timeouts and limits replace the table's,
+// so that the changes load writes leave them as they were.
+func (t *table) load(keepSettings bool) error {
 	var cfg bpfobj.ZfwConfig
 	if err := t.m.Config.Lookup(uint32(0), &cfg); err != nil {
 		return fmt.Errorf("config_map: lookup: %w", err)
 	}
 	t.generation = cfg.Generation
 	t.cacheEpoch = cfg.CacheEpoch
+	// ddos_dport_map survives with the maps, and so must its count.
+	t.protectedPorts = cfg.ProtectedPorts
+	if keepSettings {
+		t.mark = cfg.Mark
+		t.timeouts = Timeouts{
+			TCPEstablished: time.Duration(cfg.TcpEstablishedNs),
+			TCPTransitory:  time.Duration(cfg.TcpTransitoryNs),
+			UDP:            time.Duration(cfg.UdpNs),
+			ICMPEcho:       time.Duration(cfg.IcmpEchoNs),
+		}
+		t.eventsPerSec = cfg.EventsPerSec
+		t.synFlood = SYNFlood{SYNsPerSecond: int(cfg.SynPerSec), BanDuration: time.Duration(cfg.BanNs)}
+	}
 
 	var (
 		id  uint32

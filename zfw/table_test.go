@@ -121,7 +121,7 @@ func TestTableAdoptsWhatAnotherTableWrote(t *testing.T) {
 	before := snap(t, set)
 
 	adopted := newTable(set, DefaultMark)
-	if err := adopted.load(); err != nil {
+	if err := adopted.load(false); err != nil {
 		t.Fatal(err)
 	}
 	if adopted.generation != tbl.generation {
@@ -163,7 +163,7 @@ func TestTableRepairsAHalfWrittenDataplane(t *testing.T) {
 		t.Fatal(err)
 	}
 	adopted := newTable(set, DefaultMark)
-	if err := adopted.load(); err != nil {
+	if err := adopted.load(false); err != nil {
 		t.Fatal(err)
 	}
 	s := snap(t, set)

@@ -37,7 +37,10 @@ type Config struct {
 	MaxRules, MaxPrefixes uint32
 	// LegacyTC attaches with clsact filters even where TCX exists.
 	LegacyTC bool
-	Logger   logrus.FieldLogger
+	// AdoptOnly makes Open fail, with an error wrapping ErrNoDataplane,
+	// when nothing is pinned at PinPath instead of creating a dataplane.
+	AdoptOnly bool
+	Logger    logrus.FieldLogger
 }
 
 // Dataplane is a loaded, pinned set of BPF objects.
@@ -110,6 +113,8 @@ func (d *Dataplane) open() error {
 	switch {
 	case statErr == nil:
 		d.adopted = true
+	case errors.Is(statErr, os.ErrNotExist) && d.cfg.AdoptOnly:
+		return fmt.Errorf("no dataplane pinned at %s: %w", pin, ErrNoDataplane)
 	case errors.Is(statErr, os.ErrNotExist):
 		// Build the pins in a private folder and rename it into place,
 		// so a concurrent creator sees all of the dataplane or none.
@@ -148,6 +153,11 @@ func (d *Dataplane) open() error {
 	}
 	d.lock = lock
 
+	if d.adopted {
+		if err := keepPinnedSizes(spec, pin); err != nil {
+			return err
+		}
+	}
 	if err := spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pin}}); err != nil {
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
 			return fmt.Errorf("maps pinned at %s do not match this version's layout (remove the folder to start afresh): %w", pin, err)
@@ -161,8 +171,33 @@ func (d *Dataplane) open() error {
 	return nil
 }
 
-// ErrBusy reports a pin folder that another process owns.
-var ErrBusy = errors.New("dataplane busy")
+// keepPinnedSizes sets the capacity of every map in spec that is pinned
+// under pin to the pinned map's: an adopted dataplane keeps the sizes it
+// was made with, whatever the adopter asks for.
+func keepPinnedSizes(spec *ebpf.CollectionSpec, pin string) error {
+	for name, ms := range spec.Maps {
+		if ms.Pinning != ebpf.PinByName {
+			continue
+		}
+		m, err := ebpf.LoadPinnedMap(filepath.Join(pin, name), &ebpf.LoadPinOptions{ReadOnly: true})
+		if errors.Is(err, os.ErrNotExist) {
+			continue // made by this load
+		}
+		if err != nil {
+			return fmt.Errorf("pinned map %s: %w", name, err)
+		}
+		ms.MaxEntries = m.MaxEntries()
+		m.Close()
+	}
+	return nil
+}
+
+var (
+	// ErrBusy reports a pin folder that another process owns.
+	ErrBusy = errors.New("dataplane busy")
+	// ErrNoDataplane reports an AdoptOnly Open with nothing pinned.
+	ErrNoDataplane = errors.New("no dataplane")
+)
 
 func loadError(err error) error {
 	var ve *ebpf.VerifierError

@@ -1,0 +1,403 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/zfw-go/zfw/intercept"
+	"github.com/zfw-go/zfw/zfw/control"
+)
+
+// operation is what one zfw run does.
+type operation int
+
+const (
+	opNone operation = iota
+	opInsert
+	opDelete
+	opList
+	opFlush
+	opVersion
+	opHelp
+)
+
+// command is a parsed command line.
+type command struct {
+	op operation
+	// rule is the rule of -I, and its Match the rule of -D.
+	rule control.Rule
+	// onlyIntercepts and onlyPassthrough filter -L (-i, -f).
+	onlyIntercepts, onlyPassthrough bool
+	// pinPath and socket override where the dataplane is (our options).
+	pinPath, socket string
+}
+
+// option is one command-line option, as the C zfw (argp) spells it.
+type option struct {
+	short rune   // 0: long form only
+	long  string // "" : short form only
+	arg   string // the value's name; "" for a flag
+	help  string
+	// unsupported names a C zfw option this zfw does not implement.
+	unsupported bool
+}
+
+var options = []option{
+	{short: 'I', long: "insert", help: "insert a rule (needs -c -m -p -l -h -t)"},
+	{short: 'D', long: "delete", help: "delete the rule with this match (needs -c -m -p -l -h)"},
+	{short: 'L', long: "list", help: "list the rules and the map usage"},
+	{short: 'F', long: "flush", help: "remove every rule (intercepts of the dataplane's owner stay)"},
+	{short: 'V', long: "version", help: "print the version"},
+	{short: '?', long: "help", help: "print this help"},
+	{short: 'c', long: "dcidr-block", arg: "ADDR", help: "destination address (IPv4 or IPv6)"},
+	{short: 'm', long: "dprefix-len", arg: "LEN", help: "destination prefix length"},
+	{short: 'o', long: "ocidr-block", arg: "ADDR", help: "source address (default any)"},
+	{short: 'n', long: "oprefix-len", arg: "LEN", help: "source prefix length"},
+	{short: 'p', long: "protocol", arg: "tcp|udp", help: "protocol"},
+	{short: 'l', long: "low-port", arg: "PORT", help: "low destination port"},
+	{short: 'h', long: "high-port", arg: "PORT", help: "high destination port"},
+	{short: 't', long: "tproxy-port", arg: "PORT", help: "listener port on the loopback address; 0 passes to the host"},
+	{short: 's', long: "service-id", arg: "ID", help: "service the rule intercepts"},
+	{short: 'N', long: "interface", arg: "IFNAME", help: "apply on this interface only (repeatable)"},
+	{short: 'd', long: "disable", help: "with -I: a rule that drops"},
+	{short: 'r', long: "route", help: "accepted and ignored: no route is needed per prefix"},
+	{short: 'i', long: "intercepts", help: "with -L: only TPROXY rules"},
+	{short: 'f', long: "passthrough", help: "with -L: only pass-through rules"},
+	{long: "pin-path", arg: "DIR", help: "pin folder of the dataplane (default $ZFW_PIN_PATH or /sys/fs/bpf/zfw)"},
+	{long: "control-socket", arg: "PATH", help: "control socket of its owner (default $ZFW_CONTROL_SOCKET or /run/zfw/<pin folder name>.sock)"},
+
+	// The C zfw's other options: interface settings, attachment,
+	// monitoring and the like belong to the process that owns the
+	// dataplane here.
+	{short: 'z', long: "direction", arg: "DIR", unsupported: true},
+	{short: '6', long: "ipv6-enable", arg: "IFNAME", unsupported: true},
+	{short: 'e', long: "icmp-echo", arg: "IFNAME", unsupported: true},
+	{short: 'v', long: "verbose", arg: "IFNAME", unsupported: true},
+	{short: 'x', long: "disable-ssh", arg: "IFNAME", unsupported: true},
+	{short: 'P', long: "per-interface-rules", arg: "IFNAME", unsupported: true},
+	{short: 'T', long: "set-tun-mode", arg: "IFNAME", unsupported: true},
+	{short: 'R', long: "vrrp-enable", arg: "IFNAME", unsupported: true},
+	{short: 'w', long: "enable-eapol", arg: "IFNAME", unsupported: true},
+	{short: 'a', long: "ddos-filtering", arg: "IFNAME", unsupported: true},
+	{short: 'b', long: "outbound-filtering", arg: "IFNAME", unsupported: true},
+	{short: 'k', long: "masquerade", arg: "IFNAME", unsupported: true},
+	{short: 'q', long: "pass-non-tuple", arg: "IFNAME", unsupported: true},
+	{short: 'S', long: "ot-filtering", arg: "IFNAME", unsupported: true},
+	{short: 'X', long: "set-tc-filter", arg: "IFNAME", unsupported: true},
+	{short: 'O', long: "object-file", arg: "FILE", unsupported: true},
+	{short: 'H', long: "init-tc", arg: "IFNAME", unsupported: true},
+	{short: 'Z', long: "init-xdp", arg: "IFNAME", unsupported: true},
+	{short: 'Q', long: "disable-ebpf", unsupported: true},
+	{short: 'M', long: "monitor", arg: "IFNAME", unsupported: true},
+	{short: 'W', long: "write-log", arg: "FILE", unsupported: true},
+	{short: 'E', long: "list-diag", unsupported: true},
+	{short: 'G', long: "list-gc-sessions", unsupported: true},
+	{short: 'Y', long: "list-ddos-saddr", unsupported: true},
+	{short: 'U', long: "list-ddos-dports", unsupported: true},
+	{short: 'C', long: "list-dnp3-fcodes", unsupported: true},
+	{short: 'y', long: "ddos-saddr-add", arg: "ADDR", unsupported: true},
+	{short: 'u', long: "ddos-dport-add", arg: "PORT", unsupported: true},
+	{short: 'g', long: "dnp3-fcode-add", arg: "CODE", unsupported: true},
+	{short: 'B', long: "bind-saddr-add", arg: "ADDR", unsupported: true},
+	{short: 'J', long: "bind-saddr-delete", arg: "ADDR", unsupported: true},
+	{short: 'j', long: "bind-flush", unsupported: true},
+	{short: 'A', long: "add-user-rules", unsupported: true},
+}
+
+// name is how messages refer to an option: "-c (--dcidr-block)".
+func (o *option) name() string {
+	switch {
+	case o.short == 0:
+		return "--" + o.long
+	case o.long == "":
+		return "-" + string(o.short)
+	}
+	return fmt.Sprintf("-%c (--%s)", o.short, o.long)
+}
+
+func lookupShort(c rune) *option {
+	for i := range options {
+		if options[i].short == c {
+			return &options[i]
+		}
+	}
+	return nil
+}
+
+// lookupLong finds a long option by its name or, as getopt_long does,
+// by an unambiguous prefix of it.
+func lookupLong(name string) (*option, error) {
+	var found *option
+	for i := range options {
+		o := &options[i]
+		if o.long == "" {
+			continue
+		}
+		if o.long == name {
+			return o, nil
+		}
+		if strings.HasPrefix(o.long, name) {
+			if found != nil {
+				return nil, fmt.Errorf("option --%s is ambiguous (--%s, --%s)", name, found.long, o.long)
+			}
+			found = o
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("unknown option --%s", name)
+	}
+	return found, nil
+}
+
+// setting is one option given on the command line, with its value.
+type setting struct {
+	opt   *option
+	value string
+}
+
+// scan splits args into options and values the way getopt_long does:
+// "-c VALUE", "-cVALUE", bundled flags ("-Ir"), "--long VALUE",
+// "--long=VALUE", and "--" ending the options.
+func scan(args []string) ([]setting, error) {
+	var out []setting
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			if i+1 < len(args) {
+				return nil, fmt.Errorf("unexpected argument %q", args[i+1])
+			}
+			return out, nil
+		case strings.HasPrefix(a, "--"):
+			name, value, hasValue := strings.Cut(a[2:], "=")
+			o, err := lookupLong(name)
+			if err != nil {
+				return nil, err
+			}
+			switch {
+			case o.arg == "" && hasValue:
+				return nil, fmt.Errorf("option --%s takes no value", o.long)
+			case o.arg != "" && !hasValue:
+				if i+1 >= len(args) {
+					return nil, fmt.Errorf("option %s needs a value (%s)", o.name(), o.arg)
+				}
+				i++
+				value = args[i]
+			}
+			out = append(out, setting{o, value})
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			flags := []rune(a[1:])
+			for j := 0; j < len(flags); j++ {
+				o := lookupShort(flags[j])
+				if o == nil {
+					return nil, fmt.Errorf("unknown option -%c", flags[j])
+				}
+				if o.arg == "" {
+					out = append(out, setting{opt: o})
+					continue
+				}
+				value := string(flags[j+1:])
+				if value == "" {
+					if i+1 >= len(args) {
+						return nil, fmt.Errorf("option %s needs a value (%s)", o.name(), o.arg)
+					}
+					i++
+					value = args[i]
+				}
+				out = append(out, setting{o, value})
+				break
+			}
+		default:
+			return nil, fmt.Errorf("unexpected argument %q", a)
+		}
+	}
+	return out, nil
+}
+
+// parse turns the command line (without the program name) into a
+// command, checking it as a whole.
+func parse(args []string) (command, error) {
+	settings, err := scan(args)
+	if err != nil {
+		return command{}, err
+	}
+	var (
+		cmd    command
+		ops    []*option
+		values = make(map[rune]string) // last value of each short option
+		given  = make(map[rune]*option)
+	)
+	for _, s := range settings {
+		o := s.opt
+		if o.unsupported {
+			return command{}, fmt.Errorf("option %s of the C zfw is not supported: this zfw only changes rules (-I, -D, -L, -F); the program that owns the dataplane sets interfaces up", o.name())
+		}
+		switch o.long {
+		case "pin-path":
+			cmd.pinPath = s.value
+			continue
+		case "control-socket":
+			cmd.socket = s.value
+			continue
+		}
+		switch o.short {
+		case 'I', 'D', 'L', 'F':
+			if !containsOpt(ops, o) {
+				ops = append(ops, o)
+			}
+		case 'V':
+			cmd.op = opVersion
+		case '?':
+			cmd.op = opHelp
+		case 'N':
+			cmd.rule.Interfaces = append(cmd.rule.Interfaces, s.value)
+		}
+		values[o.short] = s.value
+		given[o.short] = o
+	}
+	// Like argp, --help and --version win over everything else.
+	if cmd.op == opHelp || cmd.op == opVersion {
+		return cmd, nil
+	}
+	switch len(ops) {
+	case 0:
+		return command{}, errors.New("no operation: give one of -I (insert), -D (delete), -L (list), -F (flush) or -V (version)")
+	case 1:
+	default:
+		return command{}, fmt.Errorf("%s and %s cannot be combined: give one operation", ops[0].name(), ops[1].name())
+	}
+	switch ops[0].short {
+	case 'I':
+		cmd.op = opInsert
+	case 'D':
+		cmd.op = opDelete
+	case 'L':
+		cmd.op = opList
+	case 'F':
+		cmd.op = opFlush
+	}
+
+	// Which options go with which operation.
+	allowed := map[operation]string{
+		opInsert: "IcmonplhtsNdr",
+		opDelete: "DcmonplhtsNr",
+		opList:   "Lif",
+		opFlush:  "Fr",
+	}[cmd.op]
+	for c, o := range given {
+		if !strings.ContainsRune(allowed, c) {
+			return command{}, fmt.Errorf("option %s does not go with %s", o.name(), ops[0].name())
+		}
+	}
+	// Options that come in pairs.
+	for _, pair := range [][2]rune{{'c', 'm'}, {'m', 'c'}, {'o', 'n'}, {'n', 'o'}} {
+		if given[pair[0]] != nil && given[pair[1]] == nil {
+			return command{}, fmt.Errorf("option %s needs %s", given[pair[0]].name(), lookupShort(pair[1]).name())
+		}
+	}
+	if cmd.op == opList {
+		cmd.onlyIntercepts, cmd.onlyPassthrough = given['i'] != nil, given['f'] != nil
+		if cmd.onlyIntercepts && cmd.onlyPassthrough {
+			return command{}, errors.New("-i (--intercepts) and -f (--passthrough) cannot be combined")
+		}
+		return cmd, nil
+	}
+	if cmd.op == opFlush {
+		return cmd, nil
+	}
+
+	required := "cmplh"
+	if cmd.op == opInsert && given['d'] == nil {
+		required += "t"
+	}
+	for _, c := range required {
+		if given[c] == nil {
+			return command{}, fmt.Errorf("%s needs %s", ops[0].name(), lookupShort(c).name())
+		}
+	}
+	r := &cmd.rule
+	if r.Destination, err = prefix(values['c'], values['m'], given['c'], given['m']); err != nil {
+		return command{}, err
+	}
+	if given['o'] != nil {
+		if r.Source, err = prefix(values['o'], values['n'], given['o'], given['n']); err != nil {
+			return command{}, err
+		}
+		if r.Source.Addr().Is4() != r.Destination.Addr().Is4() {
+			return command{}, fmt.Errorf("source %s and destination %s are of different address families", r.Source, r.Destination)
+		}
+	}
+	switch p := strings.ToLower(values['p']); p {
+	case "tcp", "udp":
+		r.Protocol = intercept.Protocol(p)
+	default:
+		return command{}, fmt.Errorf("unknown protocol %q for %s: tcp or udp", values['p'], given['p'].name())
+	}
+	if r.Ports.Low, err = port(values['l'], given['l'], 1); err != nil {
+		return command{}, err
+	}
+	if r.Ports.High, err = port(values['h'], given['h'], 1); err != nil {
+		return command{}, err
+	}
+	if r.Ports.Low > r.Ports.High {
+		return command{}, fmt.Errorf("low port %d is above high port %d", r.Ports.Low, r.Ports.High)
+	}
+	if cmd.op == opDelete {
+		// -D identifies a rule by its match; -t and -s are accepted as
+		// the C zfw does, and mean nothing.
+		return cmd, nil
+	}
+	if given['t'] != nil {
+		if r.TProxyPort, err = port(values['t'], given['t'], 0); err != nil {
+			return command{}, err
+		}
+	}
+	if given['d'] != nil {
+		if r.TProxyPort != 0 {
+			return command{}, fmt.Errorf("-d (--disable) makes a rule that drops; it takes no tproxy port (got -t %d)", r.TProxyPort)
+		}
+		r.Deny = true
+	}
+	if given['s'] != nil {
+		if values['s'] == "" {
+			return command{}, errors.New("-s (--service-id) is empty")
+		}
+		r.ServiceID = values['s']
+	}
+	return cmd, nil
+}
+
+func containsOpt(list []*option, o *option) bool {
+	for _, x := range list {
+		if x == o {
+			return true
+		}
+	}
+	return false
+}
+
+// prefix parses an address and a prefix length given as two options.
+func prefix(addr, length string, ao, lo *option) (netip.Prefix, error) {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("bad address %q for %s", addr, ao.name())
+	}
+	a = a.Unmap()
+	n, err := strconv.ParseUint(length, 10, 8)
+	if err != nil || int(n) > a.BitLen() {
+		return netip.Prefix{}, fmt.Errorf("bad prefix length %q for %s: 0 to %d for %s", length, lo.name(), a.BitLen(), a)
+	}
+	return netip.PrefixFrom(a, int(n)).Masked(), nil
+}
+
+// port parses a port number from min to 65535.
+func port(s string, o *option, min uint64) (uint16, error) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n < min {
+		return 0, fmt.Errorf("bad port %q for %s: %d to 65535", s, o.name(), min)
+	}
+	return uint16(n), nil
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bufio"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/zfw-go/zfw/intercept"
+	"github.com/zfw-go/zfw/zfw/control"
+)
+
+// The argv OpenZiti's tproxy interceptor passes (ziti v1.6.x).
+var (
+	zitiInsert = strings.Fields("-I -c 100.64.0.2 -m 32 -p tcp -o 0.0.0.0 -n 0 -l 443 -h 443 -t 38123 -s 3TqdLrTn2A2F9vSi5JkQpx")
+	zitiDelete = strings.Fields("-D -c 100.64.0.2 -m 32 -p tcp -o 0.0.0.0 -n 0 -l 443 -h 443")
+)
+
+func zitiRule() control.Rule {
+	return control.Rule{
+		Match: control.Match{
+			Destination: netip.MustParsePrefix("100.64.0.2/32"),
+			Source:      netip.MustParsePrefix("0.0.0.0/0"),
+			Protocol:    intercept.TCP,
+			Ports:       intercept.PortRange{Low: 443, High: 443},
+		},
+		TProxyPort: 38123, ServiceID: "3TqdLrTn2A2F9vSi5JkQpx",
+	}
+}
+
+func TestParseAccepts(t *testing.T) {
+	withIf := zitiRule()
+	withIf.Interfaces = []string{"eth1"}
+	two := zitiRule()
+	two.Interfaces = []string{"eth1", "eth2"}
+	noSource := zitiRule()
+	noSource.Source = netip.Prefix{}
+	pass := noSource
+	pass.TProxyPort, pass.ServiceID = 0, ""
+	deny := pass
+	deny.Deny = true
+	udp6 := control.Rule{Match: control.Match{
+		Destination: netip.MustParsePrefix("fd00::/64"), Protocol: intercept.UDP,
+		Ports: intercept.PortRange{Low: 1, High: 65535},
+	}, TProxyPort: 5000}
+	masked := noSource
+	masked.Destination = netip.MustParsePrefix("100.64.0.0/24")
+	masked.TProxyPort, masked.ServiceID = 0, ""
+
+	tests := []struct {
+		name string
+		args string
+		want command
+	}{
+		{"ziti version probe", "-V", command{op: opVersion}},
+		{"long version", "--version", command{op: opVersion}},
+		{"version wins", "-I -V", command{op: opVersion}},
+		{"help", "--help", command{op: opHelp}},
+		{"ziti insert", strings.Join(zitiInsert, " "), command{op: opInsert, rule: zitiRule()}},
+		{"ziti insert with interface", strings.Join(zitiInsert, " ") + " -N eth1", command{op: opInsert, rule: withIf}},
+		{"interfaces repeat", strings.Join(zitiInsert, " ") + " -N eth1 --interface eth2", command{op: opInsert, rule: two}},
+		{"ziti delete", strings.Join(zitiDelete, " "), command{op: opDelete, rule: control.Rule{Match: zitiRule().Match}}},
+		{"delete ignores -t and -s", strings.Join(zitiDelete, " ") + " -t 1 -s x", command{op: opDelete, rule: control.Rule{Match: zitiRule().Match}}},
+		{"attached values", "-I -c100.64.0.2 -m32 -ptcp -l443 -h443 -t38123 -s3TqdLrTn2A2F9vSi5JkQpx", command{op: opInsert, rule: noSource}},
+		{"long forms", "--insert --dcidr-block 100.64.0.2 --dprefix-len=32 --protocol tcp --low-port 443 --high-port=443 --tproxy-port 38123 --service-id 3TqdLrTn2A2F9vSi5JkQpx", command{op: opInsert, rule: noSource}},
+		{"long prefixes", "--ins --dcidr 100.64.0.2 --dpre 32 --proto tcp --low 443 --high 443 --tproxy 38123 --serv 3TqdLrTn2A2F9vSi5JkQpx", command{op: opInsert, rule: noSource}},
+		{"any order", "-p tcp -l 443 -h 443 -c 100.64.0.2 -m 32 -t 38123 -s 3TqdLrTn2A2F9vSi5JkQpx -I", command{op: opInsert, rule: noSource}},
+		{"bundled flags", "-Ir -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443 -t 0", command{op: opInsert, rule: pass}},
+		{"bundled value", "-Irc 100.64.0.2 -m 32 -p TCP -l 443 -h 443 -t 0", command{op: opInsert, rule: pass}},
+		{"pass-through", "-I -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443 -t 0", command{op: opInsert, rule: pass}},
+		{"deny", "-I -d -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443", command{op: opInsert, rule: deny}},
+		{"ipv6", "-I -c fd00:: -m 64 -p udp -l 1 -h 65535 -t 5000", command{op: opInsert, rule: udp6}},
+		{"host bits masked", "-I -c 100.64.0.9 -m 24 -p tcp -l 443 -h 443 -t 0", command{op: opInsert, rule: masked}},
+		{"list", "-L", command{op: opList}},
+		{"list intercepts", "-L -i", command{op: opList, onlyIntercepts: true}},
+		{"list passthrough", "--list --passthrough", command{op: opList, onlyPassthrough: true}},
+		{"flush", "-F", command{op: opFlush}},
+		{"flush with route", "-F -r", command{op: opFlush}},
+		{"locations", "-L --pin-path /sys/fs/bpf/r1 --control-socket=/tmp/s", command{op: opList, pinPath: "/sys/fs/bpf/r1", socket: "/tmp/s"}},
+		{"end of options", "-L --", command{op: opList}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parse(strings.Fields(tc.args))
+			if err != nil {
+				t.Fatalf("parse(%s): %v", tc.args, err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("parse(%s) =\n%+v\nwant\n%+v", tc.args, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	base := "-I -c 10.0.0.0 -m 24 -p tcp -l 80 -h 90 -t 4000"
+	tests := []struct {
+		name, args, want string
+	}{
+		{"nothing", "", "no operation"},
+		{"two operations", "-I -D", "-I (--insert) and -D (--delete) cannot be combined"},
+		{"missing -m", "-I -c 10.0.0.0 -p tcp -l 80 -h 90 -t 4000", "-c (--dcidr-block) needs -m (--dprefix-len)"},
+		{"missing -c", "-I -m 24 -p tcp -l 80 -h 90 -t 4000", "-m (--dprefix-len) needs -c (--dcidr-block)"},
+		{"missing -n", base + " -o 10.1.0.0", "-o (--ocidr-block) needs -n (--oprefix-len)"},
+		{"missing -o", base + " -n 16", "-n (--oprefix-len) needs -o (--ocidr-block)"},
+		{"missing destination", "-I -p tcp -l 80 -h 90 -t 4000", "-I (--insert) needs -c (--dcidr-block)"},
+		{"missing protocol", "-I -c 10.0.0.0 -m 24 -l 80 -h 90 -t 4000", "needs -p (--protocol)"},
+		{"missing low", "-D -c 10.0.0.0 -m 24 -p tcp -h 90", "-D (--delete) needs -l (--low-port)"},
+		{"missing high", "-D -c 10.0.0.0 -m 24 -p tcp -l 90", "needs -h (--high-port)"},
+		{"missing tproxy port", "-I -c 10.0.0.0 -m 24 -p tcp -l 80 -h 90", "needs -t (--tproxy-port)"},
+		{"bad address", "-I -c 10.0.0.300 -m 24 -p tcp -l 80 -h 90 -t 4000", `bad address "10.0.0.300" for -c (--dcidr-block)`},
+		{"bad prefix", "-I -c 10.0.0.0 -m 33 -p tcp -l 80 -h 90 -t 4000", `bad prefix length "33" for -m (--dprefix-len): 0 to 32`},
+		{"bad v6 prefix", "-I -c fd00:: -m 129 -p tcp -l 80 -h 90 -t 4000", "0 to 128"},
+		{"negative prefix", "-I -c 10.0.0.0 -m -1 -p tcp -l 80 -h 90 -t 4000", "bad prefix length"},
+		{"bad source prefix", base + " -o 10.1.0.0 -n x", `bad prefix length "x" for -n (--oprefix-len)`},
+		{"mixed families", base + " -o fd00:: -n 8", "different address families"},
+		{"unknown protocol", "-I -c 10.0.0.0 -m 24 -p icmp -l 80 -h 90 -t 4000", `unknown protocol "icmp" for -p (--protocol): tcp or udp`},
+		{"low above high", "-I -c 10.0.0.0 -m 24 -p tcp -l 91 -h 90 -t 4000", "low port 91 is above high port 90"},
+		{"port zero", "-I -c 10.0.0.0 -m 24 -p tcp -l 0 -h 90 -t 4000", `bad port "0" for -l (--low-port): 1 to 65535`},
+		{"port too big", "-I -c 10.0.0.0 -m 24 -p tcp -l 80 -h 65536 -t 4000", `bad port "65536" for -h (--high-port)`},
+		{"bad tproxy port", "-I -c 10.0.0.0 -m 24 -p tcp -l 80 -h 90 -t x", `bad port "x" for -t (--tproxy-port): 0 to 65535`},
+		{"deny with a listener", base + " -d", "takes no tproxy port"},
+		{"empty service id", base + " --service-id=", "-s (--service-id) is empty"},
+		{"missing value", "-I -c", "option -c (--dcidr-block) needs a value"},
+		{"missing long value", "-L --pin-path", "option --pin-path needs a value"},
+		{"flag with value", "--list=yes", "option --list takes no value"},
+		{"unknown short", "-L -K", "unknown option -K"},
+		{"unknown long", "--lists", "unknown option --lists"},
+		{"ambiguous long", "--l", "ambiguous"},
+		{"stray argument", "-L eth0", `unexpected argument "eth0"`},
+		{"argument after --", "-L -- x", `unexpected argument "x"`},
+		{"rule option with list", "-L -c 10.0.0.0 -m 8", "option -c (--dcidr-block) does not go with -L (--list)"},
+		{"interface with flush", "-F -N eth0", "does not go with -F"},
+		{"filter with insert", base + " -i", "-i (--intercepts) does not go with -I"},
+		{"deny with delete", "-D -d -c 10.0.0.0 -m 24 -p tcp -l 80 -h 90", "-d (--disable) does not go with -D"},
+		{"both list filters", "-L -i -f", "cannot be combined"},
+		{"C zfw interface setting", "-e eth0 -d", "option -e (--icmp-echo) of the C zfw is not supported"},
+		{"C zfw egress", base + " -z egress", "option -z (--direction) of the C zfw is not supported"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parse(strings.Fields(tc.args))
+			if err == nil {
+				t.Fatalf("parse(%s) = %+v, want an error", tc.args, got)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("parse(%s): %q, want it to say %q", tc.args, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestFindLockOwner(t *testing.T) {
+	locks := `1: POSIX  ADVISORY  WRITE 900 00:19:512 0 EOF
+2: FLOCK  ADVISORY  WRITE 4242 00:1e:1234 0 EOF
+2: -> FLOCK  ADVISORY  WRITE 4343 00:1e:1234 0 EOF
+3: FLOCK  ADVISORY  WRITE 77 00:1e:99 0 EOF
+`
+	tests := []struct {
+		major, minor uint32
+		ino          uint64
+		pid          int
+		ok           bool
+	}{
+		{0, 0x1e, 1234, 4242, true},
+		{0, 0x1e, 99, 77, true},
+		{0, 0x19, 512, 0, false}, // a POSIX lock is not ours
+		{0, 0x1f, 1234, 0, false},
+	}
+	for _, tc := range tests {
+		pid, ok := findLockOwner(bufio.NewScanner(strings.NewReader(locks)), tc.major, tc.minor, tc.ino)
+		if pid != tc.pid || ok != tc.ok {
+			t.Errorf("owner of %x:%x:%d = %d, %v; want %d, %v", tc.major, tc.minor, tc.ino, pid, ok, tc.pid, tc.ok)
+		}
+	}
+}

@@ -1,0 +1,153 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/zfw-go/zfw/zfw"
+)
+
+// Controller runs the zfw command's rule operations: Local runs them on
+// a Firewall in this process, Client through a control socket.
+type Controller interface {
+	// Insert installs r. A rule with r's match (Find) that does the same
+	// (action, listener, service id) and applies on the same interfaces
+	// makes Insert a no-op; one that differs is replaced by r in one step.
+	// When both name interfaces the result applies on all of them, so a
+	// router that inserts a rule once per interface gets one rule for
+	// all; an r naming none applies everywhere, as in the C zfw.
+	Insert(ctx context.Context, r Rule) (Change, error)
+	// Delete removes the rules with m's destination, source, protocol and
+	// ports. If m names interfaces, a rule limited to interfaces loses
+	// those (and goes when none is left); one that applies on all goes.
+	// With no such rule the error wraps zfw.ErrNotFound.
+	Delete(ctx context.Context, m Match) (Change, error)
+	// List returns every installed rule, intercepts included, and how
+	// full the maps are.
+	List(ctx context.Context) (Listing, error)
+	// Flush removes every rule added through the rules API; the
+	// intercepts the owner registered stay.
+	Flush(ctx context.Context) error
+	// Version is the version of the program that runs the operations.
+	Version(ctx context.Context) (string, error)
+}
+
+// Change says what an operation did.
+type Change string
+
+// Changes.
+const (
+	Added     Change = "added"
+	Updated   Change = "updated"
+	Unchanged Change = "unchanged"
+	Removed   Change = "removed"
+)
+
+// Listing is the answer to List.
+type Listing struct {
+	Rules []zfw.RuleInfo `json:"rules"`
+	Usage zfw.Usage      `json:"usage"`
+}
+
+// Local runs the operations on a Firewall of this process.
+type Local struct {
+	fw *zfw.Firewall
+	mu sync.Mutex // makes each find-then-change one step for our callers
+}
+
+// NewLocal returns a Controller over fw.
+func NewLocal(fw *zfw.Firewall) *Local { return &Local{fw: fw} }
+
+// Insert implements Controller.
+func (l *Local) Insert(ctx context.Context, r Rule) (Change, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	want := r.zfwRule()
+	found := l.fw.Rules().Find(want)
+	if len(found) == 0 {
+		if _, err := l.fw.Rules().Add(ctx, want); err != nil {
+			return "", fmt.Errorf("insert %s: %w", r.Match, err)
+		}
+		return Added, nil
+	}
+	have := found[0]
+	if sameEffect(have, want) && len(want.Interfaces) > 0 && len(have.Interfaces) > 0 {
+		want.Interfaces = union(have.Interfaces, want.Interfaces)
+	}
+	if sameEffect(have, want) && sameSet(have.Interfaces, want.Interfaces) {
+		return Unchanged, nil
+	}
+	if _, err := l.fw.Rules().Replace(ctx, have.ID, want); err != nil {
+		return "", fmt.Errorf("insert %s: %w", r.Match, err)
+	}
+	return Updated, nil
+}
+
+// Delete implements Controller.
+func (l *Local) Delete(ctx context.Context, m Match) (Change, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var (
+		change  Change
+		matched bool
+	)
+	for _, have := range l.fw.Rules().Find(Rule{Match: m}.zfwRule()) {
+		rest := slices.DeleteFunc(slices.Clone(have.Interfaces), func(s string) bool { return slices.Contains(m.Interfaces, s) })
+		switch {
+		case len(m.Interfaces) == 0 || len(have.Interfaces) == 0 || len(rest) == 0:
+			if err := l.fw.Rules().Delete(ctx, have.ID); err != nil {
+				return change, fmt.Errorf("delete %s: %w", m, err)
+			}
+			matched, change = true, Removed
+		case len(have.Interfaces)-len(rest) == len(m.Interfaces):
+			r := ruleOf(have)
+			r.Interfaces = rest
+			if _, err := l.fw.Rules().Replace(ctx, have.ID, r); err != nil {
+				return change, fmt.Errorf("delete %s: %w", m, err)
+			}
+			matched = true
+			if change == "" {
+				change = Updated
+			}
+		}
+	}
+	if !matched {
+		return "", fmt.Errorf("delete %s: no such rule: %w", m, zfw.ErrNotFound)
+	}
+	return change, nil
+}
+
+// ruleOf is the rule that installs ri again.
+func ruleOf(ri zfw.RuleInfo) zfw.Rule {
+	return zfw.Rule{
+		Action: ri.Action, Protocol: ri.Protocol,
+		Destination: ri.Destination, Source: ri.Source, Ports: ri.Ports,
+		TProxyPort: ri.TProxyPort, ServiceID: ri.ServiceID,
+		Interfaces: ri.Interfaces, Egress: ri.Egress,
+	}
+}
+
+// List implements Controller.
+func (l *Local) List(ctx context.Context) (Listing, error) {
+	if err := ctx.Err(); err != nil {
+		return Listing{}, err
+	}
+	return Listing{Rules: l.fw.Rules().List(), Usage: l.fw.Usage()}, nil
+}
+
+// Flush implements Controller.
+func (l *Local) Flush(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.fw.Rules().Flush(ctx); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	return nil
+}
+
+// Version implements Controller.
+func (l *Local) Version(ctx context.Context) (string, error) {
+	return BuildVersion(), ctx.Err()
+}

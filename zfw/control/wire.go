@@ -1,0 +1,81 @@
+package control
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/zfw-go/zfw/zfw"
+)
+
+// ProtocolVersion is the version of the socket protocol. A server
+// answers requests of other versions with an error.
+const ProtocolVersion = 1
+
+// DefaultSocketDir holds the control sockets, one per pin folder.
+const DefaultSocketDir = "/run/zfw"
+
+// maxMessage bounds one request or response line.
+const maxMessage = 16 << 20
+
+// SocketPath is where the owner of the dataplane pinned at pinPath
+// serves it: DefaultSocketDir/<last element of pinPath>.sock, e.g.
+// /run/zfw/zfw.sock for zfw.DefaultPinPath.
+func SocketPath(pinPath string) string {
+	if pinPath == "" {
+		pinPath = zfw.DefaultPinPath
+	}
+	return filepath.Join(DefaultSocketDir, filepath.Base(filepath.Clean(pinPath))+".sock")
+}
+
+// Operations.
+const (
+	opInsert  = "insert"
+	opDelete  = "delete"
+	opList    = "list"
+	opFlush   = "flush"
+	opVersion = "version"
+)
+
+type request struct {
+	Version int    `json:"version"`
+	Op      string `json:"op"`
+	Rule    *Rule  `json:"rule,omitempty"`
+	Match   *Match `json:"match,omitempty"`
+}
+
+type response struct {
+	Version int    `json:"version"`
+	Error   string `json:"error,omitzero"`
+	// NotFound marks an error that wraps zfw.ErrNotFound.
+	NotFound bool     `json:"notFound,omitzero"`
+	Change   Change   `json:"change,omitzero"`
+	Listing  *Listing `json:"listing,omitempty"`
+	Server   string   `json:"server,omitzero"`
+}
+
+// remoteError is an error the server reported.
+type remoteError struct {
+	msg      string
+	notFound bool
+}
+
+func (e *remoteError) Error() string { return e.msg }
+
+func (e *remoteError) Is(target error) bool { return e.notFound && target == zfw.ErrNotFound }
+
+func errorResponse(err error) response {
+	return response{Version: ProtocolVersion, Error: err.Error(), NotFound: errors.Is(err, zfw.ErrNotFound)}
+}
+
+// writeResponse sends one response line.
+func writeResponse(w io.Writer, resp response) error {
+	b, err := json.Marshal(resp)
+	if err != nil {
+		b, _ = json.Marshal(errorResponse(fmt.Errorf("encode answer: %w", err)))
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
