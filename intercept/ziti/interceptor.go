@@ -284,17 +284,17 @@ func (i *Interceptor) Run(ctx context.Context) error {
 		i.queueMu.Unlock()
 	}()
 	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-i.wake:
-		}
 		for ctx.Err() == nil {
 			ev, ok := i.next()
 			if !ok {
 				break
 			}
 			i.applyEvent(ctx, ev)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-i.wake:
 		}
 	}
 }
