@@ -113,6 +113,7 @@ type ConfigError struct {
 	Reason string
 }
 
+// Error returns the message described on ConfigError.
 func (e *ConfigError) Error() string {
 	where := e.ConfigType
 	if e.Field != "" {

@@ -31,7 +31,8 @@ type Registrar interface {
 //
 // onAllocate callbacks take the Interceptor's lock, and the Interceptor
 // calls the Resolver with that lock held: a Resolver must not hold a lock
-// of its own while it runs a callback that its other methods need.
+// of its own while it runs a callback that its other methods need, and
+// AddWildcard must not run the callback before it returns.
 type Resolver interface {
 	// AddHostname returns the address for name, allocating one on first
 	// use; owners are ref-counted (same name from two owners → same
@@ -339,9 +340,10 @@ func (i *Interceptor) applyEvent(ctx context.Context, ev Event) {
 // data model) may call it directly.
 //
 // A change that leaves the intercept as it was touches neither the
-// dataplane nor the listeners; the name and dial options are updated all
-// the same. A change of the intercept re-registers it with the same TPROXY
-// port. When a change fails, the service is left not intercepted, and a
+// dataplane nor the listeners; the dial options are updated all the same.
+// A change of the intercept re-registers it with the same TPROXY port; a
+// rename counts as one, since the intercept carries the name for
+// listings, and costs one in-place Register. When a change fails, the service is left not intercepted, and a
 // later event retries from scratch.
 func (i *Interceptor) Update(ctx context.Context, detail *rest_model.ServiceDetail) error {
 	id, name := deref(detail.ID), deref(detail.Name)
