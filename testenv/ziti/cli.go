@@ -224,12 +224,16 @@ func (n *Network) CreateService(ctx context.Context, s Service) (string, error) 
 	return n.create(ctx, args...)
 }
 
-// ServiceUpdate changes a service. A nil field is left as it is; an empty,
-// non-nil slice clears it.
+// ServiceUpdate changes a service. A nil field is left as it is.
 type ServiceUpdate struct {
 	// Name renames the service when not empty.
-	Name           string
-	Configs        []string
+	Name string
+	// Configs replaces the service's configs. The ziti CLI cannot set an
+	// empty list (it sends null, which changes nothing), so an empty,
+	// non-nil Configs is an error: delete and recreate the service instead.
+	Configs []string
+	// RoleAttributes replaces the service's role attributes; an empty,
+	// non-nil slice removes them all.
 	RoleAttributes []string
 }
 
@@ -238,6 +242,9 @@ func (n *Network) UpdateService(ctx context.Context, name string, u ServiceUpdat
 	args := []string{"edge", "update", "service", name}
 	if u.Name != "" {
 		args = append(args, "--name", u.Name)
+	}
+	if u.Configs != nil && len(u.Configs) == 0 {
+		return fmt.Errorf("update service %s: the ziti CLI cannot remove all configs of a service", name)
 	}
 	if u.Configs != nil {
 		args = append(args, "--configs", strings.Join(u.Configs, ","))

@@ -241,10 +241,11 @@ func (n *Network) waitReady(ctx context.Context) error {
 	defer ticker.Stop()
 	for {
 		if n.qs.exited() {
-			if bytes.Contains(n.logTail(), []byte("address already in use")) {
-				return fmt.Errorf("quickstart exited: %w", errPortTaken)
+			tail := n.logTail()
+			if bytes.Contains(tail, []byte("address already in use")) {
+				return fmt.Errorf("quickstart exited (%v): %w: %s", n.qs.err, errPortTaken, tail)
 			}
-			return fmt.Errorf("quickstart exited early (%v): %s", n.qs.err, n.logTail())
+			return fmt.Errorf("quickstart exited early (%v): %s", n.qs.err, tail)
 		}
 		attemptCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ok, err := ready(attemptCtx)
