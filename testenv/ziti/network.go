@@ -4,6 +4,16 @@
 // `ziti edge` commands that create identities, configs, services and
 // policies. Everything lives in a temporary directory and is removed when the
 // network is closed; nothing reads or writes the user's ziti configuration.
+//
+// The ziti command is built from the separate module in zitibuild (never
+// part of this module's dependencies) and cached, keyed by its version and
+// the hash of that module's go.mod and go.sum. $ZFW_ZITI_BIN names a
+// prebuilt binary instead; $ZFW_ZITI_CACHE moves the cache. CI builds it
+// ahead of the tests, so no test pays for the build, with
+//
+//	go run ./testenv/ziti/cmd/zitibin
+//
+// which prints the binary's path.
 package ziti
 
 import (
