@@ -337,7 +337,7 @@ struct packet {
 	__u16 payload_len; /* TCP payload bytes */
 	__u16 l3_off;      /* IP header offset  */
 	__u8 egress;       /* seen by the egress program */
-	__u16 l4_off;      /* TCP/UDP header offset */
+	__u16 l4_off;      /* TCP/UDP/ICMP header offset */
 	__u32 seq;         /* TCP, host order */
 	__u32 ack_seq;     /* TCP, host order */
 };
@@ -416,6 +416,7 @@ static __always_inline void peek_icmp_type(struct __sk_buff *skb, struct packet 
 	if (bpf_skb_load_bytes(skb, off, h, 1) < 0)
 		return;
 	pkt->icmp_type = h[0];
+	pkt->l4_off = off;
 	if (h[0] != 8 && h[0] != 0 && h[0] != 128 && h[0] != 129)
 		return;
 	if (bpf_skb_load_bytes(skb, off, h, sizeof(h)) < 0)
@@ -1800,6 +1801,176 @@ static __always_inline int masquerade_in(struct __sk_buff *skb, struct packet *p
 	return 0;
 }
 
+/* icmp_error: an ICMP or ICMPv6 error, which quotes the head of the
+ * packet it answers. */
+static __always_inline bool icmp_error(const struct packet *pkt)
+{
+	__u8 t = pkt->icmp_type;
+
+	if (pkt->proto == IPPROTO_ICMP && pkt->family == 4)
+		return t == 3 || t == 11 || t == 12;
+	return pkt->proto == IPPROTO_ICMPV6 && pkt->family == 6 && t >= 1 && t <= 4;
+}
+
+/* quoted is the head of the packet an ICMP error quotes: a datagram this
+ * side sent out, translated. */
+struct quoted {
+	__u32 src[4];
+	__u32 dst[4];
+	__u32 ip_off;  /* its IP header */
+	__u32 l4_off;  /* its TCP/UDP/ICMP header */
+	__u16 port;    /* its source port (echo: id), the translated one */
+	__u16 rport;   /* its destination port (echo: 0) */
+	__u8 proto;
+	__u8 echo;
+};
+
+/*
+ * icmp_scratch holds the working state of an ICMP error's translation:
+ * a per-CPU map value rather than stack, which the ingress program has
+ * little of to spare.
+ */
+struct icmp_scratch {
+	struct quoted q;
+	struct masq_key k;
+	__u32 nat[4];
+	__u32 origin[4];
+	__u8 ip[40]; /* the quoted IP header, read as bytes */
+	__u8 l4[8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct icmp_scratch);
+} icmp_scratch_map SEC(".maps");
+
+/* read_quoted reads the quoted header behind the ICMP header at pkt->l4_off.
+ * Returns false unless it is a first fragment of TCP, UDP or an echo
+ * request, with at least 8 bytes of its L4 header quoted. */
+static __always_inline bool read_quoted(struct __sk_buff *skb, const struct packet *pkt,
+					struct icmp_scratch *sc)
+{
+	struct quoted *q = &sc->q;
+	__u8 *l4 = sc->l4;
+
+	q->ip_off = pkt->l4_off + 8;
+	if (q->ip_off > MAX_L4_OFFSET)
+		return false;
+	if (pkt->family == 4) {
+		struct iphdr *ip = (struct iphdr *)sc->ip;
+
+		if (bpf_skb_load_bytes(skb, q->ip_off, ip, sizeof(*ip)) < 0 || ip->version != 4 ||
+		    ip->ihl < 5 || (bpf_ntohs(ip->frag_off) & IP_OFFSET))
+			return false;
+		q->src[0] = ip->saddr;
+		q->dst[0] = ip->daddr;
+		q->proto = ip->protocol;
+		q->l4_off = q->ip_off + ip->ihl * 4;
+	} else {
+		struct ipv6hdr *ip6 = (struct ipv6hdr *)sc->ip;
+
+		if (bpf_skb_load_bytes(skb, q->ip_off, ip6, sizeof(*ip6)) < 0 || ip6->version != 6)
+			return false;
+		__builtin_memcpy(q->src, &ip6->saddr, 16);
+		__builtin_memcpy(q->dst, &ip6->daddr, 16);
+		q->proto = ip6->nexthdr; /* extension headers are not followed */
+		q->l4_off = q->ip_off + sizeof(*ip6);
+	}
+	if (q->l4_off > MAX_L4_OFFSET || bpf_skb_load_bytes(skb, q->l4_off, l4, 8) < 0)
+		return false;
+	if (q->proto == IPPROTO_TCP || q->proto == IPPROTO_UDP) {
+		__builtin_memcpy(&q->port, l4, 2);
+		__builtin_memcpy(&q->rport, l4 + 2, 2);
+		return true;
+	}
+	if ((q->proto == IPPROTO_ICMP && l4[0] == 8) || (q->proto == IPPROTO_ICMPV6 && l4[0] == 128)) {
+		q->echo = 1;
+		__builtin_memcpy(&q->port, l4 + 4, 2);
+		q->rport = 0;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * masquerade_icmp_error translates an ICMP error about a masqueraded flow
+ * back to the inside client: the outer destination, and the quoted
+ * packet's source address and port (or echo id), so the client's stack
+ * matches the error to its socket. The ICMP checksum covers the quoted
+ * bytes and is updated for each change; so is the quoted IPv4 header's
+ * own checksum. The quoted TCP/UDP checksum is left as it is: it covers a
+ * datagram the error usually truncates, and no stack verifies it.
+ * Out of line: its headers would crowd the ingress program's stack.
+ * Returns -1 to drop.
+ */
+static __noinline int masquerade_icmp_error(struct __sk_buff *skb, struct packet *pkt, __u32 ifindex)
+{
+	__u32 csum_off = pkt->l4_off + 2, zero = 0;
+	struct icmp_scratch *sc = bpf_map_lookup_elem(&icmp_scratch_map, &zero);
+	struct masq_value *mv;
+	__u32 *nat, *origin;
+	__u16 oport;
+
+	if (!sc)
+		return 0;
+	__builtin_memset(sc, 0, sizeof(*sc));
+	nat = sc->nat;
+	origin = sc->origin;
+	if (!nat_addr(ifindex, pkt->family, nat) || !same_addr(nat, pkt->daddr) ||
+	    !read_quoted(skb, pkt, sc) || !same_addr(nat, sc->q.src))
+		return 0;
+	sc->k.ifindex = ifindex;
+	__builtin_memcpy(sc->k.remote, sc->q.dst, 16);
+	sc->k.rport = sc->q.rport;
+	sc->k.tport = sc->q.port;
+	sc->k.proto = sc->q.proto;
+	sc->k.family = pkt->family;
+	mv = bpf_map_lookup_elem(sc->q.echo ? (void *)&icmp_masquerade_map : (void *)&masquerade_map,
+				 &sc->k);
+	if (!mv)
+		return 0;
+	__builtin_memcpy(origin, mv->origin, 16);
+	oport = mv->oport;
+
+	/* The quoted source port or echo id. */
+	if (bpf_l4_csum_replace(skb, csum_off, sc->q.port, oport, 2) ||
+	    bpf_skb_store_bytes(skb, sc->q.l4_off + (sc->q.echo ? 4 : 0), &oport, 2, 0))
+		return -1;
+	if (pkt->family == 4) {
+		__u16 before, after;
+
+		/* The quoted source address, its header checksum, and both
+		 * changes in the ICMP checksum; then the outer destination,
+		 * which ICMP's checksum does not cover. */
+		if (bpf_skb_load_bytes(skb, sc->q.ip_off + 10, &before, 2) < 0 ||
+		    bpf_l3_csum_replace(skb, sc->q.ip_off + 10, nat[0], origin[0], 4) ||
+		    bpf_skb_store_bytes(skb, sc->q.ip_off + 12, &origin[0], 4, 0) ||
+		    bpf_skb_load_bytes(skb, sc->q.ip_off + 10, &after, 2) < 0 ||
+		    bpf_l4_csum_replace(skb, csum_off, nat[0], origin[0], 4) ||
+		    bpf_l4_csum_replace(skb, csum_off, before, after, 2) ||
+		    bpf_l3_csum_replace(skb, pkt->l3_off + 10, nat[0], origin[0], 4) ||
+		    bpf_skb_store_bytes(skb, pkt->l3_off + 16, &origin[0], 4, 0))
+			return -1;
+	} else {
+		/* ICMPv6's checksum covers the quoted source address and, in
+		 * its pseudo header, the outer destination: the same change
+		 * twice. */
+		__s64 diff = bpf_csum_diff(nat, 16, origin, 16, 0);
+
+		if (diff < 0 || bpf_skb_store_bytes(skb, sc->q.ip_off + 8, origin, 16, 0) ||
+		    bpf_l4_csum_replace(skb, csum_off, 0, diff, 0) ||
+		    bpf_skb_store_bytes(skb, pkt->l3_off + 24, origin, 16, 0) ||
+		    bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR))
+			return -1;
+	}
+	__builtin_memcpy(pkt->daddr, origin, 16);
+	mv->tstamp = bpf_ktime_get_ns();
+	count(ZFW_STAT_UNMASQUERADED);
+	return 0;
+}
+
 /* ---- industrial protocols (DNP3, Modbus/TCP) ---------------------- */
 
 #define DNP3_PORT 20000
@@ -2037,6 +2208,9 @@ int zfw_ingress(struct __sk_buff *skb)
 	case PARSE_OTHER:
 		count(ZFW_STAT_OTHER_PROTO);
 		if ((flags & ZFW_IFACE_MASQUERADE) && echo_reply(&pkt) && masquerade_in(skb, &pkt, ifindex))
+			return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
+		if ((flags & ZFW_IFACE_MASQUERADE) && icmp_error(&pkt) &&
+		    masquerade_icmp_error(skb, &pkt, ifindex))
 			return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
 		if (!(flags & ZFW_IFACE_DEFAULT_DENY))
 			return TC_ACT_OK;

@@ -211,3 +211,85 @@ func TestIdleMasqueradeMappingsAreCollected(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestMasqueradeTranslatesICMPErrors: an ICMP error about a masqueraded
+// flow reaches the inside client with the flow's own addresses and port,
+// in the outer header and in the quoted one, and valid checksums.
+func TestMasqueradeTranslatesICMPErrors(t *testing.T) {
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{Masquerade: true})
+	hop4, hop6 := addr("10.60.9.9"), addr("fd00:60::9:9")
+
+	for _, tc := range []struct {
+		name      string
+		out       packet.Spec
+		errType   uint8
+		hop       netip.Addr
+		quoteAll  bool
+		portAt    int // of the quoted L4 header: the source port or echo id
+		wantPort  uint16
+		ipHdrSize int
+	}{
+		{"IPv4 UDP, port unreachable", packet.Spec{Src: addr("10.1.4.5"), Dst: addr("10.60.0.2"), Proto: packet.UDP, SrcPort: 40000, DstPort: 53}, 3, addr("10.60.0.2"), false, 0, 40000, 20},
+		{"IPv4 TCP, time exceeded, whole packet quoted", packet.Spec{Src: addr("10.1.4.5"), Dst: addr("10.60.0.2"), Proto: packet.TCP, SrcPort: 40000, DstPort: 443, Payload: []byte("hello")}, 11, hop4, true, 0, 40000, 20},
+		{"IPv4 echo, host unreachable", packet.Spec{Src: addr("10.1.4.5"), Dst: addr("10.60.0.2"), Proto: packet.ICMP, ICMPType: 8}, 3, hop4, false, 4, 1, 20},
+		{"IPv6 UDP, port unreachable", packet.Spec{Src: addr("fd00:4::5"), Dst: addr("fd00:60::2"), Proto: packet.UDP, SrcPort: 40000, DstPort: 53}, 1, addr("fd00:60::2"), false, 0, 40000, 40},
+		{"IPv6 TCP, packet too big", packet.Spec{Src: addr("fd00:4::5"), Dst: addr("fd00:60::2"), Proto: packet.TCP, SrcPort: 40000, DstPort: 443}, 2, hop6, true, 0, 40000, 40},
+		{"IPv6 echo, time exceeded", packet.Spec{Src: addr("fd00:4::5"), Dst: addr("fd00:60::2"), Proto: packet.ICMPv6, ICMPType: 128}, 3, hop6, false, 4, 1, 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			translated := h.egress(tc.out, 1).data
+			quoted := translated[14:]
+			if !tc.quoteAll {
+				quoted = quoted[:tc.ipHdrSize+8]
+			}
+			proto, nat := uint8(packet.ICMP), addr("127.0.0.1")
+			if tc.out.Src.Is6() {
+				proto, nat = packet.ICMPv6, addr("::1")
+			}
+			if src := quotedSource(quoted, tc.ipHdrSize, tc.portAt); src.Addr() != nat {
+				t.Fatalf("the flow was not masqueraded: left as %s", src)
+			}
+			icmpErr := packet.Build(packet.Spec{Src: tc.hop, Dst: nat, Proto: proto, ICMPType: tc.errType, Payload: quoted})
+			res := h.runFrame(icmpErr, packet.Spec{}, 1)
+			if res.code != tcOK {
+				t.Fatalf("ingress code %d", res.code)
+			}
+			outerDst := netip.AddrFrom4([4]byte(res.data[14+16 : 14+20]))
+			if tc.out.Src.Is6() {
+				outerDst = netip.AddrFrom16([16]byte(res.data[14+24 : 14+40]))
+			}
+			if outerDst != tc.out.Src {
+				t.Errorf("error sent to %s, want the client %s", outerDst, tc.out.Src)
+			}
+			inner := res.data[14+tc.ipHdrSize+8:]
+			if got := quotedSource(inner, tc.ipHdrSize, tc.portAt); got != netip.AddrPortFrom(tc.out.Src, tc.wantPort) {
+				t.Errorf("quoted packet from %s, want %s", got, netip.AddrPortFrom(tc.out.Src, tc.wantPort))
+			}
+			if !packet.Valid(res.data) {
+				t.Error("the translated error has a bad IP or ICMP checksum")
+			}
+			if tc.ipHdrSize == 20 && packet.Checksum(inner[:20]) != 0 {
+				t.Error("the quoted IPv4 header has a bad checksum")
+			}
+		})
+	}
+	t.Run("an error about an unknown flow is left alone", func(t *testing.T) {
+		quoted := packet.Build(packet.Spec{Src: addr("127.0.0.1"), Dst: addr("10.60.0.2"), Proto: packet.UDP, SrcPort: 61001, DstPort: 53})[14 : 14+28]
+		frame := packet.Build(packet.Spec{Src: addr("10.60.0.2"), Dst: addr("127.0.0.1"), Proto: packet.ICMP, ICMPType: 3, Payload: quoted})
+		res := h.runFrame(frame, packet.Spec{}, 1)
+		if res.code != tcOK || string(res.data) != string(frame) {
+			t.Errorf("code %d, frame changed: %v", res.code, string(res.data) != string(frame))
+		}
+	})
+}
+
+// quotedSource reads the source address and port (or echo id at portAt)
+// of a quoted IP packet.
+func quotedSource(ip []byte, hdr, portAt int) netip.AddrPort {
+	port := binary.BigEndian.Uint16(ip[hdr+portAt:])
+	if hdr == 20 {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip[12:16])), port)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom16([16]byte(ip[8:24])), port)
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -842,6 +844,25 @@ func TestEndToEndMasqueradingRouter(t *testing.T) {
 		got, err := udpAsk(topo.Client, dst, "x")
 		if err != nil || got != tc.want.String() {
 			t.Errorf("UDP to %s: server saw %q (%v), want %s", dst, got, err, tc.want)
+		}
+	}
+	// A datagram to a closed port: the server's port unreachable comes
+	// back through the router, translated, to the client's socket.
+	for _, dst := range []netip.Addr{topo.ServerAddr4.Addr(), topo.ServerAddr6.Addr()} {
+		var c net.Conn
+		if err := topo.Client.Do(func() error {
+			var err error
+			c, err = net.Dial("udp", netip.AddrPortFrom(dst, 9).String())
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte("anyone?"))
+		_, err := c.Read(make([]byte, 16))
+		c.Close()
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("UDP to closed port %s:9: %v, want the port unreachable error (connection refused)", dst, err)
 		}
 	}
 	// ICMP echo, through raw sockets: the server sees the router's

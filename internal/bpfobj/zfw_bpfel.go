@@ -180,6 +180,27 @@ type ZfwIcmpKey struct {
 	Pad     [3]uint8
 }
 
+type ZfwIcmpScratch struct {
+	_ structs.HostLayout
+	Q struct {
+		_     structs.HostLayout
+		Src   [4]uint32
+		Dst   [4]uint32
+		IpOff uint32
+		L4Off uint32
+		Port  uint16
+		Rport uint16
+		Proto uint8
+		Echo  uint8
+		_     [2]byte
+	}
+	K      ZfwMasqKey
+	Nat    [4]uint32
+	Origin [4]uint32
+	Ip     [40]uint8
+	L4     [8]uint8
+}
+
 type ZfwIcmpState struct {
 	_      structs.HostLayout
 	Tstamp uint64
@@ -556,6 +577,7 @@ const (
 	ZfwMapFlowCache            = "flow_cache"
 	ZfwMapIcmpEchoMap          = "icmp_echo_map"
 	ZfwMapIcmpMasqueradeMap    = "icmp_masquerade_map"
+	ZfwMapIcmpScratchMap       = "icmp_scratch_map"
 	ZfwMapIfListExtensionMap   = "if_list_extension_map"
 	ZfwMapIfindexIp6Map        = "ifindex_ip6_map"
 	ZfwMapIfindexIpMap         = "ifindex_ip_map"
@@ -648,6 +670,7 @@ type ZfwMapSpecs struct {
 	FlowCache            *ebpf.MapSpec `ebpf:"flow_cache"`
 	IcmpEchoMap          *ebpf.MapSpec `ebpf:"icmp_echo_map"`
 	IcmpMasqueradeMap    *ebpf.MapSpec `ebpf:"icmp_masquerade_map"`
+	IcmpScratchMap       *ebpf.MapSpec `ebpf:"icmp_scratch_map"`
 	IfListExtensionMap   *ebpf.MapSpec `ebpf:"if_list_extension_map"`
 	IfindexIp6Map        *ebpf.MapSpec `ebpf:"ifindex_ip6_map"`
 	IfindexIpMap         *ebpf.MapSpec `ebpf:"ifindex_ip_map"`
@@ -712,6 +735,7 @@ type ZfwMaps struct {
 	FlowCache            *ebpf.Map `ebpf:"flow_cache"`
 	IcmpEchoMap          *ebpf.Map `ebpf:"icmp_echo_map"`
 	IcmpMasqueradeMap    *ebpf.Map `ebpf:"icmp_masquerade_map"`
+	IcmpScratchMap       *ebpf.Map `ebpf:"icmp_scratch_map"`
 	IfListExtensionMap   *ebpf.Map `ebpf:"if_list_extension_map"`
 	IfindexIp6Map        *ebpf.Map `ebpf:"ifindex_ip6_map"`
 	IfindexIpMap         *ebpf.Map `ebpf:"ifindex_ip_map"`
@@ -751,6 +775,7 @@ func (m *ZfwMaps) Close() error {
 		m.FlowCache,
 		m.IcmpEchoMap,
 		m.IcmpMasqueradeMap,
+		m.IcmpScratchMap,
 		m.IfListExtensionMap,
 		m.IfindexIp6Map,
 		m.IfindexIpMap,
