@@ -1694,21 +1694,74 @@ static __always_inline void *masq_map(const struct packet *pkt)
 }
 
 /*
- * masq_port picks the translated source port of a new flow: its own port
- * if no flow to the same remote end holds it, else a random free one.
- * Returns 0 when none was found.
+ * host_owns_reply reports whether a socket of this host would take the
+ * replies of the flow if it left as nat:tport: one connected to the
+ * remote end from that port, or bound to it (a listener, a UDP socket).
+ * Translating onto such a port would hand the host's own traffic to the
+ * client. Echo ids are not checked (no helper finds ping sockets).
  */
-static __always_inline __u16 masq_port(const struct packet *pkt, struct masq_key *k)
+static __always_inline bool host_owns_reply(struct __sk_buff *skb, const struct packet *pkt,
+					    const __u32 *nat, __u16 tport)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__u32 len;
+
+	if (pkt->family == 4) {
+		t.ipv4.saddr = pkt->daddr[0];
+		t.ipv4.daddr = nat[0];
+		t.ipv4.sport = pkt->dport;
+		t.ipv4.dport = tport;
+		len = sizeof(t.ipv4);
+	} else {
+		__builtin_memcpy(t.ipv6.saddr, pkt->daddr, 16);
+		__builtin_memcpy(t.ipv6.daddr, nat, 16);
+		t.ipv6.sport = pkt->dport;
+		t.ipv6.dport = tport;
+		len = sizeof(t.ipv6);
+	}
+	/* Separate paths: the verifier tracks the two socket types apart. */
+	if (pkt->proto == IPPROTO_TCP) {
+		sk = (struct bpf_sock *)bpf_skc_lookup_tcp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return false;
+		bpf_sk_release(sk);
+		return true;
+	}
+	if (pkt->proto == IPPROTO_UDP) {
+		sk = bpf_sk_lookup_udp(skb, &t, len, BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return false;
+		bpf_sk_release(sk);
+		return true;
+	}
+	return false;
+}
+
+/* masq_port_free: no other translated flow to the same remote end, and no
+ * socket of the host, holds k->tport. */
+static __always_inline bool masq_port_free(struct __sk_buff *skb, const struct packet *pkt,
+					   const __u32 *nat, struct masq_key *k)
+{
+	return !bpf_map_lookup_elem(masq_map(pkt), k) && !host_owns_reply(skb, pkt, nat, k->tport);
+}
+
+/*
+ * masq_port picks the translated source port of a new flow: its own port
+ * if it is free, else a random free one. Returns 0 when none was found.
+ */
+static __always_inline __u16 masq_port(struct __sk_buff *skb, const struct packet *pkt,
+				       const __u32 *nat, struct masq_key *k)
 {
 	int i;
 
 	k->tport = pkt->sport;
-	if (!bpf_map_lookup_elem(masq_map(pkt), k))
+	if (masq_port_free(skb, pkt, nat, k))
 		return k->tport;
 #pragma unroll
 	for (i = 0; i < ZFW_MASQ_PORT_TRIES; i++) {
 		k->tport = bpf_htons(1024 + bpf_get_prandom_u32() % (65536 - 1024));
-		if (!bpf_map_lookup_elem(masq_map(pkt), k))
+		if (masq_port_free(skb, pkt, nat, k))
 			return k->tport;
 	}
 	return 0;
@@ -1756,7 +1809,7 @@ static __always_inline int masquerade_out(struct __sk_buff *skb, struct packet *
 		struct masq_value mv = { .oport = pkt->sport, .tstamp = now };
 		struct masq_reverse_value nrv = { .tstamp = now };
 
-		tport = masq_port(pkt, &k);
+		tport = masq_port(skb, pkt, nat, &k);
 		if (!tport) {
 			count(ZFW_STAT_MASQ_NO_PORT);
 			return -1;

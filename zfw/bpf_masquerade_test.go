@@ -3,6 +3,7 @@ package zfw
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -292,4 +293,49 @@ func quotedSource(ip []byte, hdr, portAt int) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip[12:16])), port)
 	}
 	return netip.AddrPortFrom(netip.AddrFrom16([16]byte(ip[8:24])), port)
+}
+
+// TestMasqueradeAvoidsPortsOfHostSockets: a flow is never translated onto
+// a port where a socket of the host would take its replies.
+func TestMasqueradeAvoidsPortsOfHostSockets(t *testing.T) {
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{Masquerade: true})
+	remote := addr("10.60.0.2")
+
+	tcpLn, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcpLn.Close()
+	udpConn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udpConn.Close()
+
+	for _, tc := range []struct {
+		name  string
+		proto uint8
+		port  uint16
+	}{
+		{"a TCP listener's port", packet.TCP, uint16(tcpLn.Addr().(*net.TCPAddr).Port)},
+		{"a bound UDP socket's port", packet.UDP, uint16(udpConn.LocalAddr().(*net.UDPAddr).Port)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := h.egress(packet.Spec{Src: addr("10.1.6.5"), Dst: remote, Proto: tc.proto, SrcPort: tc.port, DstPort: 443}, 1)
+			src, _ := frameAddrs(res.data)
+			if src.Addr() != addr("127.0.0.1") {
+				t.Fatalf("not masqueraded: %s", src)
+			}
+			if src.Port() == tc.port {
+				t.Errorf("translated onto port %d, which a host socket holds", tc.port)
+			}
+		})
+	}
+	t.Run("a port no socket holds is kept", func(t *testing.T) {
+		res := h.egress(packet.Spec{Src: addr("10.1.6.5"), Dst: remote, Proto: packet.UDP, SrcPort: 40404, DstPort: 443}, 1)
+		if src, _ := frameAddrs(res.data); src.Port() != 40404 {
+			t.Errorf("translated to %s, want port 40404 kept", src)
+		}
+	})
 }
