@@ -5,7 +5,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev bpftool iproute2
 PKGS := ./...
 
-.PHONY: all build generate check-generated test test-unit demo bench lint deps-bpf deps-run
+.PHONY: all build generate check-generated test test-unit demo bench lint deps-bpf deps-run ziti
 
 all: build
 
@@ -40,9 +40,14 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
+# The real OpenZiti binary the integration tests run (built once from its
+# own module in testenv/ziti/zitibuild, then cached; $$ZFW_ZITI_BIN skips it).
+ziti:
+	$(GO) run ./testenv/ziti/cmd/zitibin
+
 # Everything CI runs. Privileged tests need root; with CI=true (or
 # ZFW_REQUIRE_PRIVILEGED=1) a skipped privileged test fails the run.
-test: deps-run lint check-generated
+test: deps-run lint check-generated ziti
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 test-unit:
