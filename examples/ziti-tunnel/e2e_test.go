@@ -170,7 +170,9 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 			return expectReply(got, fmt.Sprintf("%d|%s", dst.Port(), msg))
 		}
 	}
-	ap := func(addr string, port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr(addr), port) }
+	ap := func(addr string, port uint16) netip.AddrPort {
+		return netip.AddrPortFrom(netip.MustParseAddr(addr), port)
+	}
 
 	t.Run("TCP half-closes in both directions", func(t *testing.T) {
 		// The request reaches the server only when the client's
