@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,9 +27,9 @@ import (
 // router's client-facing interface, and stops it when t ends. The Ziti
 // context stays in the test's own namespace, where the controller and
 // router listen on 127.0.0.1.
-func startTunneler(t *testing.T, topo *testenv.Topology, id zitinet.Identity) (*tunneler, netip.AddrPort) {
+func startTunneler(t *testing.T, topo *testenv.Topology, id zitinet.Identity) (tun *tunneler, dnsAddr netip.AddrPort, stop func() error) {
 	t.Helper()
-	dnsAddr := netip.AddrPortFrom(topo.RouterClientAddr4.Addr(), 53)
+	dnsAddr = netip.AddrPortFrom(topo.RouterClientAddr4.Addr(), 53)
 	tun, err := newTunneler(config{
 		Identity:        id.File,
 		Interfaces:      []string{topo.RouterClientIf},
@@ -49,18 +52,25 @@ func startTunneler(t *testing.T, topo *testenv.Topology, id zitinet.Identity) (*
 		cancel()
 		t.Fatalf("tunneler: %v", err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("tunneler: %v", err)
+	var once sync.Once
+	var stopErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(30 * time.Second):
+				stopErr = errors.New("tunneler did not stop within 30s of its context's end")
 			}
-		case <-time.After(30 * time.Second):
-			t.Error("tunneler did not stop within 30s of its context's end")
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("tunneler: %v", err)
 		}
 	})
-	return tun, dnsAddr
+	return tun, dnsAddr, stop
 }
 
 func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
@@ -158,7 +168,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 		must("terminators of "+s.name, n.WaitTerminators(ctx, s.name, 1))
 	}
 
-	tun, dnsAddr := startTunneler(t, topo, client)
+	tun, dnsAddr, stopTunneler := startTunneler(t, topo, client)
 	clientNS := topo.Client
 	tcpWorks := func(dst netip.AddrPort) func() error {
 		return func() error {
@@ -355,6 +365,25 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 		}
 		t.Logf("FIGURE service-create-to-first-intercepted-connection: %s (tunneler refresh interval %s)",
 			time.Since(start).Round(time.Millisecond), tun.cfg.RefreshInterval)
+	})
+
+	t.Run("stopping the tunneler unregisters everything", func(t *testing.T) {
+		dst := ap("10.99.1.10", portA)
+		if err := eventually(ctx, "TCP through plain", tcpWorks(dst)); err != nil {
+			t.Fatal(err)
+		}
+		if err := stopTunneler(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(tun.cfg.PinPath); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("pin folder %s after stop: %v, want it gone", tun.cfg.PinPath, err)
+		}
+		if _, _, err := exchangeTCP(clientNS, dst, "x"); err == nil {
+			t.Errorf("%s still intercepted after the tunneler stopped", dst)
+		}
+		if _, err := resolve(clientNS, dnsAddr, "echo.zt.test"); err == nil {
+			t.Error("the DNS server still answers after the tunneler stopped")
+		}
 	})
 }
 
