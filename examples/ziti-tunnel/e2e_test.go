@@ -36,7 +36,7 @@ func startTunneler(t *testing.T, topo *testenv.Topology, id zitinet.Identity) (t
 		DNSAddr:         dnsAddr.String(),
 		PinPath:         pinPath(),
 		RefreshInterval: time.Second,
-		UDPIdleTimeout:  10 * time.Second,
+		UDPIdleTimeout:  2 * time.Second,
 		InNamespace:     topo.Router.Do,
 		Logger:          testLogger(t, logrus.InfoLevel),
 	})
@@ -203,6 +203,27 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 				return fmt.Errorf("reply from %s, want %s", from, dst)
 			}
 			return expectReply(got, fmt.Sprintf("%d|ping", portA))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("an idle UDP flow ends", func(t *testing.T) {
+		dst := ap("10.99.1.10", portA)
+		if _, _, err := exchangeUDP(clientNS, dst, "short-lived"); err != nil {
+			t.Fatal(err)
+		}
+		if tun.listeners.activeFlows() == 0 {
+			t.Fatal("no flow open right after the exchange; the check below would prove nothing")
+		}
+		idle, stop := context.WithTimeout(ctx, 10*tun.cfg.UDPIdleTimeout)
+		defer stop()
+		err := eventually(idle, "the UDP flow to expire", func() error {
+			if n := tun.listeners.activeFlows(); n > 0 {
+				return fmt.Errorf("%d flows open", n)
+			}
+			return nil
 		})
 		if err != nil {
 			t.Fatal(err)

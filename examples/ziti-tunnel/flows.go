@@ -25,18 +25,37 @@ const (
 
 // flow is a client connection and the Ziti connection carrying it.
 type flow struct {
-	client, ziti net.Conn
-	once         sync.Once
+	client  net.Conn
+	mu      sync.Mutex
+	ziti    net.Conn
+	stopped bool
+}
+
+// attach records the flow's Ziti connection. It reports false, having
+// closed zc, when the flow was stopped meanwhile.
+func (f *flow) attach(zc net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		zc.Close()
+		return false
+	}
+	f.ziti = zc
+	return true
 }
 
 // stop closes both sides; the copy loops then end.
 func (f *flow) stop() {
-	f.once.Do(func() {
-		f.client.Close()
-		if f.ziti != nil {
-			f.ziti.Close()
-		}
-	})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return
+	}
+	f.stopped = true
+	f.client.Close()
+	if f.ziti != nil {
+		f.ziti.Close()
+	}
 }
 
 // closeWriter is a connection whose sending side closes on its own: a
@@ -89,7 +108,9 @@ func (t *tunneler) tunnelTCP(port uint16, c *net.TCPConn) {
 		f.stop()
 		return
 	}
-	f.ziti = zc
+	if !f.attach(zc) {
+		return
+	}
 	log.Debug("TCP flow open")
 	zcw, ok := zc.(closeWriter)
 	if !ok {
@@ -138,7 +159,9 @@ func (t *tunneler) tunnelUDP(port uint16, s *tproxy.UDPSession) {
 		f.stop()
 		return
 	}
-	f.ziti = zc
+	if !f.attach(zc) {
+		return
+	}
 	log.Debug("UDP flow open")
 	var wg sync.WaitGroup
 	relay := func(dst, src net.Conn) {

@@ -228,6 +228,13 @@ func (ls *listenerSet) track(f *flow) bool {
 	return true
 }
 
+// activeFlows counts the flows running now.
+func (ls *listenerSet) activeFlows() int {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return len(ls.flows)
+}
+
 func (ls *listenerSet) untrack(f *flow) {
 	ls.mu.Lock()
 	delete(ls.flows, f)
