@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/zfw-go/zfw/intercept"
+	"github.com/zfw-go/zfw/testenv"
+	zitinet "github.com/zfw-go/zfw/testenv/ziti"
+	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/zfw/control"
+)
+
+// forwardLoopback makes 127.0.0.1:port inside ns reach 127.0.0.1:port of
+// the test's own namespace, for each port, until tb ends: a process in ns
+// then talks to the controller and router quickstart runs on the host's
+// loopback. Traffic stays on the two loopbacks.
+func forwardLoopback(tb testing.TB, ns *testenv.Namespace, addrs ...string) {
+	tb.Helper()
+	var wg sync.WaitGroup
+	var listeners []net.Listener
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	track := func(c net.Conn) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if conns == nil {
+			return false
+		}
+		conns[c] = struct{}{}
+		return true
+	}
+	tb.Cleanup(func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		conns = nil
+		mu.Unlock()
+		wg.Wait()
+	})
+	for _, addr := range addrs {
+		var l net.Listener
+		err := ns.Do(func() error {
+			var err error
+			l, err = net.Listen("tcp", addr)
+			return err
+		})
+		if err != nil {
+			tb.Fatalf("forward %s into %s: %v", addr, ns, err)
+		}
+		listeners = append(listeners, l)
+		wg.Go(func() {
+			for {
+				in, err := l.Accept()
+				if err != nil {
+					return
+				}
+				// This goroutine runs in the test's namespace.
+				out, err := net.Dial("tcp", addr)
+				if err != nil {
+					in.Close()
+					continue
+				}
+				if !track(in) || !track(out) {
+					in.Close()
+					out.Close()
+					return
+				}
+				wg.Go(func() { io.Copy(out, in); out.(*net.TCPConn).CloseWrite() })
+				wg.Go(func() { io.Copy(in, out); in.(*net.TCPConn).CloseWrite() })
+			}
+		})
+	}
+}
+
+// buildZfw builds the zfw command (examples/zfw) into a temporary folder.
+func buildZfw(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "zfw")
+	out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "github.com/zfw-go/zfw/examples/zfw").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build examples/zfw: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startInNamespace starts cmd from a thread inside ns, so the process runs
+// in ns (it keeps the test's mount namespace, /sys/fs/bpf included). It is
+// stopped, SIGTERM then SIGKILL, when tb ends.
+func startInNamespace(tb testing.TB, ns *testenv.Namespace, cmd *exec.Cmd) {
+	tb.Helper()
+	if err := ns.Do(cmd.Start); err != nil {
+		tb.Fatalf("start %s in %s: %v", cmd.Path, ns, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	tb.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+}
+
+// noTProxyRules fails t if iptables or nftables in ns hold a TPROXY rule;
+// a tool that is not installed proves nothing and is logged.
+func noTProxyRules(t *testing.T, ns *testenv.Namespace) {
+	t.Helper()
+	for _, tool := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"nft", "list", "ruleset"}} {
+		if _, err := exec.LookPath(tool[0]); err != nil {
+			t.Logf("%s is not installed; not checked", tool[0])
+			continue
+		}
+		out, err := ns.Exec(t.Context(), tool[0], tool[1:]...)
+		if err != nil {
+			t.Logf("%s: %v; not checked", strings.Join(tool, " "), err)
+			continue
+		}
+		if strings.Contains(strings.ToLower(string(out)), "tproxy") {
+			t.Errorf("%s in %s shows a TPROXY rule:\n%s", strings.Join(tool, " "), ns, out)
+		}
+	}
+}
+
+func TestZitiTunnelTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	if testing.Short() {
+		t.Skip("starts a real OpenZiti network")
+	}
+	topo := testenv.NewTestTopology(t)
+	n := zitinet.StartTest(t, zitinet.Options{Logger: testLogger(t, logrus.InfoLevel)})
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	zfwBin := buildZfw(t)
+
+	singles, _ := freePorts(t, 1)
+	port := singles[0]
+	startServers(t, port)
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	client, err := n.CreateIdentity(ctx, "tproxy-client", "clients")
+	must("client identity", err)
+	hoster, err := n.CreateIdentity(ctx, "hoster", "hosts")
+	must("host identity", err)
+	_, err = n.CreateConfig(ctx, "dropin-host", zitinet.HostV1{
+		ForwardProtocol: true, AllowedProtocols: []string{"tcp", "udp"},
+		Address: "127.0.0.1", Port: port,
+	})
+	must("host config", err)
+	dst := netip.AddrPortFrom(netip.MustParseAddr("10.99.9.10"), port)
+	_, err = n.CreateConfig(ctx, "dropin-intercept", zitinet.InterceptV1{
+		Protocols: []string{"tcp", "udp"}, Addresses: []string{dst.Addr().String()},
+		PortRanges: []zitinet.PortRange{{Low: port, High: port}},
+	})
+	must("intercept config", err)
+	serviceID, err := n.CreateService(ctx, zitinet.Service{Name: "dropin", Configs: []string{"dropin-intercept", "dropin-host"}})
+	must("service", err)
+	_, err = n.CreateServicePolicy(ctx, "dropin-bind", zitinet.Bind, []string{"@dropin"}, []string{"#hosts"})
+	must("bind policy", err)
+	_, err = n.CreateServicePolicy(ctx, "dropin-dial", zitinet.Dial, []string{"@dropin"}, []string{"#clients"})
+	must("dial policy", err)
+	_, err = n.Host(ctx, hoster)
+	must("ziti tunnel host", err)
+	must("terminators", n.WaitTerminators(ctx, "dropin", 1))
+
+	// The dataplane's owner: attached to the router's client-facing
+	// interface, serving its rules on the control socket the diverter
+	// talks to.
+	pin := pinPath()
+	socket := control.SocketPath(pin)
+	var fw *zfw.Firewall
+	must("zfw.New in the router namespace", topo.Router.Do(func() error {
+		var err error
+		fw, err = zfw.New(zfw.Options{Interfaces: []zfw.Interface{{Name: topo.RouterClientIf}}, PinPath: pin, Logger: testLogger(t, logrus.WarnLevel)})
+		return err
+	}))
+	t.Cleanup(func() { fw.Close() })
+	srv, err := control.Listen(socket, fw, control.ServerOptions{Logger: testLogger(t, logrus.WarnLevel)})
+	must("control socket", err)
+	serveCtx, stopServe := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(serveCtx)
+	}()
+	t.Cleanup(func() {
+		stopServe()
+		srv.Close()
+		<-served
+	})
+
+	// OpenZiti's own tunneler in the router namespace, reaching the
+	// controller and router through loopback forwards.
+	forwardLoopback(t, topo.Router, n.ControllerAddr(), n.RouterAddr())
+	logPath := filepath.Join(t.TempDir(), "ziti-tunnel-tproxy.log")
+	logFile, err := os.Create(logPath)
+	must("tproxy log", err)
+	defer logFile.Close()
+	cmd := exec.Command(n.Binary(), "tunnel", "tproxy", "--identity", client.File, "--diverter", zfwBin,
+		"--cli-agent=false", "--svcPollRate", "1")
+	cmd.Env = append(os.Environ(), "ZFW_PIN_PATH="+pin, "ZFW_CONTROL_SOCKET="+socket)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	startInNamespace(t, topo.Router, cmd)
+	defer func() {
+		if t.Failed() {
+			if out, err := os.ReadFile(logPath); err == nil {
+				t.Logf("ziti tunnel tproxy output:\n%s", out)
+			}
+		}
+	}()
+
+	t.Run("TCP is intercepted through the dataplane", func(t *testing.T) {
+		err := eventually(ctx, "TCP through ziti tunnel tproxy", func() error {
+			got, _, err := exchangeTCP(topo.Client, dst, "drop-in")
+			if err != nil {
+				return err
+			}
+			return expectReply(got, fmt.Sprintf("%d|drop-in", port))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("UDP is intercepted through the dataplane", func(t *testing.T) {
+		err := eventually(ctx, "UDP through ziti tunnel tproxy", func() error {
+			got, from, err := exchangeUDP(topo.Client, dst, "drop-in")
+			if err != nil {
+				return err
+			}
+			if from != dst {
+				return fmt.Errorf("reply from %s, want %s", from, dst)
+			}
+			return expectReply(got, fmt.Sprintf("%d|drop-in", port))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("the diverter's rules steered the traffic", func(t *testing.T) {
+		want := netip.PrefixFrom(dst.Addr(), 32)
+		found := map[intercept.Protocol]bool{}
+		for _, r := range fw.Rules().List() {
+			if r.ServiceID != serviceID || r.Destination != want {
+				continue
+			}
+			found[r.Protocol] = true
+			if r.TProxyPort == 0 {
+				t.Errorf("rule %s steers to no port", r.Mapping())
+			}
+			if r.Hits == 0 {
+				t.Errorf("rule %s decided nothing, yet its traffic went through", r.Mapping())
+			}
+		}
+		for _, p := range []intercept.Protocol{intercept.TCP, intercept.UDP} {
+			if !found[p] {
+				t.Errorf("no %s rule of service %s for %s in the dataplane", p, serviceID, want)
+			}
+		}
+	})
+
+	t.Run("no iptables or nftables TPROXY rule", func(t *testing.T) {
+		noTProxyRules(t, topo.Router)
+	})
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Error("ran out of time")
+	}
+}

@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	sdk "github.com/openziti/sdk-golang/ziti"
+	"github.com/sirupsen/logrus"
+
+	"github.com/zfw-go/zfw/testenv"
+	zitinet "github.com/zfw-go/zfw/testenv/ziti"
+)
+
+// testLogger writes logrus output to tb's log until tb ends; later lines
+// (from goroutines that outlive it) are dropped.
+func testLogger(tb testing.TB, level logrus.Level) logrus.FieldLogger {
+	w := &testWriter{tb: tb}
+	tb.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	log := logrus.New()
+	log.SetOutput(w)
+	log.SetLevel(level)
+	return log
+}
+
+type testWriter struct {
+	tb   testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.tb.Log(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
+}
+
+// pinPath returns a fresh pin folder for a test's dataplane.
+func pinPath() string { return fmt.Sprintf("/sys/fs/bpf/zfwt-zt-%d", rand.Uint32()) }
+
+// loopbackServers answers on 127.0.0.1, on TCP and UDP, with the port the
+// request arrived on and the request: "port|request". TCP reads the
+// request up to the client's half-close, answers, and closes.
+type loopbackServers struct {
+	tcp []net.Listener
+	udp []net.PacketConn
+	wg  sync.WaitGroup
+}
+
+// startServers binds the ports (TCP and UDP each) and serves them until
+// tb ends.
+func startServers(tb testing.TB, ports ...uint16) {
+	tb.Helper()
+	s := &loopbackServers{}
+	for _, p := range ports {
+		if err := s.bind(p); err != nil {
+			s.close()
+			tb.Fatal(err)
+		}
+	}
+	s.serve()
+	tb.Cleanup(s.close)
+}
+
+func (s *loopbackServers) bind(port uint16) error {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	s.tcp = append(s.tcp, l)
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return err
+	}
+	s.udp = append(s.udp, pc)
+	return nil
+}
+
+func (s *loopbackServers) serve() {
+	for _, l := range s.tcp {
+		port := l.Addr().(*net.TCPAddr).Port
+		s.wg.Go(func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				s.wg.Go(func() {
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(30 * time.Second))
+					req, err := io.ReadAll(c)
+					if err != nil {
+						return
+					}
+					fmt.Fprintf(c, "%d|%s", port, req)
+				})
+			}
+		})
+	}
+	for _, pc := range s.udp {
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		s.wg.Go(func() {
+			buf := make([]byte, 64*1024)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				pc.WriteTo(fmt.Appendf(nil, "%d|%s", port, buf[:n]), from)
+			}
+		})
+	}
+}
+
+func (s *loopbackServers) close() {
+	for _, l := range s.tcp {
+		l.Close()
+	}
+	for _, pc := range s.udp {
+		pc.Close()
+	}
+	s.wg.Wait()
+}
+
+// freePorts finds single ports and one pair of consecutive ports free for
+// TCP and UDP on 127.0.0.1. The servers must bind them at once; another
+// process taking one in between fails the test, it does not corrupt it.
+func freePorts(tb testing.TB, singles int) (ports []uint16, pair uint16) {
+	tb.Helper()
+	taken := map[uint16]bool{}
+	free := func(p uint16) bool {
+		if p < 1024 || taken[p] {
+			return false
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p)))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return false
+		}
+		defer l.Close()
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return false
+		}
+		pc.Close()
+		return true
+	}
+	pick := func() uint16 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		p := uint16(l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+		return p
+	}
+	for range 100 {
+		if p := pick(); p < 65535 && free(p) && free(p+1) {
+			pair = p
+			taken[p], taken[p+1] = true, true
+			break
+		}
+	}
+	if pair == 0 {
+		tb.Fatal("no two consecutive free ports on 127.0.0.1")
+	}
+	for len(ports) < singles {
+		if p := pick(); free(p) {
+			taken[p] = true
+			ports = append(ports, p)
+		}
+	}
+	return ports, pair
+}
+
+// exchangeTCP connects from ns to dst, sends msg, half-closes, and returns
+// everything received until the other side closes.
+func exchangeTCP(ns *testenv.Namespace, dst netip.AddrPort, msg string) (reply string, local netip.AddrPort, err error) {
+	var c net.Conn
+	err = ns.Do(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", dst.String(), 3*time.Second)
+		return err
+	})
+	if err != nil {
+		return "", local, err
+	}
+	defer c.Close()
+	local = c.LocalAddr().(*net.TCPAddr).AddrPort()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		return "", local, err
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		return "", local, err
+	}
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return "", local, err
+	}
+	return string(got), local, nil
+}
+
+// exchangeUDP sends msg from ns to dst and returns the reply and the
+// address it came from.
+func exchangeUDP(ns *testenv.Namespace, dst netip.AddrPort, msg string) (reply string, from netip.AddrPort, err error) {
+	var pc *net.UDPConn
+	err = ns.Do(func() error {
+		var err error
+		pc, err = net.ListenUDP("udp4", nil)
+		return err
+	})
+	if err != nil {
+		return "", from, err
+	}
+	defer pc.Close()
+	if _, err := pc.WriteToUDPAddrPort([]byte(msg), dst); err != nil {
+		return "", from, err
+	}
+	pc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 64*1024)
+	n, from, err := pc.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		return "", from, err
+	}
+	return string(buf[:n]), netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), nil
+}
+
+// resolve asks the DNS server at server, from ns, for name's A record.
+func resolve(ns *testenv.Namespace, server netip.AddrPort, name string) (netip.Addr, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+	var resp *dns.Msg
+	err := ns.Do(func() error {
+		c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+		var err error
+		resp, _, err = c.Exchange(m, server.String())
+		return err
+	})
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if resp.Rcode != dns.RcodeSuccess {
+		return netip.Addr{}, fmt.Errorf("%s: %s", name, dns.RcodeToString[resp.Rcode])
+	}
+	for _, rr := range resp.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			addr, _ := netip.AddrFromSlice(a.A.To4())
+			return addr, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%s: no A record in the answer", name)
+}
+
+// eventually retries fn until it succeeds or ctx ends.
+func eventually(ctx context.Context, what string, fn func() error) error {
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// expectReply returns an error unless got is want.
+func expectReply(got, want string) error {
+	if got != want {
+		return fmt.Errorf("reply %q, want %q", got, want)
+	}
+	return nil
+}
+
+// sdkContext loads an identity into an authenticated sdk-golang context,
+// closed when tb ends.
+func sdkContext(tb testing.TB, id zitinet.Identity) sdk.Context {
+	tb.Helper()
+	cfg, err := sdk.NewConfigFromFile(id.File)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	zctx, err := sdk.NewContextWithOpts(cfg, &sdk.Options{RefreshInterval: time.Second})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(zctx.Close)
+	// The same ordering as the tunneler's, against the same SDK race.
+	if impl, ok := zctx.(*sdk.ContextImpl); ok {
+		impl.CtrlClt.API.ControllerSupportsHa()
+	}
+	if err := zctx.Authenticate(); err != nil {
+		tb.Fatalf("authenticate %s: %v", id.Name, err)
+	}
+	return zctx
+}
+
+// serveAppData answers every connection l accepts with the AppData its
+// dialer sent, then closes it.
+func serveAppData(tb testing.TB, l net.Listener) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				ac, ok := c.(interface{ GetAppData() []byte })
+				if !ok {
+					return
+				}
+				_, _ = c.Write(ac.GetAppData())
+			})
+		}
+	})
+	tb.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+	})
+}
+
+// readAll connects from ns to dst and returns what it reads until EOF.
+func readAll(ns *testenv.Namespace, dst netip.AddrPort) ([]byte, netip.AddrPort, error) {
+	var c net.Conn
+	err := ns.Do(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", dst.String(), 3*time.Second)
+		return err
+	})
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(c)
+	if err == nil && len(got) == 0 {
+		err = errors.New("closed without data")
+	}
+	return bytes.TrimSpace(got), c.LocalAddr().(*net.TCPAddr).AddrPort(), err
+}
