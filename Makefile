@@ -12,9 +12,17 @@ all: build
 build:
 	$(GO) build $(PKGS)
 
-# Tools the tests and the demo need at run time (ip for namespaces).
+# Tools the tests and the demo need at run time: ip for namespaces;
+# iptables and nft so the drop-in test can prove no TPROXY rule was made.
 deps-run:
-	@command -v ip >/dev/null || (apt-get update -qq && apt-get install -y -qq iproute2)
+	@missing=""; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v iptables-save >/dev/null || missing="$$missing iptables"; \
+	command -v nft >/dev/null || missing="$$missing nftables"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 # clang and the BPF headers, for regenerating the objects.
 deps-bpf:
