@@ -16,8 +16,10 @@ const RequireEnv = "ZFW_REQUIRE_PRIVILEGED"
 // namespaces: it runs as root.
 func Privileged() bool { return os.Geteuid() == 0 }
 
-// mustRun reports whether a skipped privileged test must fail instead.
-func mustRun() bool {
+// Required reports whether privileged tests must run (under CI, or with
+// ZFW_REQUIRE_PRIVILEGED set): a skipped privileged test, or a check left
+// out for want of a tool, must then fail instead.
+func Required() bool {
 	return os.Getenv(RequireEnv) != "" || os.Getenv("CI") == "true"
 }
 
@@ -30,7 +32,7 @@ func RequirePrivileged(tb testing.TB) {
 		return
 	}
 	const msg = "needs root (BPF, netns, IP_TRANSPARENT); run as root"
-	if mustRun() {
+	if Required() {
 		tb.Fatalf("%s: privileged tests must run when %s or CI=true is set", msg, RequireEnv)
 	}
 	tb.Skip(msg)

@@ -126,23 +126,61 @@ func startInNamespace(tb testing.TB, ns *testenv.Namespace, cmd *exec.Cmd) {
 	})
 }
 
-// noTProxyRules fails t if iptables or nftables in ns hold a TPROXY rule;
-// a tool that is not installed proves nothing and is logged.
+// noTProxyRules fails t if iptables or nftables in ns hold a TPROXY rule.
+// A tool that is not installed proves nothing: under CI that fails too.
 func noTProxyRules(t *testing.T, ns *testenv.Namespace) {
 	t.Helper()
 	for _, tool := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"nft", "list", "ruleset"}} {
-		if _, err := exec.LookPath(tool[0]); err != nil {
-			t.Logf("%s is not installed; not checked", tool[0])
-			continue
-		}
-		out, err := ns.Exec(t.Context(), tool[0], tool[1:]...)
-		if err != nil {
+		found, err := tproxyRules(t.Context(), ns, tool)
+		switch {
+		case err != nil && testenv.Required():
+			t.Errorf("%s: %v: cannot prove there is no TPROXY rule", strings.Join(tool, " "), err)
+		case err != nil:
 			t.Logf("%s: %v; not checked", strings.Join(tool, " "), err)
-			continue
+		case found != "":
+			t.Errorf("%s in %s shows a TPROXY rule:\n%s", strings.Join(tool, " "), ns, found)
 		}
-		if strings.Contains(strings.ToLower(string(out)), "tproxy") {
-			t.Errorf("%s in %s shows a TPROXY rule:\n%s", strings.Join(tool, " "), ns, out)
+	}
+}
+
+// tproxyRules returns the ruleset a tool prints in ns if it holds a TPROXY
+// rule, and "" if not.
+func tproxyRules(ctx context.Context, ns *testenv.Namespace, tool []string) (string, error) {
+	if _, err := exec.LookPath(tool[0]); err != nil {
+		return "", err
+	}
+	out, err := ns.Exec(ctx, tool[0], tool[1:]...)
+	if err != nil {
+		return "", err
+	}
+	if strings.Contains(strings.ToLower(string(out)), "tproxy") {
+		return string(out), nil
+	}
+	return "", nil
+}
+
+// TestTProxyRuleCheckSeesIPTablesRules: the check the drop-in test relies
+// on finds a TPROXY rule where there is one.
+func TestTProxyRuleCheckSeesIPTablesRules(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	ns := testenv.NewTestNamespace(t, "tpcheck")
+	if _, err := exec.LookPath("iptables"); err != nil {
+		if testenv.Required() {
+			t.Fatal(err)
 		}
+		t.Skip(err)
+	}
+	for _, tool := range [][]string{{"iptables-save"}, {"nft", "list", "ruleset"}} {
+		if found, err := tproxyRules(t.Context(), ns, tool); err != nil || found != "" {
+			t.Fatalf("%s in a new namespace: %q, %v", tool[0], found, err)
+		}
+	}
+	if out, err := ns.Exec(t.Context(), "iptables", "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-d", "10.99.0.1", "--dport", "80",
+		"-j", "TPROXY", "--on-ip", "127.0.0.1", "--on-port", "9999", "--tproxy-mark", "0x1/0x1"); err != nil {
+		t.Fatalf("add a TPROXY rule: %v: %s", err, out)
+	}
+	if found, err := tproxyRules(t.Context(), ns, []string{"iptables-save"}); err != nil || found == "" {
+		t.Errorf("iptables-save after adding a TPROXY rule: found %q, %v", found, err)
 	}
 }
 
