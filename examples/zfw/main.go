@@ -26,9 +26,12 @@
 // ($ZFW_CONTROL_SOCKET, --control-socket). If nothing answers there and
 // no process holds the dataplane (its owner stopped with KeepOnClose),
 // zfw opens the pinned maps itself, changes the rules and leaves
-// everything in place for the owner's return. If nothing is pinned, zfw
-// fails and says to start the owner first: it never creates a dataplane,
-// which without interfaces would steer nothing.
+// everything in place for the owner's return. If nothing is pinned, -I
+// starts the dataplane itself, with no interface attached, keeps it and
+// says so on stderr: OpenZiti's router may insert its rules before the
+// owner starts, and the owner adopts them rather than losing them (they
+// steer nothing until it attaches an interface). -L, -D and -F fail
+// there and say to start the owner first.
 //
 // Exit status: 0 on success, 1 when the operation fails, 2 for a bad
 // command line.

@@ -54,10 +54,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cmd.socket == "" {
 		cmd.socket = control.SocketPath(cmd.pinPath)
 	}
-	ctl, closeCtl, err := connect(ctx, cmd.pinPath, cmd.socket)
+	ctl, closeCtl, created, err := connect(ctx, cmd.pinPath, cmd.socket, cmd.op == opInsert)
 	if err != nil {
 		fmt.Fprintf(stderr, "zfw: %v\n", err)
 		return 1
+	}
+	if created {
+		fmt.Fprintf(stderr, "zfw: no dataplane was running: created one at %s with no interface attached; "+
+			"the program that attaches it (examples/edge-router, or a tunneler built on zfw) adopts its rules when it starts\n", cmd.pinPath)
 	}
 	err = execute(ctx, cmd, ctl, stdout)
 	if cerr := closeCtl(); err == nil && cerr != nil {
@@ -71,34 +75,42 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // connect finds who can run the operations: the owner's control socket,
-// or else the pinned dataplane itself when nobody holds it.
-func connect(ctx context.Context, pin, socket string) (control.Controller, func() error, error) {
+// or else the pinned dataplane itself when nobody holds it. When nothing
+// is pinned and create is set (an insert), it creates the dataplane, with
+// no interface attached, and keeps it: a router may call zfw -I before the
+// program that attaches the dataplane starts, and that program then adopts
+// the rules instead of losing them. created reports that it did.
+func connect(ctx context.Context, pin, socket string, create bool) (ctl control.Controller, closeCtl func() error, created bool, err error) {
 	deadline := time.Now().Add(busyWait)
 	for {
 		if c, err := control.Dial(ctx, socket); err == nil {
-			return c, c.Close, nil
+			return c, c.Close, false, nil
 		}
 		log := logrus.New()
 		log.SetLevel(logrus.WarnLevel)
 		fw, err := zfw.New(zfw.Options{PinPath: pin, RulesOnly: true, Logger: log})
+		if errors.Is(err, zfw.ErrNoDataplane) && create {
+			fw, err = zfw.New(zfw.Options{PinPath: pin, KeepOnClose: true, Logger: log})
+			created = err == nil
+		}
 		switch {
 		case err == nil:
-			return control.NewLocal(fw), fw.Close, nil
+			return control.NewLocal(fw), fw.Close, created, nil
 		case errors.Is(err, zfw.ErrNoDataplane):
-			return nil, nil, fmt.Errorf("no dataplane at %s and no control socket at %s: start the program that owns the dataplane first (examples/edge-router, or a tunneler built on zfw), or point %s / --pin-path at its pin folder", pin, socket, envPinPath)
+			return nil, nil, false, fmt.Errorf("no dataplane at %s and no control socket at %s: start the program that owns the dataplane first (examples/edge-router, or a tunneler built on zfw), or point %s / --pin-path at its pin folder", pin, socket, envPinPath)
 		case !errors.Is(err, zfw.ErrBusy):
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		if time.Now().After(deadline) {
 			owner := "another process"
 			if pid, ok := lockOwner(pin); ok {
 				owner = fmt.Sprintf("pid %d%s", pid, commOf(pid))
 			}
-			return nil, nil, fmt.Errorf("dataplane at %s is owned by %s but has no control socket at %s", pin, owner, socket)
+			return nil, nil, false, fmt.Errorf("dataplane at %s is owned by %s but has no control socket at %s", pin, owner, socket)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return nil, nil, false, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -138,14 +138,42 @@ func TestRunOnKeptDataplane(t *testing.T) {
 	}
 }
 
+// TestRunWithoutDataplane: with nothing running, reads and deletes fail
+// and say what to start; an insert starts a dataplane (no interface
+// attached) and keeps it, and the program that attaches it later adopts
+// the rule. In a namespace of its own: the dataplane installs routing.
 func TestRunWithoutDataplane(t *testing.T) {
 	p := newPlace(t)
-	code, _, errOut := p.zfwRun(t, insert)
-	if code != 1 || !strings.Contains(errOut, "no dataplane at "+p.pin) || !strings.Contains(errOut, "start the program that owns the dataplane") {
-		t.Errorf("exit %d, %q", code, errOut)
-	}
-	if _, err := os.Stat(p.pin); !os.IsNotExist(err) {
-		t.Errorf("zfw created %s (%v)", p.pin, err)
+	ns := testenv.NewTestNamespace(t, "zfwcli")
+	err := ns.Do(func() error {
+		for _, line := range []string{"-L", remove, "-F"} {
+			code, _, errOut := p.zfwRun(t, line)
+			if code != 1 || !strings.Contains(errOut, "no dataplane at "+p.pin) || !strings.Contains(errOut, "start the program that owns the dataplane") {
+				t.Errorf("zfw %s: exit %d, %q", line, code, errOut)
+			}
+		}
+		if _, err := os.Stat(p.pin); !os.IsNotExist(err) {
+			t.Errorf("a read created %s (%v)", p.pin, err)
+		}
+		code, _, errOut := p.zfwRun(t, insert)
+		if code != 0 || !strings.Contains(errOut, "created one at "+p.pin) {
+			t.Fatalf("insert with no dataplane: exit %d, %q", code, errOut)
+		}
+		if out := p.must(t, "-L"); !strings.Contains(out, "3TqdLrTn2A2F9vSi5JkQpx") {
+			t.Errorf("the rule is not listed:\n%s", out)
+		}
+		fw, err := zfw.New(zfw.Options{PinPath: p.pin, Interfaces: []zfw.Interface{{Name: "lo"}}})
+		if err != nil {
+			return fmt.Errorf("the owner starting after zfw -I: %w", err)
+		}
+		defer fw.Close()
+		if !fw.Usage().AdoptedDataplane || fw.Usage().Rules != 1 {
+			t.Errorf("owner: %+v, want the adopted dataplane with zfw's rule", fw.Usage())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	// -V needs no dataplane.
 	if out := p.must(t, "-V"); !strings.HasPrefix(out, "zfw ") {
