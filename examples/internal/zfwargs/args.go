@@ -294,8 +294,9 @@ func Parse(args []string) (Command, error) {
 		OpList:   "Lif",
 		OpFlush:  "Fr",
 	}[cmd.Op]
-	for c, o := range given {
-		if !strings.ContainsRune(allowed, c) {
+	// In command-line order, so the message names the first misfit.
+	for _, s := range settings {
+		if o := s.opt; o.short != 0 && !strings.ContainsRune(allowed, o.short) {
 			return Command{}, fmt.Errorf("option %s does not go with %s", o.name(), ops[0].name())
 		}
 	}
