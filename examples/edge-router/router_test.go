@@ -227,7 +227,7 @@ func TestRouterInNamespaces(t *testing.T) {
 	server := topo.ServerAddr4.Addr()
 	if err := os.WriteFile(config, fmt.Appendf(nil, `{
   "InternalInterfaces": [{"Name": %q, "OutboundPassThroughTrack": true, "PerInterfaceRules": false}],
-  "ExternalInterfaces": [{"Name": %q, "Masquerade": true}]
+  "ExternalInterfaces": [{"Name": %q, "Masquerade": true, "Verbose": true}]
 }`, topo.RouterClientIf, topo.RouterServerIf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -266,6 +266,12 @@ func TestRouterInNamespaces(t *testing.T) {
 	// (2) Nothing unsolicited gets in from the external side.
 	if got, err := dialAsk(topo.Server, clientSvc, "unsolicited"); err == nil {
 		t.Errorf("server reached the client through the external interface: %q", got)
+	}
+	// The external interface is verbose: the drop is logged.
+	if !eventually(func() bool {
+		return strings.Contains(first.log.String(), "> "+clientSvc+" | DROP")
+	}) {
+		t.Errorf("no drop event for %s in the log", clientSvc)
 	}
 	// The rules file opened 9001 on the router; 9002 stays closed.
 	if got, err := dialAsk(topo.Server, netip.AddrPortFrom(routerOut, 9001).String(), "svc"); err != nil || got != "svc "+server.String() {
@@ -379,4 +385,15 @@ func getMetrics(ns *testenv.Namespace, addr string) (string, error) {
 		err = fmt.Errorf("status %s", resp.Status)
 	}
 	return string(body), err
+}
+
+// eventually polls cond for up to ten seconds.
+func eventually(cond func() bool) bool {
+	for range 500 {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cond()
 }
