@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/zfw-go/zfw/examples/internal/zfwargs"
 	"github.com/zfw-go/zfw/zfw"
 	"github.com/zfw-go/zfw/zfw/control"
 )
@@ -27,41 +28,41 @@ const busyWait = 3 * time.Second
 
 // run runs one zfw command line and returns the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	cmd, err := parse(args)
+	cmd, err := zfwargs.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "zfw: %v\nTry 'zfw --help'.\n", err)
 		return 2
 	}
-	switch cmd.op {
-	case opHelp:
+	switch cmd.Op {
+	case zfwargs.OpHelp:
 		writeUsage(stdout)
 		return 0
-	case opVersion:
+	case zfwargs.OpVersion:
 		// OpenZiti runs -V to probe the diverter; it must not need a
 		// running dataplane.
 		fmt.Fprintf(stdout, "zfw %s (zfw-go, control protocol %d)\n", control.BuildVersion(), control.ProtocolVersion)
 		return 0
 	}
-	if cmd.pinPath == "" {
-		cmd.pinPath = getenv(envPinPath)
+	if cmd.PinPath == "" {
+		cmd.PinPath = getenv(envPinPath)
 	}
-	if cmd.pinPath == "" {
-		cmd.pinPath = zfw.DefaultPinPath
+	if cmd.PinPath == "" {
+		cmd.PinPath = zfw.DefaultPinPath
 	}
-	if cmd.socket == "" {
-		cmd.socket = getenv(envSocket)
+	if cmd.Socket == "" {
+		cmd.Socket = getenv(envSocket)
 	}
-	if cmd.socket == "" {
-		cmd.socket = control.SocketPath(cmd.pinPath)
+	if cmd.Socket == "" {
+		cmd.Socket = control.SocketPath(cmd.PinPath)
 	}
-	ctl, closeCtl, created, err := connect(ctx, cmd.pinPath, cmd.socket, cmd.op == opInsert)
+	ctl, closeCtl, created, err := connect(ctx, cmd.PinPath, cmd.Socket, cmd.Op == zfwargs.OpInsert)
 	if err != nil {
 		fmt.Fprintf(stderr, "zfw: %v\n", err)
 		return 1
 	}
 	if created {
 		fmt.Fprintf(stderr, "zfw: no dataplane was running: created one at %s with no interface attached; "+
-			"the program that attaches it (examples/edge-router, or a tunneler built on zfw) adopts its rules when it starts\n", cmd.pinPath)
+			"the program that attaches it (examples/edge-router, or a tunneler built on zfw) adopts its rules when it starts\n", cmd.PinPath)
 	}
 	err = execute(ctx, cmd, ctl, stdout)
 	if cerr := closeCtl(); err == nil && cerr != nil {
@@ -117,51 +118,38 @@ func connect(ctx context.Context, pin, socket string, create bool) (ctl control.
 }
 
 // execute runs the operation.
-func execute(ctx context.Context, cmd command, ctl control.Controller, stdout io.Writer) error {
-	switch cmd.op {
-	case opInsert:
-		_, err := ctl.Insert(ctx, cmd.rule)
+func execute(ctx context.Context, cmd zfwargs.Command, ctl control.Controller, stdout io.Writer) error {
+	switch cmd.Op {
+	case zfwargs.OpInsert:
+		_, err := ctl.Insert(ctx, cmd.Rule)
 		return err
-	case opDelete:
-		_, err := ctl.Delete(ctx, cmd.rule.Match)
+	case zfwargs.OpDelete:
+		_, err := ctl.Delete(ctx, cmd.Rule.Match)
 		return err
-	case opFlush:
+	case zfwargs.OpFlush:
 		return ctl.Flush(ctx)
-	case opList:
+	case zfwargs.OpList:
 		l, err := ctl.List(ctx)
 		if err != nil {
 			return err
 		}
 		rules := l.Rules[:0:0]
 		for _, r := range l.Rules {
-			if (cmd.onlyIntercepts && r.Action != zfw.TProxy) || (cmd.onlyPassthrough && r.Action != zfw.Pass) {
+			if (cmd.OnlyIntercepts && r.Action != zfw.TProxy) || (cmd.OnlyPassthrough && r.Action != zfw.Pass) {
 				continue
 			}
 			rules = append(rules, r)
 		}
 		return zfw.WriteTable(stdout, rules, l.Usage)
 	}
-	return fmt.Errorf("operation %d: not runnable", cmd.op)
+	return fmt.Errorf("operation %d: not runnable", cmd.Op)
 }
 
 func writeUsage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: zfw -I|-D|-L|-F|-V [OPTION...]")
 	fmt.Fprintln(w, "Changes the rules of a running zfw dataplane, like the C zfw.")
 	fmt.Fprintln(w)
-	for _, o := range options {
-		if o.unsupported {
-			continue
-		}
-		flag := "    "
-		if o.short != 0 {
-			flag = fmt.Sprintf("-%c, ", o.short)
-		}
-		name := "--" + o.long
-		if o.arg != "" {
-			name += "=" + o.arg
-		}
-		fmt.Fprintf(w, "  %s%-26s %s\n", flag, name, o.help)
-	}
+	zfwargs.WriteOptions(w)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Exit status: 0 success, 1 failure, 2 bad command line.")
 }

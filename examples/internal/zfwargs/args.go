@@ -1,8 +1,13 @@
-package main
+// Package zfwargs parses command lines of the zfw command (examples/zfw),
+// flag for flag like the C zfw's rule options. It is shared by the
+// command itself and by examples/edge-router, whose user rules file may
+// hold -I command lines.
+package zfwargs
 
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -11,28 +16,30 @@ import (
 	"github.com/zfw-go/zfw/zfw/control"
 )
 
-// operation is what one zfw run does.
-type operation int
+// Operation is what one zfw run does.
+type Operation int
 
+// Operations.
 const (
-	opNone operation = iota
-	opInsert
-	opDelete
-	opList
-	opFlush
-	opVersion
-	opHelp
+	OpNone    Operation = iota
+	OpInsert            // -I
+	OpDelete            // -D
+	OpList              // -L
+	OpFlush             // -F
+	OpVersion           // -V
+	OpHelp              // --help
 )
 
-// command is a parsed command line.
-type command struct {
-	op operation
-	// rule is the rule of -I, and its Match the rule of -D.
-	rule control.Rule
-	// onlyIntercepts and onlyPassthrough filter -L (-i, -f).
-	onlyIntercepts, onlyPassthrough bool
-	// pinPath and socket override where the dataplane is (our options).
-	pinPath, socket string
+// Command is a parsed command line.
+type Command struct {
+	Op Operation
+	// Rule is the rule of -I, and its Match the rule of -D.
+	Rule control.Rule
+	// OnlyIntercepts and OnlyPassthrough filter -L (-i, -f).
+	OnlyIntercepts, OnlyPassthrough bool
+	// PinPath and Socket override where the dataplane is (--pin-path,
+	// --control-socket).
+	PinPath, Socket string
 }
 
 // option is one command-line option, as the C zfw (argp) spells it.
@@ -217,15 +224,15 @@ func scan(args []string) ([]setting, error) {
 	return out, nil
 }
 
-// parse turns the command line (without the program name) into a
-// command, checking it as a whole.
-func parse(args []string) (command, error) {
+// Parse turns the command line (without the program name) into a
+// Command, checking it as a whole.
+func Parse(args []string) (Command, error) {
 	settings, err := scan(args)
 	if err != nil {
-		return command{}, err
+		return Command{}, err
 	}
 	var (
-		cmd    command
+		cmd    Command
 		ops    []*option
 		values = make(map[rune]string) // last value of each short option
 		given  = make(map[rune]*option)
@@ -233,14 +240,14 @@ func parse(args []string) (command, error) {
 	for _, s := range settings {
 		o := s.opt
 		if o.unsupported {
-			return command{}, fmt.Errorf("option %s of the C zfw is not supported: this zfw only changes rules (-I, -D, -L, -F); the program that owns the dataplane sets interfaces up", o.name())
+			return Command{}, fmt.Errorf("option %s of the C zfw is not supported: this zfw only changes rules (-I, -D, -L, -F); the program that owns the dataplane sets interfaces up", o.name())
 		}
 		switch o.long {
 		case "pin-path":
-			cmd.pinPath = s.value
+			cmd.PinPath = s.value
 			continue
 		case "control-socket":
-			cmd.socket = s.value
+			cmd.Socket = s.value
 			continue
 		}
 		switch o.short {
@@ -249,125 +256,145 @@ func parse(args []string) (command, error) {
 				ops = append(ops, o)
 			}
 		case 'V':
-			cmd.op = opVersion
+			cmd.Op = OpVersion
 		case '?':
-			cmd.op = opHelp
+			cmd.Op = OpHelp
 		case 'N':
-			cmd.rule.Interfaces = append(cmd.rule.Interfaces, s.value)
+			cmd.Rule.Interfaces = append(cmd.Rule.Interfaces, s.value)
 		}
 		values[o.short] = s.value
 		given[o.short] = o
 	}
 	// Like argp, --help and --version win over everything else.
-	if cmd.op == opHelp || cmd.op == opVersion {
+	if cmd.Op == OpHelp || cmd.Op == OpVersion {
 		return cmd, nil
 	}
 	switch len(ops) {
 	case 0:
-		return command{}, errors.New("no operation: give one of -I (insert), -D (delete), -L (list), -F (flush) or -V (version)")
+		return Command{}, errors.New("no operation: give one of -I (insert), -D (delete), -L (list), -F (flush) or -V (version)")
 	case 1:
 	default:
-		return command{}, fmt.Errorf("%s and %s cannot be combined: give one operation", ops[0].name(), ops[1].name())
+		return Command{}, fmt.Errorf("%s and %s cannot be combined: give one operation", ops[0].name(), ops[1].name())
 	}
 	switch ops[0].short {
 	case 'I':
-		cmd.op = opInsert
+		cmd.Op = OpInsert
 	case 'D':
-		cmd.op = opDelete
+		cmd.Op = OpDelete
 	case 'L':
-		cmd.op = opList
+		cmd.Op = OpList
 	case 'F':
-		cmd.op = opFlush
+		cmd.Op = OpFlush
 	}
 
 	// Which options go with which operation.
-	allowed := map[operation]string{
-		opInsert: "IcmonplhtsNdr",
-		opDelete: "DcmonplhtsNr",
-		opList:   "Lif",
-		opFlush:  "Fr",
-	}[cmd.op]
-	for c, o := range given {
-		if !strings.ContainsRune(allowed, c) {
-			return command{}, fmt.Errorf("option %s does not go with %s", o.name(), ops[0].name())
+	allowed := map[Operation]string{
+		OpInsert: "IcmonplhtsNdr",
+		OpDelete: "DcmonplhtsNr",
+		OpList:   "Lif",
+		OpFlush:  "Fr",
+	}[cmd.Op]
+	// In command-line order, so the message names the first misfit.
+	for _, s := range settings {
+		if o := s.opt; o.short != 0 && !strings.ContainsRune(allowed, o.short) {
+			return Command{}, fmt.Errorf("option %s does not go with %s", o.name(), ops[0].name())
 		}
 	}
 	// Options that come in pairs.
 	for _, pair := range [][2]rune{{'c', 'm'}, {'m', 'c'}, {'o', 'n'}, {'n', 'o'}} {
 		if given[pair[0]] != nil && given[pair[1]] == nil {
-			return command{}, fmt.Errorf("option %s needs %s", given[pair[0]].name(), lookupShort(pair[1]).name())
+			return Command{}, fmt.Errorf("option %s needs %s", given[pair[0]].name(), lookupShort(pair[1]).name())
 		}
 	}
-	if cmd.op == opList {
-		cmd.onlyIntercepts, cmd.onlyPassthrough = given['i'] != nil, given['f'] != nil
-		if cmd.onlyIntercepts && cmd.onlyPassthrough {
-			return command{}, errors.New("-i (--intercepts) and -f (--passthrough) cannot be combined")
+	if cmd.Op == OpList {
+		cmd.OnlyIntercepts, cmd.OnlyPassthrough = given['i'] != nil, given['f'] != nil
+		if cmd.OnlyIntercepts && cmd.OnlyPassthrough {
+			return Command{}, errors.New("-i (--intercepts) and -f (--passthrough) cannot be combined")
 		}
 		return cmd, nil
 	}
-	if cmd.op == opFlush {
+	if cmd.Op == OpFlush {
 		return cmd, nil
 	}
 
 	required := "cmplh"
-	if cmd.op == opInsert && given['d'] == nil {
+	if cmd.Op == OpInsert && given['d'] == nil {
 		required += "t"
 	}
 	for _, c := range required {
 		if given[c] == nil {
-			return command{}, fmt.Errorf("%s needs %s", ops[0].name(), lookupShort(c).name())
+			return Command{}, fmt.Errorf("%s needs %s", ops[0].name(), lookupShort(c).name())
 		}
 	}
-	r := &cmd.rule
+	r := &cmd.Rule
 	if r.Destination, err = prefix(values['c'], values['m'], given['c'], given['m']); err != nil {
-		return command{}, err
+		return Command{}, err
 	}
 	if given['o'] != nil {
 		if r.Source, err = prefix(values['o'], values['n'], given['o'], given['n']); err != nil {
-			return command{}, err
+			return Command{}, err
 		}
 		if r.Source.Addr().Is4() != r.Destination.Addr().Is4() {
-			return command{}, fmt.Errorf("source %s and destination %s are of different address families", r.Source, r.Destination)
+			return Command{}, fmt.Errorf("source %s and destination %s are of different address families", r.Source, r.Destination)
 		}
 	}
 	switch p := strings.ToLower(values['p']); p {
 	case "tcp", "udp":
 		r.Protocol = intercept.Protocol(p)
 	default:
-		return command{}, fmt.Errorf("unknown protocol %q for %s: tcp or udp", values['p'], given['p'].name())
+		return Command{}, fmt.Errorf("unknown protocol %q for %s: tcp or udp", values['p'], given['p'].name())
 	}
 	if r.Ports.Low, err = port(values['l'], given['l'], 1); err != nil {
-		return command{}, err
+		return Command{}, err
 	}
 	if r.Ports.High, err = port(values['h'], given['h'], 1); err != nil {
-		return command{}, err
+		return Command{}, err
 	}
 	if r.Ports.Low > r.Ports.High {
-		return command{}, fmt.Errorf("low port %d is above high port %d", r.Ports.Low, r.Ports.High)
+		return Command{}, fmt.Errorf("low port %d is above high port %d", r.Ports.Low, r.Ports.High)
 	}
-	if cmd.op == opDelete {
+	if cmd.Op == OpDelete {
 		// -D identifies a rule by its match; -t and -s are accepted as
 		// the C zfw does, and mean nothing.
 		return cmd, nil
 	}
 	if given['t'] != nil {
 		if r.TProxyPort, err = port(values['t'], given['t'], 0); err != nil {
-			return command{}, err
+			return Command{}, err
 		}
 	}
 	if given['d'] != nil {
 		if r.TProxyPort != 0 {
-			return command{}, fmt.Errorf("-d (--disable) makes a rule that drops; it takes no tproxy port (got -t %d)", r.TProxyPort)
+			return Command{}, fmt.Errorf("-d (--disable) makes a rule that drops; it takes no tproxy port (got -t %d)", r.TProxyPort)
 		}
 		r.Deny = true
 	}
 	if given['s'] != nil {
 		if values['s'] == "" {
-			return command{}, errors.New("-s (--service-id) is empty")
+			return Command{}, errors.New("-s (--service-id) is empty")
 		}
 		r.ServiceID = values['s']
 	}
 	return cmd, nil
+}
+
+// WriteOptions prints the supported options, one a line, for a usage
+// message.
+func WriteOptions(w io.Writer) {
+	for _, o := range options {
+		if o.unsupported {
+			continue
+		}
+		flag := "    "
+		if o.short != 0 {
+			flag = fmt.Sprintf("-%c, ", o.short)
+		}
+		name := "--" + o.long
+		if o.arg != "" {
+			name += "=" + o.arg
+		}
+		fmt.Fprintf(w, "  %s%-26s %s\n", flag, name, o.help)
+	}
 }
 
 func containsOpt(list []*option, o *option) bool {

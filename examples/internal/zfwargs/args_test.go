@@ -1,7 +1,6 @@
-package main
+package zfwargs
 
 import (
-	"bufio"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -51,43 +50,43 @@ func TestParseAccepts(t *testing.T) {
 	tests := []struct {
 		name string
 		args string
-		want command
+		want Command
 	}{
-		{"ziti version probe", "-V", command{op: opVersion}},
-		{"long version", "--version", command{op: opVersion}},
-		{"version wins", "-I -V", command{op: opVersion}},
-		{"help", "--help", command{op: opHelp}},
-		{"ziti insert", strings.Join(zitiInsert, " "), command{op: opInsert, rule: zitiRule()}},
-		{"ziti insert with interface", strings.Join(zitiInsert, " ") + " -N eth1", command{op: opInsert, rule: withIf}},
-		{"interfaces repeat", strings.Join(zitiInsert, " ") + " -N eth1 --interface eth2", command{op: opInsert, rule: two}},
-		{"ziti delete", strings.Join(zitiDelete, " "), command{op: opDelete, rule: control.Rule{Match: zitiRule().Match}}},
-		{"delete ignores -t and -s", strings.Join(zitiDelete, " ") + " -t 1 -s x", command{op: opDelete, rule: control.Rule{Match: zitiRule().Match}}},
-		{"attached values", "-I -c100.64.0.2 -m32 -ptcp -l443 -h443 -t38123 -s3TqdLrTn2A2F9vSi5JkQpx", command{op: opInsert, rule: noSource}},
-		{"long forms", "--insert --dcidr-block 100.64.0.2 --dprefix-len=32 --protocol tcp --low-port 443 --high-port=443 --tproxy-port 38123 --service-id 3TqdLrTn2A2F9vSi5JkQpx", command{op: opInsert, rule: noSource}},
-		{"long prefixes", "--ins --dcidr 100.64.0.2 --dpre 32 --proto tcp --low 443 --high 443 --tproxy 38123 --serv 3TqdLrTn2A2F9vSi5JkQpx", command{op: opInsert, rule: noSource}},
-		{"any order", "-p tcp -l 443 -h 443 -c 100.64.0.2 -m 32 -t 38123 -s 3TqdLrTn2A2F9vSi5JkQpx -I", command{op: opInsert, rule: noSource}},
-		{"bundled flags", "-Ir -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443 -t 0", command{op: opInsert, rule: pass}},
-		{"bundled value", "-Irc 100.64.0.2 -m 32 -p TCP -l 443 -h 443 -t 0", command{op: opInsert, rule: pass}},
-		{"pass-through", "-I -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443 -t 0", command{op: opInsert, rule: pass}},
-		{"deny", "-I -d -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443", command{op: opInsert, rule: deny}},
-		{"ipv6", "-I -c fd00:: -m 64 -p udp -l 1 -h 65535 -t 5000", command{op: opInsert, rule: udp6}},
-		{"host bits masked", "-I -c 100.64.0.9 -m 24 -p tcp -l 443 -h 443 -t 0", command{op: opInsert, rule: masked}},
-		{"list", "-L", command{op: opList}},
-		{"list intercepts", "-L -i", command{op: opList, onlyIntercepts: true}},
-		{"list passthrough", "--list --passthrough", command{op: opList, onlyPassthrough: true}},
-		{"flush", "-F", command{op: opFlush}},
-		{"flush with route", "-F -r", command{op: opFlush}},
-		{"locations", "-L --pin-path /sys/fs/bpf/r1 --control-socket=/tmp/s", command{op: opList, pinPath: "/sys/fs/bpf/r1", socket: "/tmp/s"}},
-		{"end of options", "-L --", command{op: opList}},
+		{"ziti version probe", "-V", Command{Op: OpVersion}},
+		{"long version", "--version", Command{Op: OpVersion}},
+		{"version wins", "-I -V", Command{Op: OpVersion}},
+		{"help", "--help", Command{Op: OpHelp}},
+		{"ziti insert", strings.Join(zitiInsert, " "), Command{Op: OpInsert, Rule: zitiRule()}},
+		{"ziti insert with interface", strings.Join(zitiInsert, " ") + " -N eth1", Command{Op: OpInsert, Rule: withIf}},
+		{"interfaces repeat", strings.Join(zitiInsert, " ") + " -N eth1 --interface eth2", Command{Op: OpInsert, Rule: two}},
+		{"ziti delete", strings.Join(zitiDelete, " "), Command{Op: OpDelete, Rule: control.Rule{Match: zitiRule().Match}}},
+		{"delete ignores -t and -s", strings.Join(zitiDelete, " ") + " -t 1 -s x", Command{Op: OpDelete, Rule: control.Rule{Match: zitiRule().Match}}},
+		{"attached values", "-I -c100.64.0.2 -m32 -ptcp -l443 -h443 -t38123 -s3TqdLrTn2A2F9vSi5JkQpx", Command{Op: OpInsert, Rule: noSource}},
+		{"long forms", "--insert --dcidr-block 100.64.0.2 --dprefix-len=32 --protocol tcp --low-port 443 --high-port=443 --tproxy-port 38123 --service-id 3TqdLrTn2A2F9vSi5JkQpx", Command{Op: OpInsert, Rule: noSource}},
+		{"long prefixes", "--ins --dcidr 100.64.0.2 --dpre 32 --proto tcp --low 443 --high 443 --tproxy 38123 --serv 3TqdLrTn2A2F9vSi5JkQpx", Command{Op: OpInsert, Rule: noSource}},
+		{"any order", "-p tcp -l 443 -h 443 -c 100.64.0.2 -m 32 -t 38123 -s 3TqdLrTn2A2F9vSi5JkQpx -I", Command{Op: OpInsert, Rule: noSource}},
+		{"bundled flags", "-Ir -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443 -t 0", Command{Op: OpInsert, Rule: pass}},
+		{"bundled value", "-Irc 100.64.0.2 -m 32 -p TCP -l 443 -h 443 -t 0", Command{Op: OpInsert, Rule: pass}},
+		{"pass-through", "-I -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443 -t 0", Command{Op: OpInsert, Rule: pass}},
+		{"deny", "-I -d -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443", Command{Op: OpInsert, Rule: deny}},
+		{"ipv6", "-I -c fd00:: -m 64 -p udp -l 1 -h 65535 -t 5000", Command{Op: OpInsert, Rule: udp6}},
+		{"host bits masked", "-I -c 100.64.0.9 -m 24 -p tcp -l 443 -h 443 -t 0", Command{Op: OpInsert, Rule: masked}},
+		{"list", "-L", Command{Op: OpList}},
+		{"list intercepts", "-L -i", Command{Op: OpList, OnlyIntercepts: true}},
+		{"list passthrough", "--list --passthrough", Command{Op: OpList, OnlyPassthrough: true}},
+		{"flush", "-F", Command{Op: OpFlush}},
+		{"flush with route", "-F -r", Command{Op: OpFlush}},
+		{"locations", "-L --pin-path /sys/fs/bpf/r1 --control-socket=/tmp/s", Command{Op: OpList, PinPath: "/sys/fs/bpf/r1", Socket: "/tmp/s"}},
+		{"end of options", "-L --", Command{Op: OpList}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parse(strings.Fields(tc.args))
+			got, err := Parse(strings.Fields(tc.args))
 			if err != nil {
-				t.Fatalf("parse(%s): %v", tc.args, err)
+				t.Fatalf("Parse(%s): %v", tc.args, err)
 			}
 			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("parse(%s) =\n%+v\nwant\n%+v", tc.args, got, tc.want)
+				t.Errorf("Parse(%s) =\n%+v\nwant\n%+v", tc.args, got, tc.want)
 			}
 		})
 	}
@@ -140,38 +139,13 @@ func TestParseRefuses(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parse(strings.Fields(tc.args))
+			got, err := Parse(strings.Fields(tc.args))
 			if err == nil {
-				t.Fatalf("parse(%s) = %+v, want an error", tc.args, got)
+				t.Fatalf("Parse(%s) = %+v, want an error", tc.args, got)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("parse(%s): %q, want it to say %q", tc.args, err, tc.want)
+				t.Errorf("Parse(%s): %q, want it to say %q", tc.args, err, tc.want)
 			}
 		})
-	}
-}
-
-func TestFindLockOwner(t *testing.T) {
-	locks := `1: POSIX  ADVISORY  WRITE 900 00:19:512 0 EOF
-2: FLOCK  ADVISORY  WRITE 4242 00:1e:1234 0 EOF
-2: -> FLOCK  ADVISORY  WRITE 4343 00:1e:1234 0 EOF
-3: FLOCK  ADVISORY  WRITE 77 00:1e:99 0 EOF
-`
-	tests := []struct {
-		major, minor uint32
-		ino          uint64
-		pid          int
-		ok           bool
-	}{
-		{0, 0x1e, 1234, 4242, true},
-		{0, 0x1e, 99, 77, true},
-		{0, 0x19, 512, 0, false}, // a POSIX lock is not ours
-		{0, 0x1f, 1234, 0, false},
-	}
-	for _, tc := range tests {
-		pid, ok := findLockOwner(bufio.NewScanner(strings.NewReader(locks)), tc.major, tc.minor, tc.ino)
-		if pid != tc.pid || ok != tc.ok {
-			t.Errorf("owner of %x:%x:%d = %d, %v; want %d, %v", tc.major, tc.minor, tc.ino, pid, ok, tc.pid, tc.ok)
-		}
 	}
 }
