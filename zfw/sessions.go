@@ -210,40 +210,51 @@ func (ss *Sessions) collectMasquerade() (int, error) {
 	}
 	n := 0
 	for _, m := range []*ebpf.Map{objs.MasqueradeMap, objs.IcmpMasqueradeMap} {
-		var k bpfobj.ZfwMasqKey
-		var v bpfobj.ZfwMasqValue
-		var stale []bpfobj.ZfwMasqKey
-		it := m.Iterate()
-		for it.Next(&k, &v) {
-			if idle(v.Tstamp, k.Proto) {
-				stale = append(stale, k)
-			}
+		all, err := readAll[bpfobj.ZfwMasqKey, bpfobj.ZfwMasqValue](m)
+		if err != nil {
+			return n, err
 		}
-		if err := it.Err(); err != nil {
-			return n, fmt.Errorf("%s: iterate: %w", m, err)
-		}
-		for _, k := range stale {
-			if err := m.Delete(&k); err == nil {
+		for _, e := range all {
+			if idle(e.v.Tstamp, e.k.Proto) && m.Delete(&e.k) == nil {
 				n++
 			}
 		}
 	}
-	var rk bpfobj.ZfwMasqReverseKey
-	var rv bpfobj.ZfwMasqReverseValue
-	var staleR []bpfobj.ZfwMasqReverseKey
-	it := objs.MasqueradeReverseMap.Iterate()
-	for it.Next(&rk, &rv) {
-		if idle(rv.Tstamp, rk.Proto) {
-			staleR = append(staleR, rk)
+	reverse, err := readAll[bpfobj.ZfwMasqReverseKey, bpfobj.ZfwMasqReverseValue](objs.MasqueradeReverseMap)
+	if err != nil {
+		return n, err
+	}
+	for _, e := range reverse {
+		if idle(e.v.Tstamp, e.k.Proto) {
+			objs.MasqueradeReverseMap.Delete(&e.k)
 		}
 	}
-	if err := it.Err(); err != nil {
-		return n, fmt.Errorf("masquerade_reverse_map: iterate: %w", err)
-	}
-	for _, k := range staleR {
-		objs.MasqueradeReverseMap.Delete(&k)
-	}
 	return n, nil
+}
+
+// entry is one key and value read from a map.
+type entry[K, V any] struct {
+	k K
+	v V
+}
+
+// readAll reads every entry of a map. Callers that delete read the whole
+// map first: deleting while iterating a hash map can restart the
+// iteration.
+func readAll[K, V any](m *ebpf.Map) ([]entry[K, V], error) {
+	var (
+		out []entry[K, V]
+		k   K
+		v   V
+	)
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, entry[K, V]{k, v})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("%s: iterate: %w", m, err)
+	}
+	return out, nil
 }
 
 // monotonic is the clock bpf_ktime_get_ns reads.
@@ -295,65 +306,33 @@ func (ss *Sessions) walk(visit func(Session, func() error) error) error {
 		return s
 	}
 
-	// Keys are collected first: deleting while iterating a hash map can
-	// restart the iteration.
-	type tcpEntry struct {
-		k bpfobj.ZfwTupleKey
-		v bpfobj.ZfwTcpState
-	}
-	var tcps []tcpEntry
-	var k bpfobj.ZfwTupleKey
-	var tv bpfobj.ZfwTcpState
-	it := objs.TcpMap.Iterate()
-	for it.Next(&k, &tv) {
-		tcps = append(tcps, tcpEntry{k, tv})
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("tcp_map: iterate: %w", err)
+	// Each map is read whole before its first delete (see readAll).
+	tcps, err := readAll[bpfobj.ZfwTupleKey, bpfobj.ZfwTcpState](objs.TcpMap)
+	if err != nil {
+		return err
 	}
 	for _, e := range tcps {
 		s := base(&e.k, e.v.Tstamp)
 		s.State, s.Expired = tcpState(e.v.Flags, s.Idle, timeouts)
-		key := e.k
-		if err := visit(s, func() error { return objs.TcpMap.Delete(&key) }); err != nil {
+		if err := visit(s, func() error { return objs.TcpMap.Delete(&e.k) }); err != nil {
 			return err
 		}
 	}
-	type udpEntry struct {
-		k bpfobj.ZfwTupleKey
-		v bpfobj.ZfwUdpState
-	}
-	var udps []udpEntry
-	var uv bpfobj.ZfwUdpState
-	it = objs.UdpMap.Iterate()
-	for it.Next(&k, &uv) {
-		udps = append(udps, udpEntry{k, uv})
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("udp_map: iterate: %w", err)
+	udps, err := readAll[bpfobj.ZfwTupleKey, bpfobj.ZfwUdpState](objs.UdpMap)
+	if err != nil {
+		return err
 	}
 	for _, e := range udps {
 		s := base(&e.k, e.v.Tstamp)
 		s.State, s.Expired = "active", s.Idle > timeouts.UDP
-		key := e.k
-		if err := visit(s, func() error { return objs.UdpMap.Delete(&key) }); err != nil {
+		if err := visit(s, func() error { return objs.UdpMap.Delete(&e.k) }); err != nil {
 			return err
 		}
 	}
-
-	type inEntry struct {
-		k bpfobj.ZfwTupleKey
-		v bpfobj.ZfwInboundState
-	}
 	for _, m := range []*ebpf.Map{objs.TcpIngressMap, objs.UdpIngressMap} {
-		var ins []inEntry
-		var iv bpfobj.ZfwInboundState
-		it = m.Iterate()
-		for it.Next(&k, &iv) {
-			ins = append(ins, inEntry{k, iv})
-		}
-		if err := it.Err(); err != nil {
-			return fmt.Errorf("%s: iterate: %w", m.String(), err)
+		ins, err := readAll[bpfobj.ZfwTupleKey, bpfobj.ZfwInboundState](m)
+		if err != nil {
+			return err
 		}
 		for _, e := range ins {
 			s := base(&e.k, e.v.Tcp.Tstamp)
@@ -364,8 +343,7 @@ func (ss *Sessions) walk(visit func(Session, func() error) error) error {
 			} else {
 				s.State, s.Expired = tcpState(e.v.Tcp.Flags, s.Idle, timeouts)
 			}
-			key, m := e.k, m
-			if err := visit(s, func() error { return m.Delete(&key) }); err != nil {
+			if err := visit(s, func() error { return m.Delete(&e.k) }); err != nil {
 				return err
 			}
 		}
