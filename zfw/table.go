@@ -333,16 +333,15 @@ func (t *table) apply(p *plan) (err error) {
 			return err
 		}
 	}
+	added := make(map[uint32]*policy.Rule, len(p.add))
+	for _, r := range p.add {
+		added[r.ID] = r
+	}
 	rule := func(id uint32) *policy.Rule {
 		if r := t.rules[id]; r != nil {
 			return r
 		}
-		for _, r := range p.add {
-			if r.ID == id {
-				return r
-			}
-		}
-		return nil
+		return added[id]
 	}
 	newBlocks := make(map[policy.PrefixKey]*block)
 	for k, ids := range p.blocks {
