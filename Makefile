@@ -5,7 +5,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev bpftool iproute2
 PKGS := ./...
 
-.PHONY: all build generate check-generated test test-unit demo bench lint deps-bpf deps-run
+.PHONY: all build generate check-generated test test-unit demo bench lint deps-bpf deps-run deps-bench
 
 all: build
 
@@ -15,6 +15,11 @@ build:
 # Tools the tests and the demo need at run time (ip for namespaces).
 deps-run:
 	@command -v ip >/dev/null || (apt-get update -qq && apt-get install -y -qq iproute2)
+
+# The benchmarks compare against iptables TPROXY (and their test runs a
+# quick benchmark).
+deps-bench:
+	@command -v iptables-restore >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables)
 
 # clang and the BPF headers, for regenerating the objects.
 deps-bpf:
@@ -42,7 +47,7 @@ lint:
 
 # Everything CI runs. Privileged tests need root; with CI=true (or
 # ZFW_REQUIRE_PRIVILEGED=1) a skipped privileged test fails the run.
-test: deps-run lint check-generated
+test: deps-run deps-bench lint check-generated
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 test-unit:
@@ -51,5 +56,6 @@ test-unit:
 demo: deps-run
 	$(GO) run ./examples/demo
 
-bench: deps-run
+# Writes BENCHMARKS.md from one run (a few minutes; needs root).
+bench: deps-run deps-bench
 	$(GO) run ./internal/bench/cmd/benchmarks -o BENCHMARKS.md
