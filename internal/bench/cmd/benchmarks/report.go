@@ -115,7 +115,7 @@ func writePerPacket(b *bytes.Buffer, cfg config, res packetResults) {
 		fmt.Fprintln(b)
 	}
 	fmt.Fprintf(b, "### Dataplane per intercept count\n\nMaps sized to the intercepts (`MaxRules`, `MaxPrefixes` just above what they need, so the largest count runs with its maps at capacity). Kernel map memory is the sum of every map's `memlock` (fdinfo): preallocated maps (`range_map`, the session and cache maps) count their capacity, the others what they hold.\n\n")
-	fmt.Fprintf(b, "| intercepts | rules | prefix keys IPv4 / IPv6 | MaxRules / MaxPrefixes | Sync from empty | kernel map memory | of which range_map |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "| intercepts | rules | prefix keys IPv4 / IPv6 | MaxRules / MaxPrefixes | Register, one by one | kernel map memory | of which range_map |\n|---|---|---|---|---|---|---|\n")
 	for _, s := range res.sizes {
 		var rangeMap uint64
 		for _, m := range s.maps {
@@ -124,7 +124,7 @@ func writePerPacket(b *bytes.Buffer, cfg config, res packetResults) {
 			}
 		}
 		fmt.Fprintf(b, "| %s | %s | %s / %s | %s / %s | %s | %s | %s |\n", count(s.intercepts), count(s.rules), count(s.prefixes4), count(s.prefixes6),
-			count(s.maxRules), count(s.maxPrefixes), s.sync.Round(time.Millisecond), mib(int64(bench.TotalBytes(s.maps))), mib(int64(rangeMap)))
+			count(s.maxRules), count(s.maxPrefixes), s.register.Round(time.Millisecond), mib(int64(bench.TotalBytes(s.maps))), mib(int64(rangeMap)))
 	}
 	fmt.Fprintf(b, "\n### Verifier\n\nInstructions the verifier processed to load each program (the kernel's `verified_insns`), next to the program's length.\n\n| program | instructions | verified instructions |\n|---|---|---|\n")
 	for _, p := range res.verifier {
