@@ -64,5 +64,6 @@ test-unit:
 demo: deps-run
 	$(GO) run ./examples/demo
 
-bench: deps-run
+# Writes BENCHMARKS.md from one run (a few minutes; needs root).
+bench: deps-run deps-run
 	$(GO) run ./internal/bench/cmd/benchmarks -o BENCHMARKS.md

@@ -1,0 +1,78 @@
+package bench
+
+import (
+	"testing"
+	"time"
+)
+
+func TestInterceptsAreValidAndCountedAsTheyCompile(t *testing.T) {
+	for _, n := range []int{1, 50, 200, 1000} {
+		ics := Intercepts(n, 20000)
+		if len(ics) != n {
+			t.Fatalf("Intercepts(%d) made %d", n, len(ics))
+		}
+		want := 0
+		ids := make(map[string]bool)
+		for _, ic := range ics {
+			if err := ic.Validate(); err != nil {
+				t.Fatalf("Intercepts(%d): %s: %v", n, ic.ServiceID, err)
+			}
+			if ids[ic.ServiceID] {
+				t.Fatalf("Intercepts(%d): service id %s twice", n, ic.ServiceID)
+			}
+			ids[ic.ServiceID] = true
+			want += ic.RuleCount()
+		}
+		if got := RuleCount(ics); got != want {
+			t.Errorf("RuleCount(Intercepts(%d)) = %d, the intercepts compile to %d", n, got, want)
+		}
+	}
+}
+
+func TestPrefixKeysCountOneKeyPerProtocolAndPrefix(t *testing.T) {
+	tests := []struct {
+		n, want int
+	}{
+		// Each intercept: a host per family, TCP and UDP.
+		{n: 1, want: 2},
+		// The 50th adds a network per family.
+		{n: 50, want: 2*50 + 2},
+	}
+	for _, tc := range tests {
+		ics := Intercepts(tc.n, 1)
+		for _, v4 := range []bool{true, false} {
+			if got := PrefixKeys(ics, v4); got != tc.want {
+				t.Errorf("PrefixKeys(Intercepts(%d), v4=%v) = %d, want %d", tc.n, v4, got, tc.want)
+			}
+		}
+	}
+}
+
+func TestHostAddrsAreDistinctPerIntercept(t *testing.T) {
+	seen := make(map[string]bool)
+	for i := range 70000 {
+		for _, a := range []string{HostAddr(i).String(), HostAddr6(i).String()} {
+			if seen[a] {
+				t.Fatalf("address %s given to two intercepts (i=%d)", a, i)
+			}
+			seen[a] = true
+		}
+	}
+}
+
+func TestSummarizeReportsMedianAndExtremes(t *testing.T) {
+	tests := []struct {
+		in   []time.Duration
+		want Timing
+	}{
+		{nil, Timing{}},
+		{[]time.Duration{5}, Timing{5, 5, 5}},
+		{[]time.Duration{9, 1, 5}, Timing{5, 1, 9}},
+		{[]time.Duration{4, 1, 3, 2}, Timing{3, 1, 4}},
+	}
+	for _, tc := range tests {
+		if got := Summarize(append([]time.Duration(nil), tc.in...)); got != tc.want {
+			t.Errorf("Summarize(%v) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/zfw-go/zfw/intercept"
+	"github.com/zfw-go/zfw/internal/bench"
+	"github.com/zfw-go/zfw/testenv"
+	"github.com/zfw-go/zfw/zfw"
+)
+
+// controlRow is the control plane at one intercept count.
+type controlRow struct {
+	intercepts, rounds int
+	// register and unregister: one service at a time through the Go
+	// API; syncAdd and syncRemove: one Sync from none to all and back.
+	register, unregister, syncAdd, syncRemove bench.Timing
+	// heapBytes and mapBytes are what registering the intercepts added
+	// to the Go heap (after GC) and to the kernel maps.
+	heapBytes, mapBytes int64
+}
+
+type controlResults struct {
+	rows []controlRow
+	// defaultMaps is an empty dataplane with the default capacities.
+	defaultMaps []bench.MapMemory
+}
+
+func controlPlane(ctx context.Context, cfg config) (controlResults, error) {
+	ns, err := testenv.NewNamespace(fmt.Sprintf("zfwbench-%d-%08x", os.Getpid(), rand.Uint32()))
+	if err != nil {
+		return controlResults{}, err
+	}
+	defer ns.Close()
+	var res controlResults
+	err = ns.Do(func() error {
+		pin := benchPin()
+		fw, err := zfw.New(zfw.Options{PinPath: pin, Logger: cfg.log})
+		if err != nil {
+			return err
+		}
+		res.defaultMaps, err = bench.PinnedMaps(pin)
+		if cerr := fw.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		for _, n := range cfg.cpCounts {
+			cfg.log.Infof("control plane: %d intercepts", n)
+			row, err := controlAt(ctx, cfg, n)
+			if err != nil {
+				return fmt.Errorf("%d intercepts: %w", n, err)
+			}
+			res.rows = append(res.rows, row)
+		}
+		return nil
+	})
+	return res, err
+}
+
+func benchPin() string {
+	return fmt.Sprintf("/sys/fs/bpf/zfwbench-%d-%08x", os.Getpid(), rand.Uint32())
+}
+
+// controlAt times registering and removing n intercepts both ways, over
+// rounds (one round above 10,000), each round on a fresh dataplane whose
+// maps are sized for them.
+func controlAt(ctx context.Context, cfg config, n int) (controlRow, error) {
+	ics := bench.Intercepts(n, 20000)
+	row := controlRow{intercepts: n, rounds: cfg.cpRounds}
+	if n > 10000 {
+		row.rounds = 1
+	}
+	var reg, unreg, add, remove []time.Duration
+	for round := range row.rounds {
+		pin := benchPin()
+		fw, err := zfw.New(zfw.Options{
+			PinPath:     pin,
+			MaxRules:    bench.RuleCount(ics) + 1024,
+			MaxPrefixes: max(bench.PrefixKeys(ics, true), bench.PrefixKeys(ics, false)) + 1024,
+			Logger:      cfg.log,
+		})
+		if err != nil {
+			return row, err
+		}
+		err = func() error {
+			heap0 := bench.HeapInUse()
+			maps0, err := bench.PinnedMaps(pin)
+			if err != nil {
+				return err
+			}
+			d, err := bench.Each(ctx, ics, fw.Register)
+			if err != nil {
+				return fmt.Errorf("register: %w", err)
+			}
+			reg = append(reg, d)
+			if round == 0 {
+				row.heapBytes = int64(bench.HeapInUse()) - int64(heap0)
+				maps1, err := bench.PinnedMaps(pin)
+				if err != nil {
+					return err
+				}
+				row.mapBytes = int64(bench.TotalBytes(maps1)) - int64(bench.TotalBytes(maps0))
+			}
+			d, err = bench.Each(ctx, ics, func(ctx context.Context, ic intercept.Intercept) error {
+				return fw.Unregister(ctx, ic.ServiceID)
+			})
+			if err != nil {
+				return fmt.Errorf("unregister: %w", err)
+			}
+			unreg = append(unreg, d)
+			start := time.Now()
+			if err := fw.Sync(ctx, ics); err != nil {
+				return fmt.Errorf("sync: %w", err)
+			}
+			add = append(add, time.Since(start))
+			start = time.Now()
+			if err := fw.Sync(ctx, nil); err != nil {
+				return fmt.Errorf("sync to none: %w", err)
+			}
+			remove = append(remove, time.Since(start))
+			return nil
+		}()
+		if cerr := fw.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return row, err
+		}
+	}
+	row.register, row.unregister = bench.Summarize(reg), bench.Summarize(unreg)
+	row.syncAdd, row.syncRemove = bench.Summarize(add), bench.Summarize(remove)
+	return row, nil
+}

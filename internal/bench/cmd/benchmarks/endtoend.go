@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/zfw-go/zfw/intercept"
+	"github.com/zfw-go/zfw/internal/bench"
+	"github.com/zfw-go/zfw/testenv"
+	"github.com/zfw-go/zfw/tproxy"
+	"github.com/zfw-go/zfw/zfw"
+)
+
+// interceptor is what stands between the client and the listener in
+// one end-to-end configuration.
+type interceptor int
+
+const (
+	noInterception interceptor = iota
+	zfwDataplane
+	iptablesTProxy
+)
+
+// e2eSetup is one end-to-end configuration.
+type e2eSetup struct {
+	kind interceptor
+	// intercepts installed (zero for noInterception).
+	intercepts int
+}
+
+func (s e2eSetup) String() string {
+	switch s.kind {
+	case zfwDataplane:
+		return fmt.Sprintf("zfw, %d intercepts", s.intercepts)
+	case iptablesTProxy:
+		return fmt.Sprintf("iptables TPROXY, %d rules", s.intercepts)
+	default:
+		return "no interception (plain listener: the limit)"
+	}
+}
+
+// e2eRow is one configuration's results over rounds.
+type e2eRow struct {
+	setup        e2eSetup
+	conns, bits  bench.Spread
+	connsRatio   float64 // median over rounds of conns / the limit's
+	bitsRatio    float64
+	connsSamples []float64
+	bitsSamples  []float64
+}
+
+type e2eResults struct {
+	rows []e2eRow
+}
+
+func endToEnd(ctx context.Context, cfg config) (e2eResults, error) {
+	topo, err := testenv.NewTopology(ctx, "zfwbench-")
+	if err != nil {
+		return e2eResults{}, err
+	}
+	defer topo.Close()
+	// Several seconds of connections from one address: give the client
+	// every ephemeral port and let it reuse those in TIME_WAIT.
+	if err := topo.Client.Do(func() error {
+		return errors.Join(
+			os.WriteFile("/proc/sys/net/ipv4/ip_local_port_range", []byte("1024 65535"), 0o644),
+			os.WriteFile("/proc/sys/net/ipv4/tcp_tw_reuse", []byte("1"), 0o644))
+	}); err != nil {
+		return e2eResults{}, fmt.Errorf("client sysctls: %w", err)
+	}
+	var plain net.Listener
+	var tp *tproxy.TCPListener
+	if err := topo.Router.Do(func() error {
+		lc := net.ListenConfig{}
+		lc.SetMultipathTCP(false)
+		var err error
+		if plain, err = lc.Listen(ctx, "tcp", netip.AddrPortFrom(topo.RouterClientAddr4.Addr(), 0).String()); err != nil {
+			return err
+		}
+		tp, err = tproxy.ListenTCP(ctx, netip.MustParseAddrPort("127.0.0.1:0"))
+		return err
+	}); err != nil {
+		if plain != nil {
+			plain.Close()
+		}
+		return e2eResults{}, fmt.Errorf("listeners in the router: %w", err)
+	}
+	plainSrv, tpSrv := bench.Serve(plain), bench.Serve(tp)
+	defer plainSrv.Close()
+	defer tpSrv.Close()
+
+	setups := []e2eSetup{{kind: noInterception}}
+	for _, n := range cfg.e2eCounts {
+		setups = append(setups, e2eSetup{kind: zfwDataplane, intercepts: n})
+	}
+	for _, n := range cfg.e2eCounts {
+		setups = append(setups, e2eSetup{kind: iptablesTProxy, intercepts: n})
+	}
+	rows := make([]e2eRow, len(setups))
+	// Rounds interleave the configurations, so a slow moment of the
+	// shared machine hits them alike.
+	for round := range cfg.e2eRounds {
+		for i, s := range setups {
+			cfg.log.Infof("end to end: round %d, %s", round+1, s)
+			conns, bits, err := measureSetup(ctx, cfg, topo, s, netip.AddrPortFrom(topo.RouterClientAddr4.Addr(), port(plain)), tp)
+			if err != nil {
+				return e2eResults{}, fmt.Errorf("%s: %w", s, err)
+			}
+			rows[i].setup = s
+			rows[i].connsSamples = append(rows[i].connsSamples, conns)
+			rows[i].bitsSamples = append(rows[i].bitsSamples, bits)
+		}
+	}
+	if n := plainSrv.Errors() + tpSrv.Errors(); n > 0 {
+		return e2eResults{}, fmt.Errorf("the servers failed %d connections", n)
+	}
+	limit := rows[0]
+	for i := range rows {
+		var cr, br []float64
+		for r := range rows[i].connsSamples {
+			cr = append(cr, rows[i].connsSamples[r]/limit.connsSamples[r])
+			br = append(br, rows[i].bitsSamples[r]/limit.bitsSamples[r])
+		}
+		rows[i].connsRatio = bench.SummarizeRates(cr).Median
+		rows[i].bitsRatio = bench.SummarizeRates(br).Median
+		rows[i].conns = bench.SummarizeRates(append([]float64(nil), rows[i].connsSamples...))
+		rows[i].bits = bench.SummarizeRates(append([]float64(nil), rows[i].bitsSamples...))
+	}
+	return e2eResults{rows: rows}, nil
+}
+
+func port(ln net.Listener) uint16 {
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// measureSetup installs one configuration in the router, measures
+// connections per second and single-stream throughput from the client,
+// and removes the configuration.
+func measureSetup(ctx context.Context, cfg config, topo *testenv.Topology, s e2eSetup, limitAddr netip.AddrPort, tp *tproxy.TCPListener) (conns, bits float64, err error) {
+	target := limitAddr
+	var teardown func() error
+	if s.kind != noInterception {
+		// The tested service is the last intercept: for iptables, the
+		// last rule of the chain, which every packet walks to the end.
+		ics := bench.Intercepts(s.intercepts, 20000)
+		ics[len(ics)-1].TProxyPort = tp.Port()
+		target = netip.AddrPortFrom(bench.HostAddr(len(ics)-1), 443)
+		if s.kind == zfwDataplane {
+			teardown, err = installZfw(ctx, cfg, topo, ics)
+		} else {
+			var t *bench.IPTables
+			t, err = bench.InstallIPTables(ctx, topo.Router, ics)
+			teardown = func() error { return t.Remove(context.WithoutCancel(ctx)) }
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		defer func() {
+			if terr := teardown(); terr != nil && err == nil {
+				err = terr
+			}
+		}()
+	}
+	in := bench.In(topo.Client.Do)
+	// A short warm-up: neighbour discovery, the listener's first accepts.
+	if _, err := bench.ConnRate(ctx, in, target, 1, cfg.e2eDuration/10); err != nil {
+		return 0, 0, err
+	}
+	if conns, err = bench.ConnRate(ctx, in, target, cfg.e2eClients, cfg.e2eDuration); err != nil {
+		return 0, 0, err
+	}
+	if bits, err = bench.Throughput(ctx, in, target, cfg.e2eDuration); err != nil {
+		return 0, 0, err
+	}
+	return conns, bits, nil
+}
+
+// installZfw starts a dataplane in the router on its client-facing
+// interface with ics registered, and returns what stops it.
+func installZfw(ctx context.Context, cfg config, topo *testenv.Topology, ics []intercept.Intercept) (func() error, error) {
+	var fw *zfw.Firewall
+	err := topo.Router.Do(func() error {
+		var err error
+		fw, err = zfw.New(zfw.Options{
+			PinPath:    filepath.Join("/sys/fs/bpf", fmt.Sprintf("zfwbench-e2e-%d-%08x", os.Getpid(), rand.Uint32())),
+			Interfaces: []zfw.Interface{{Name: topo.RouterClientIf}},
+			Logger:     cfg.log,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := fw.Sync(ctx, ics); err != nil {
+		return nil, errors.Join(err, fw.Close())
+	}
+	return fw.Close, nil
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/zfw-go/zfw/internal/bench"
+)
+
+// report renders BENCHMARKS.md.
+func report(cfg config, r results) []byte {
+	var b bytes.Buffer
+	writeHeader(&b, cfg, r.machine)
+	g := evaluateGoals(cfg, r)
+	writeGoals(&b, g)
+	writePerPacket(&b, cfg, r.packets)
+	writeEndToEnd(&b, cfg, r.e2e)
+	writeControlPlane(&b, r.control, r.packets)
+	writeWhy(&b, cfg, r, g)
+	return b.Bytes()
+}
+
+func writeHeader(b *bytes.Buffer, cfg config, m machine) {
+	fmt.Fprintf(b, "# Benchmarks\n\n")
+	fmt.Fprintf(b, "Written by `make bench` (`go run ./internal/bench/cmd/benchmarks -o BENCHMARKS.md`) from one run; do not edit by hand.\n\n")
+	if cfg.quick {
+		fmt.Fprintf(b, "**This is a `-quick` smoke run: few rounds, small counts. Its numbers are not for comparison.**\n\n")
+	}
+	fmt.Fprintf(b, "| | |\n|---|---|\n")
+	fmt.Fprintf(b, "| date | %s |\n| commit | %s |\n| machine | %s |\n| kernel | %s |\n| CPU | %s (%d cores) |\n| Go | %s |\n\n",
+		m.date, m.commit, m.host, m.kernel, m.cpu, m.cores, m.goVersion)
+}
+
+// ns formats a timing as "median [min–max]" in nanoseconds.
+func ns(t bench.Timing) string {
+	return fmt.Sprintf("%d [%d–%d]", t.Median.Nanoseconds(), t.Min.Nanoseconds(), t.Max.Nanoseconds())
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func count(n int) string {
+	s := fmt.Sprint(n)
+	var out []string
+	for len(s) > 3 {
+		out = append([]string{s[len(s)-3:]}, out...)
+		s = s[:len(s)-3]
+	}
+	return strings.Join(append([]string{s}, out...), ",")
+}
+
+func mib(bytes int64) string {
+	return fmt.Sprintf("%.1f MiB", float64(bytes)/(1<<20))
+}
+
+// floorOf is the floor a path is compared with: the empty program
+// measured the same way.
+func floorOf(p path) path {
+	if paths[p].perCall {
+		return floorPerCall
+	}
+	return floorRepeated
+}
+
+func writePerPacket(b *bytes.Buffer, cfg config, res packetResults) {
+	fmt.Fprintf(b, "## Per packet (BPF_PROG_TEST_RUN)\n\n")
+	fmt.Fprintf(b, "Nanoseconds per packet in the kernel, median of %d rounds [min–max]; the factor is the median over the empty TC program's median, measured the same way, at the same count, in the same run. "+
+		"*Repeated* rows run one packet %s times per round inside one BPF_PROG_TEST_RUN; *per call* rows run each packet once per BPF_PROG_TEST_RUN, %s per round, which adds the kernel's timer reads and a cold cache to every packet, so they are compared with the empty program run once per call. "+
+		"The flow cache column is the share of the measured packets the per-CPU flow cache decided (over all counts), read from `Stats.FlowCacheHits`; every row also checks that each packet bumped its path's counter. "+
+		"Cache-miss rows cycle through %s established flows, more than the %s slots per CPU of the direct-mapped flow cache, so each packet finds its slot taken by another flow.\n\n",
+		cfg.rounds, count(cfg.repeat), count(cfg.perRound), count(cfg.missFlows), count(flowCacheSlots))
+	fmt.Fprintf(b, "The dataplane holds *n* intercepts (`internal/bench.Intercepts`): each covers TCP and UDP on one IPv4 /32 and one IPv6 /128, port 443; every 50th adds an IPv4 /24 and an IPv6 /120 on ports 8000-8099 (which, above 32,768 intercepts, overlap other intercepts' hosts); every 200th adds ports 440-450, overlapping its own 443. Steered packets go to the last intercept registered. "+
+		"It is attached to lo (intercepts only), a default-deny interface with one pass rule (inbound sessions; the host's outbound sessions), a masquerading interface, and an interface with DDoS protection and OT filtering; the test runs name the interface through the `__sk_buff` context's ifindex.\n\n")
+	for fi, fam := range families {
+		fmt.Fprintf(b, "### %s\n\n| path | how |", fam.name)
+		for _, n := range res.counts {
+			fmt.Fprintf(b, " %s intercepts |", count(n))
+		}
+		fmt.Fprintf(b, " flow cache |\n|---|---|")
+		for range res.counts {
+			fmt.Fprintf(b, "---|")
+		}
+		fmt.Fprintf(b, "---|\n")
+		for p := range numPaths {
+			how := "repeated"
+			if paths[p].perCall {
+				how = "per call"
+			}
+			fmt.Fprintf(b, "| %s | %s |", paths[p].label, how)
+			lo, hi := 1.0, 0.0
+			for ci := range res.counts {
+				m := res.m[fi][ci][p]
+				if p == floorRepeated || p == floorPerCall {
+					fmt.Fprintf(b, " %s |", ns(m.t))
+					continue
+				}
+				fmt.Fprintf(b, " %s · **%.1fx** |", ns(m.t), ratio(m.t.Median, res.m[fi][ci][floorOf(p)].t.Median))
+				lo, hi = min(lo, m.hits), max(hi, m.hits)
+			}
+			switch {
+			case p == floorRepeated || p == floorPerCall:
+				fmt.Fprintf(b, " |\n")
+			case hi-lo < 0.005:
+				fmt.Fprintf(b, " %.0f%% |\n", 100*hi)
+			default:
+				fmt.Fprintf(b, " %.0f–%.0f%% |\n", 100*lo, 100*hi)
+			}
+		}
+		fmt.Fprintln(b)
+	}
+	fmt.Fprintf(b, "### Dataplane per intercept count\n\nMaps sized to the intercepts (`MaxRules`, `MaxPrefixes` just above what they need, so the largest count runs with its maps at capacity). Kernel map memory is the sum of every map's `memlock` (fdinfo): preallocated maps (`range_map`, the session and cache maps) count their capacity, the others what they hold.\n\n")
+	fmt.Fprintf(b, "| intercepts | rules | prefix keys IPv4 / IPv6 | MaxRules / MaxPrefixes | Register, one by one | kernel map memory | of which range_map |\n|---|---|---|---|---|---|---|\n")
+	for _, s := range res.sizes {
+		var rangeMap uint64
+		for _, m := range s.maps {
+			if m.Name == "range_map" {
+				rangeMap = m.Bytes
+			}
+		}
+		fmt.Fprintf(b, "| %s | %s | %s / %s | %s / %s | %s | %s | %s |\n", count(s.intercepts), count(s.rules), count(s.prefixes4), count(s.prefixes6),
+			count(s.maxRules), count(s.maxPrefixes), s.register.Round(time.Millisecond), mib(int64(bench.TotalBytes(s.maps))), mib(int64(rangeMap)))
+	}
+	fmt.Fprintf(b, "\n### Verifier\n\nInstructions the verifier processed to load each program (the kernel's `verified_insns`), next to the program's length.\n\n| program | instructions | verified instructions |\n|---|---|---|\n")
+	for _, p := range res.verifier {
+		fmt.Fprintf(b, "| `%s` | %s | %s |\n", p.Name, count(p.Instructions), count(p.Verified))
+	}
+	fmt.Fprintf(b, "\nEvents: %s events per second reached a Go reader of `fw.Events` (drops on a verbose default-deny interface, offered as fast as test runs make them, the kernel rate limit above the offered rate).\n\n", count(int(res.eventsPerSecond)))
+}
+
+func writeEndToEnd(b *bytes.Buffer, cfg config, res e2eResults) {
+	fmt.Fprintf(b, "## End to end (network namespaces, veth)\n\n")
+	fmt.Fprintf(b, "A client namespace connects through a veth to a TPROXY listener (`tproxy.ListenTCP` on 127.0.0.1) in the router namespace; both ends are Go (`internal/bench`: load clients, server). "+
+		"*Connections per second*: %d concurrent clients for %s, each connecting, sending one %d-byte request, reading the %d-byte response and closing. *Throughput*: one TCP stream for %s, counted by the receiver. "+
+		"*No interception* is a plain listener on the router's own address: the limit of this machine for the same client and server code. "+
+		"*zfw* is the dataplane on the router's client-facing interface with *n* intercepts registered (`Sync`); the client connects to the last one's address. "+
+		"*iptables TPROXY* is how OpenZiti's Go tunneler intercepts without a diverter: one mangle rule per intercept (`-p tcp -d ADDR --dport PORT -j TPROXY --on-ip 127.0.0.1 --on-port PORT --tproxy-mark 0x1/0x1`, the intercept's first IPv4 address and port range; the tunneler adds one per address, protocol and range, so real chains are longer) in a chain jumped to from PREROUTING, plus `ip rule fwmark 0x1/0x1 lookup 100` and `ip route add local 0.0.0.0/0 dev lo table 100`, all inside the router namespace. "+
+		"The tested service's rule is the **last** of the chain (the worst case of the linear scan; the tunneler inserts new rules at the top, so the oldest service is last). "+
+		"Median of %d rounds [min–max]; the rounds interleave the configurations; the ratio is the median over rounds of the configuration's result over the limit's in the same round. Client, router and server share the machine's %d cores.\n\n",
+		cfg.e2eClients, cfg.e2eDuration, bench.MessageSize, bench.MessageSize, cfg.e2eDuration, cfg.e2eRounds, describeMachine().cores)
+	fmt.Fprintf(b, "| configuration | connections/s | of the limit | Gbit/s, one stream | of the limit |\n|---|---|---|---|---|\n")
+	for _, r := range res.rows {
+		fmt.Fprintf(b, "| %s | %s [%s–%s] | %.0f%% | %.2f [%.2f–%.2f] | %.0f%% |\n", r.setup,
+			count(int(r.conns.Median)), count(int(r.conns.Min)), count(int(r.conns.Max)), 100*r.connsRatio,
+			r.bits.Median/1e9, r.bits.Min/1e9, r.bits.Max/1e9, 100*r.bitsRatio)
+	}
+	fmt.Fprintln(b)
+}
+
+func writeControlPlane(b *bytes.Buffer, res controlResults, packets packetResults) {
+	fmt.Fprintf(b, "## Control plane\n\n")
+	fmt.Fprintf(b, "Each round on a fresh dataplane (maps sized for the intercepts, nothing attached): register the intercepts one by one through `Firewall.Register` (as a tunneler does when services arrive), unregister them one by one, then `Sync` from none to all and from all to none. Median [min–max] of the rounds shown.\n\n")
+	fmt.Fprintf(b, "| intercepts | rounds | Register, one by one | Unregister, one by one | Sync, none to all | Sync, all to none |\n|---|---|---|---|---|---|\n")
+	for _, r := range res.rows {
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s |\n", count(r.intercepts), r.rounds, dur(r.register), dur(r.unregister), dur(r.syncAdd), dur(r.syncRemove))
+	}
+	fmt.Fprintf(b, "\nMemory that registering the intercepts added (first round): the Go heap still held after garbage collection, and the kernel maps' memory (fdinfo `memlock`).\n\n| intercepts | Go heap | per 10,000 intercepts | kernel maps | per 10,000 intercepts |\n|---|---|---|---|---|\n")
+	for _, r := range res.rows {
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", count(r.intercepts), mib(r.heapBytes), mib(r.heapBytes*10000/int64(r.intercepts)), mib(r.mapBytes), mib(r.mapBytes*10000/int64(r.intercepts)))
+	}
+	total := bench.TotalBytes(res.defaultMaps)
+	fmt.Fprintf(b, "\nAn empty dataplane with the default capacities (250,000 rules, 100,000 prefixes per family) takes %s of kernel memory; the largest maps:\n\n| map | max entries | memory |\n|---|---|---|\n", mib(int64(total)))
+	for i, m := range res.defaultMaps {
+		if i == 8 {
+			break
+		}
+		fmt.Fprintf(b, "| `%s` | %s | %s |\n", m.Name, count(m.MaxEntries), mib(int64(m.Bytes)))
+	}
+	if n := len(packets.sizes); n > 0 {
+		s := packets.sizes[n-1]
+		fmt.Fprintf(b, "\nAt capacity: the per-packet dataplane with %s intercepts (%s rules, maps sized to hold them) takes %s (see *Dataplane per intercept count*).\n",
+			count(s.intercepts), count(s.rules), mib(int64(bench.TotalBytes(s.maps))))
+	}
+	fmt.Fprintln(b)
+}
+
+func dur(t bench.Timing) string {
+	r := func(d time.Duration) time.Duration {
+		if d >= time.Second {
+			return d.Round(10 * time.Millisecond)
+		}
+		return d.Round(time.Millisecond)
+	}
+	if t.Min == t.Max {
+		return r(t.Median).String()
+	}
+	return fmt.Sprintf("%s [%s–%s]", r(t.Median), r(t.Min), r(t.Max))
+}
