@@ -65,5 +65,5 @@ demo: deps-run
 	$(GO) run ./examples/demo
 
 # Writes BENCHMARKS.md from one run (a few minutes; needs root).
-bench: deps-run deps-run
+bench: deps-run
 	$(GO) run ./internal/bench/cmd/benchmarks -o BENCHMARKS.md
