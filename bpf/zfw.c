@@ -1133,37 +1133,28 @@ static __always_inline void flow_forget(const struct packet *pkt, __u32 ifindex,
 	bpf_loop(cfg->ncpus < ZFW_MAX_CPUS ? cfg->ncpus : ZFW_MAX_CPUS, forget_on_cpu, &c, 0);
 }
 
-/* flow_hit applies a cached verdict, counting as the slow path would. */
+/* flow_hit applies a cached verdict, with one counter for its outcome. */
 static __always_inline int flow_hit(struct __sk_buff *skb, const struct flow_entry *e, __u32 mark)
 {
 	struct verdict v = { .rule_id = e->rule_id, .tproxy_port = e->tproxy_port, .action = e->action };
 
-	count(ZFW_STAT_FLOW_CACHE_HIT);
 	record_verdict(skb, &v);
-	switch (e->kind) {
-	case ZFW_FLOW_INBOUND:
-		count(ZFW_STAT_FAST_PATH);
-		break;
-	case ZFW_FLOW_REPLY:
-		count(ZFW_STAT_REPLY);
+	if (e->kind == ZFW_FLOW_REPLY) {
+		count(ZFW_STAT_FLOW_REPLY);
 		return TC_ACT_OK;
-	default:
-		count(ZFW_STAT_CACHE_HIT);
-		break;
 	}
 	switch (v.action) {
 	case ZFW_ACTION_TPROXY:
 		/* Only TCP past its SYN is cached: the mark alone delivers it
 		 * to its accepted socket. */
 		skb->mark = mark;
-		count(ZFW_STAT_TPROXY);
+		count(e->kind == ZFW_FLOW_INBOUND ? ZFW_STAT_FLOW_INBOUND_TPROXY : ZFW_STAT_FLOW_STEERED);
 		return TC_ACT_OK;
 	case ZFW_ACTION_PASS:
-		if (e->kind == ZFW_FLOW_RULE)
-			count(ZFW_STAT_PASS);
+		count(e->kind == ZFW_FLOW_INBOUND ? ZFW_STAT_FLOW_INBOUND : ZFW_STAT_FLOW_RULE_PASS);
 		return TC_ACT_OK;
 	default:
-		count(ZFW_STAT_DENY);
+		count(ZFW_STAT_FLOW_RULE_DENY);
 		return TC_ACT_SHOT;
 	}
 }
@@ -2206,35 +2197,23 @@ static __always_inline bool count_syn(const struct packet *pkt, const struct con
 
 /* ---- entry --------------------------------------------------------- */
 
-SEC("tc")
-int zfw_ingress(struct __sk_buff *skb)
+/*
+ * ingress_decide is everything the ingress program does for a packet the
+ * flow cache did not settle. Its own function so that its scratch state
+ * is set up only on this path, not for every cached packet.
+ */
+static __always_inline int ingress_decide(struct __sk_buff *skb, struct packet *pkt,
+					  const struct config *cfg, int kind)
 {
-	__u32 ifindex = skb->ifindex, zero = 0;
+	__u32 ifindex = skb->ifindex;
 	struct iface_settings *ifs;
-	struct config *cfg;
-	struct packet pkt = {};
 	struct scan_ctx c = {};
 	struct match_key k4 = {};
 	struct match6_key k6 = {};
 	struct match_value *cached = NULL, mv = {};
 	struct verdict v = {};
 	__u32 flags;
-	int kind;
 
-	cfg = bpf_map_lookup_elem(&config_map, &zero);
-	if (!cfg) {
-		count(ZFW_STAT_UNMANAGED);
-		return ZFW_NEXT;
-	}
-	kind = parse_packet(skb, &pkt);
-	/* Most packets belong to a flow already decided: this CPU's flow
-	 * cache settles them before any other map is read. */
-	if (kind == PARSE_TUPLE) {
-		struct flow_entry *fe = flow_cached(&pkt, ifindex, cfg, bpf_jiffies64());
-
-		if (fe)
-			return flow_hit(skb, fe, cfg->mark);
-	}
 	ifs = bpf_map_lookup_elem(&diag_map, &ifindex);
 	if (!ifs) {
 		count(ZFW_STAT_UNMANAGED);
@@ -2242,37 +2221,37 @@ int zfw_ingress(struct __sk_buff *skb)
 	}
 	flags = ifs->flags;
 
-	if (pkt.family == 6 && (flags & ZFW_IFACE_IPV6_DISABLE))
-		return drop(skb, &pkt, flags, ZFW_REASON_DEFAULT_DENY, NULL);
+	if (pkt->family == 6 && (flags & ZFW_IFACE_IPV6_DISABLE))
+		return drop(skb, pkt, flags, ZFW_REASON_DEFAULT_DENY, NULL);
 	/* A banned source gets nothing, whatever it sends. */
-	if ((flags & ZFW_IFACE_DDOS) && pkt.family && banned(&pkt, bpf_ktime_get_ns())) {
+	if ((flags & ZFW_IFACE_DDOS) && pkt->family && banned(pkt, bpf_ktime_get_ns())) {
 		count(ZFW_STAT_BANNED);
-		return drop(skb, &pkt, flags, ZFW_REASON_BANNED, NULL);
+		return drop(skb, pkt, flags, ZFW_REASON_BANNED, NULL);
 	}
 	switch (kind) {
 	case PARSE_NOT_IP:
 		count(ZFW_STAT_NOT_IP);
-		if ((flags & ZFW_IFACE_DEFAULT_DENY) && !frame_passes(&pkt, flags))
-			return drop(skb, &pkt, flags, ZFW_REASON_DEFAULT_DENY, NULL);
+		if ((flags & ZFW_IFACE_DEFAULT_DENY) && !frame_passes(pkt, flags))
+			return drop(skb, pkt, flags, ZFW_REASON_DEFAULT_DENY, NULL);
 		return TC_ACT_OK;
 	case PARSE_MALFORMED:
 		count(ZFW_STAT_MALFORMED);
-		return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
+		return drop(skb, pkt, flags, ZFW_REASON_MALFORMED, NULL);
 	case PARSE_OTHER:
 		count(ZFW_STAT_OTHER_PROTO);
-		if ((flags & ZFW_IFACE_MASQUERADE) && echo_reply(&pkt) && masquerade_in(skb, &pkt, ifindex))
-			return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
-		if ((flags & ZFW_IFACE_MASQUERADE) && icmp_error(&pkt) &&
-		    masquerade_icmp_error(skb, &pkt, ifindex))
-			return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
+		if ((flags & ZFW_IFACE_MASQUERADE) && echo_reply(pkt) && masquerade_in(skb, pkt, ifindex))
+			return drop(skb, pkt, flags, ZFW_REASON_MALFORMED, NULL);
+		if ((flags & ZFW_IFACE_MASQUERADE) && icmp_error(pkt) &&
+		    masquerade_icmp_error(skb, pkt, ifindex))
+			return drop(skb, pkt, flags, ZFW_REASON_MALFORMED, NULL);
 		if (!(flags & ZFW_IFACE_DEFAULT_DENY))
 			return TC_ACT_OK;
-		if (admit_echo_reply(&pkt, ifindex, cfg)) {
+		if (admit_echo_reply(pkt, ifindex, cfg)) {
 			count(ZFW_STAT_ECHO_REPLY);
 			return TC_ACT_OK;
 		}
-		if (!other_passes(&pkt, flags))
-			return drop(skb, &pkt, flags, ZFW_REASON_DEFAULT_DENY, NULL);
+		if (!other_passes(pkt, flags))
+			return drop(skb, pkt, flags, ZFW_REASON_DEFAULT_DENY, NULL);
 		return TC_ACT_OK;
 	case PARSE_FRAGMENT:
 		/*
@@ -2282,7 +2261,7 @@ int zfw_ingress(struct __sk_buff *skb)
 		 * port; anything else is dropped.
 		 */
 		count(ZFW_STAT_FRAGMENT);
-		policy_lookup(&pkt, ifindex, flags, true, false, &c);
+		policy_lookup(pkt, ifindex, flags, true, false, &c);
 		if (!c.any_block && (c.full_pass || !(flags & ZFW_IFACE_DEFAULT_DENY))) {
 			v.action = ZFW_ACTION_PASS;
 			record_verdict(skb, &v);
@@ -2290,54 +2269,54 @@ int zfw_ingress(struct __sk_buff *skb)
 		}
 		v.action = ZFW_ACTION_DENY;
 		record_verdict(skb, &v);
-		return drop(skb, &pkt, flags, ZFW_REASON_FRAGMENT, NULL);
+		return drop(skb, pkt, flags, ZFW_REASON_FRAGMENT, NULL);
 	}
 
-	if ((flags & ZFW_IFACE_OT_FILTERING) && pkt.proto == IPPROTO_TCP) {
-		__u8 why = dnp3_check(skb, &pkt);
+	if ((flags & ZFW_IFACE_OT_FILTERING) && pkt->proto == IPPROTO_TCP) {
+		__u8 why = dnp3_check(skb, pkt);
 
-		if (!why && !modbus_response_ok(skb, &pkt, ifindex))
+		if (!why && !modbus_response_ok(skb, pkt, ifindex))
 			why = ZFW_REASON_MODBUS_UNEXPECTED;
 		if (why) {
 			count(ZFW_STAT_OT_DROPPED);
-			return drop(skb, &pkt, flags, why, NULL);
+			return drop(skb, pkt, flags, why, NULL);
 		}
 	}
 	if (flags & ZFW_IFACE_DDOS) {
 		__u64 now = bpf_ktime_get_ns();
 
-		if (count_syn(&pkt, cfg, now)) {
+		if (count_syn(pkt, cfg, now)) {
 			if (flags & ZFW_IFACE_VERBOSE)
-				emit(skb, &pkt, ZFW_EVENT_BAN, ZFW_REASON_BANNED, NULL, 0);
+				emit(skb, pkt, ZFW_EVENT_BAN, ZFW_REASON_BANNED, NULL, 0);
 			count(ZFW_STAT_BANNED);
-			return drop(skb, &pkt, flags, ZFW_REASON_BANNED, NULL);
+			return drop(skb, pkt, flags, ZFW_REASON_BANNED, NULL);
 		}
 	}
-	if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_in(skb, &pkt, ifindex))
-		return drop(skb, &pkt, flags, ZFW_REASON_MALFORMED, NULL);
+	if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_in(skb, pkt, ifindex))
+		return drop(skb, pkt, flags, ZFW_REASON_MALFORMED, NULL);
 	if (flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) {
 		__u8 track = 0, steady = 0;
 		bool fast, reply;
 
-		if (pkt.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
-			flow_forget(&pkt, ifindex, cfg, false);
-		fast = inbound_fast_path(&pkt, ifindex, cfg, &v, &track, &steady);
-		reply = !fast && !track && admit_reply(&pkt, ifindex, cfg, &track, &steady);
-		if (steady && !(flags & ZFW_FLOW_UNCACHED) && session_cacheable(&pkt, cfg) &&
-		    !(fast && v.action == ZFW_ACTION_TPROXY && pkt.proto == IPPROTO_UDP)) {
+		if (pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
+			flow_forget(pkt, ifindex, cfg, false);
+		fast = inbound_fast_path(pkt, ifindex, cfg, &v, &track, &steady);
+		reply = !fast && !track && admit_reply(pkt, ifindex, cfg, &track, &steady);
+		if (steady && !(flags & ZFW_FLOW_UNCACHED) && session_cacheable(pkt, cfg) &&
+		    !(fast && v.action == ZFW_ACTION_TPROXY && pkt->proto == IPPROTO_UDP)) {
 			struct verdict pass = { .action = ZFW_ACTION_PASS };
 
-			flow_remember(&pkt, ifindex, cfg, fast ? ZFW_FLOW_INBOUND : ZFW_FLOW_REPLY,
+			flow_remember(pkt, ifindex, cfg, fast ? ZFW_FLOW_INBOUND : ZFW_FLOW_REPLY,
 				      fast ? &v : &pass);
 		}
 
 		if (track && (flags & ZFW_IFACE_VERBOSE))
-			emit(skb, &pkt, ZFW_EVENT_SESSION, 0, fast ? &v : NULL, track);
+			emit(skb, pkt, ZFW_EVENT_SESSION, 0, fast ? &v : NULL, track);
 		if (fast) {
 			count(ZFW_STAT_FAST_PATH);
 			record_verdict(skb, &v);
 			if (v.action == ZFW_ACTION_TPROXY)
-				return steer(skb, &pkt, &v, cfg->mark, flags);
+				return steer(skb, pkt, &v, cfg->mark, flags);
 			return TC_ACT_OK;
 		}
 		if (reply) {
@@ -2354,69 +2333,94 @@ int zfw_ingress(struct __sk_buff *skb)
 	 * rule changes. Any other verdict costs less to recompute than a
 	 * cache insert (measured: an LRU insert is most of a new flow).
 	 */
-	if (pkt.proto == IPPROTO_TCP) {
-		match_keys(&pkt, ifindex, &k4, &k6);
-		if (!opens_connection(&pkt))
-			cached = pkt.family == 4 ? bpf_map_lookup_elem(&matched_map, &k4)
+	if (pkt->proto == IPPROTO_TCP) {
+		match_keys(pkt, ifindex, &k4, &k6);
+		if (!opens_connection(pkt))
+			cached = pkt->family == 4 ? bpf_map_lookup_elem(&matched_map, &k4)
 						 : bpf_map_lookup_elem(&matched6_map, &k6);
 	}
-	if (cached && (cached->generation == cfg->generation || keeps_steering(&pkt, cached))) {
+	if (cached && (cached->generation == cfg->generation || keeps_steering(pkt, cached))) {
 		count(ZFW_STAT_CACHE_HIT);
 		v.action = cached->action;
 		v.rule_id = cached->rule_id;
 		v.tproxy_port = cached->tproxy_port;
 	} else {
 		count(ZFW_STAT_POLICY_LOOKUP);
-		policy_lookup(&pkt, ifindex, flags, false, false, &c);
+		policy_lookup(pkt, ifindex, flags, false, false, &c);
 		if (c.done) {
 			v = c.v;
 		} else {
 			count(ZFW_STAT_NO_MATCH);
 			v.action = ZFW_ACTION_PASS;
-			if ((flags & ZFW_IFACE_DEFAULT_DENY) && !tuple_passes(&pkt, flags, ifindex))
+			if ((flags & ZFW_IFACE_DEFAULT_DENY) && !tuple_passes(pkt, flags, ifindex))
 				v.action = ZFW_ACTION_DENY;
 		}
-		if (pkt.proto == IPPROTO_TCP && v.action == ZFW_ACTION_TPROXY) {
+		if (pkt->proto == IPPROTO_TCP && v.action == ZFW_ACTION_TPROXY) {
 			mv.generation = cfg->generation;
 			mv.rule_id = v.rule_id;
 			mv.action = v.action;
 			mv.tproxy_port = v.tproxy_port;
-			if (pkt.family == 4)
+			if (pkt->family == 4)
 				bpf_map_update_elem(&matched_map, &k4, &mv, BPF_ANY);
 			else
 				bpf_map_update_elem(&matched6_map, &k6, &mv, BPF_ANY);
 		}
 	}
 	record_verdict(skb, &v);
-	if (!(flags & ZFW_FLOW_UNCACHED) && !opens_connection(&pkt)) {
-		if (pkt.proto == IPPROTO_TCP && v.action == ZFW_ACTION_TPROXY)
-			flow_remember(&pkt, ifindex, cfg, ZFW_FLOW_STEERED, &v);
+	if (!(flags & ZFW_FLOW_UNCACHED) && !opens_connection(pkt)) {
+		if (pkt->proto == IPPROTO_TCP && v.action == ZFW_ACTION_TPROXY)
+			flow_remember(pkt, ifindex, cfg, ZFW_FLOW_STEERED, &v);
 		else if (v.action != ZFW_ACTION_TPROXY &&
 			 !(flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)))
-			flow_remember(&pkt, ifindex, cfg, ZFW_FLOW_RULE, &v);
+			flow_remember(pkt, ifindex, cfg, ZFW_FLOW_RULE, &v);
 	}
 	if ((flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) &&
-	    v.action != ZFW_ACTION_DENY && !cached && open_inbound(&pkt, ifindex, &v) &&
+	    v.action != ZFW_ACTION_DENY && !cached && open_inbound(pkt, ifindex, &v) &&
 	    (flags & ZFW_IFACE_VERBOSE))
-		emit(skb, &pkt, ZFW_EVENT_SESSION, 0, &v, ZFW_TRACK_OPENED_IN);
+		emit(skb, pkt, ZFW_EVENT_SESSION, 0, &v, ZFW_TRACK_OPENED_IN);
 
 	switch (v.action) {
 	case ZFW_ACTION_TPROXY:
 		if (flags & ZFW_IFACE_TUNNEL_MODE) {
-			int rc = tunnel(skb, &pkt);
+			int rc = tunnel(skb, pkt);
 
 			if (rc >= 0)
 				return rc;
 		}
-		return steer(skb, &pkt, &v, cfg->mark, flags);
+		return steer(skb, pkt, &v, cfg->mark, flags);
 	case ZFW_ACTION_PASS:
 		count(ZFW_STAT_PASS);
 		return TC_ACT_OK;
 	default:
 		count(ZFW_STAT_DENY);
-		return drop(skb, &pkt, flags,
+		return drop(skb, pkt, flags,
 			    v.rule_id ? ZFW_REASON_RULE_DENY : ZFW_REASON_DEFAULT_DENY, &v);
 	}
+}
+
+SEC("tc")
+int zfw_ingress(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct config *cfg;
+	struct packet pkt = {};
+	int kind;
+
+	cfg = bpf_map_lookup_elem(&config_map, &zero);
+	if (!cfg) {
+		count(ZFW_STAT_UNMANAGED);
+		return ZFW_NEXT;
+	}
+	kind = parse_packet(skb, &pkt);
+	/* Most packets belong to a flow already decided: this CPU's flow
+	 * cache settles them before any other map is read. */
+	if (kind == PARSE_TUPLE) {
+		struct flow_entry *fe = flow_cached(&pkt, skb->ifindex, cfg, bpf_jiffies64());
+
+		if (fe)
+			return flow_hit(skb, fe, cfg->mark);
+	}
+	return ingress_decide(skb, &pkt, cfg, kind);
 }
 
 /*

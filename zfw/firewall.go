@@ -598,10 +598,31 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.OTDropped, bpfobj.ZfwStatZFW_STAT_OT_DROPPED},
 		{&s.Tunneled, bpfobj.ZfwStatZFW_STAT_TUNNELED},
 		{&s.TunReturned, bpfobj.ZfwStatZFW_STAT_TUN_RETURNED},
-		{&s.FlowCacheHits, bpfobj.ZfwStatZFW_STAT_FLOW_CACHE_HIT},
 	} {
 		if *x.dst, err = get(x.i); err != nil {
 			return s, err
+		}
+	}
+	// A packet the flow cache decided has one counter for its outcome;
+	// it counts under the path it stands for too.
+	for _, x := range []struct {
+		i    bpfobj.ZfwStat
+		also []*uint64
+	}{
+		{bpfobj.ZfwStatZFW_STAT_FLOW_STEERED, []*uint64{&s.CacheHits, &s.Steered}},
+		{bpfobj.ZfwStatZFW_STAT_FLOW_RULE_PASS, []*uint64{&s.CacheHits, &s.Passed}},
+		{bpfobj.ZfwStatZFW_STAT_FLOW_RULE_DENY, []*uint64{&s.CacheHits, &s.Denied}},
+		{bpfobj.ZfwStatZFW_STAT_FLOW_INBOUND, []*uint64{&s.FastPath}},
+		{bpfobj.ZfwStatZFW_STAT_FLOW_INBOUND_TPROXY, []*uint64{&s.FastPath, &s.Steered}},
+		{bpfobj.ZfwStatZFW_STAT_FLOW_REPLY, []*uint64{&s.Replies}},
+	} {
+		n, err := get(x.i)
+		if err != nil {
+			return s, err
+		}
+		s.FlowCacheHits += n
+		for _, c := range x.also {
+			*c += n
 		}
 	}
 	return s, nil

@@ -510,7 +510,15 @@ enum stat {
 	ZFW_STAT_OT_DROPPED,      /* DNP3 or Modbus traffic refused             */
 	ZFW_STAT_TUNNELED,        /* redirected into the Ziti tun               */
 	ZFW_STAT_TUN_RETURNED,    /* tun reply sent back out by XDP             */
-	ZFW_STAT_FLOW_CACHE_HIT,  /* decided from the per-CPU flow cache alone   */
+	/* Decided from the per-CPU flow cache alone, one counter per outcome
+	 * so a cached packet pays one increment (userspace adds them into the
+	 * counters of the path each stands for). */
+	ZFW_STAT_FLOW_STEERED,      /* steered TCP connection                  */
+	ZFW_STAT_FLOW_RULE_PASS,    /* a rule's (or no rule's) pass verdict     */
+	ZFW_STAT_FLOW_RULE_DENY,    /* a rule's deny verdict                    */
+	ZFW_STAT_FLOW_INBOUND,      /* inbound session, passed                  */
+	ZFW_STAT_FLOW_INBOUND_TPROXY, /* inbound session, steered               */
+	ZFW_STAT_FLOW_REPLY,        /* reply of a session opened outwards       */
 	ZFW_STAT_MAX,
 };
 

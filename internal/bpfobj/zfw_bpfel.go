@@ -439,36 +439,41 @@ type ZfwServiceId struct {
 type ZfwStat uint32
 
 const (
-	ZfwStatZFW_STAT_UNMANAGED      ZfwStat = 0
-	ZfwStatZFW_STAT_NOT_IP         ZfwStat = 1
-	ZfwStatZFW_STAT_MALFORMED      ZfwStat = 2
-	ZfwStatZFW_STAT_FRAGMENT       ZfwStat = 3
-	ZfwStatZFW_STAT_OTHER_PROTO    ZfwStat = 4
-	ZfwStatZFW_STAT_CACHE_HIT      ZfwStat = 5
-	ZfwStatZFW_STAT_POLICY_LOOKUP  ZfwStat = 6
-	ZfwStatZFW_STAT_NO_MATCH       ZfwStat = 7
-	ZfwStatZFW_STAT_PASS           ZfwStat = 8
-	ZfwStatZFW_STAT_DENY           ZfwStat = 9
-	ZfwStatZFW_STAT_TPROXY         ZfwStat = 10
-	ZfwStatZFW_STAT_NO_LISTENER    ZfwStat = 11
-	ZfwStatZFW_STAT_ASSIGN_FAILED  ZfwStat = 12
-	ZfwStatZFW_STAT_REPLY          ZfwStat = 13
-	ZfwStatZFW_STAT_TRACKED        ZfwStat = 14
-	ZfwStatZFW_STAT_ECHO_REPLY     ZfwStat = 15
-	ZfwStatZFW_STAT_FAST_PATH      ZfwStat = 16
-	ZfwStatZFW_STAT_EGRESS_DENY    ZfwStat = 17
-	ZfwStatZFW_STAT_MASQUERADED    ZfwStat = 18
-	ZfwStatZFW_STAT_UNMASQUERADED  ZfwStat = 19
-	ZfwStatZFW_STAT_MASQ_NO_PORT   ZfwStat = 20
-	ZfwStatZFW_STAT_EVENTS_LIMITED ZfwStat = 21
-	ZfwStatZFW_STAT_EVENTS_LOST    ZfwStat = 22
-	ZfwStatZFW_STAT_BANNED         ZfwStat = 23
-	ZfwStatZFW_STAT_BANS           ZfwStat = 24
-	ZfwStatZFW_STAT_OT_DROPPED     ZfwStat = 25
-	ZfwStatZFW_STAT_TUNNELED       ZfwStat = 26
-	ZfwStatZFW_STAT_TUN_RETURNED   ZfwStat = 27
-	ZfwStatZFW_STAT_FLOW_CACHE_HIT ZfwStat = 28
-	ZfwStatZFW_STAT_MAX            ZfwStat = 29
+	ZfwStatZFW_STAT_UNMANAGED           ZfwStat = 0
+	ZfwStatZFW_STAT_NOT_IP              ZfwStat = 1
+	ZfwStatZFW_STAT_MALFORMED           ZfwStat = 2
+	ZfwStatZFW_STAT_FRAGMENT            ZfwStat = 3
+	ZfwStatZFW_STAT_OTHER_PROTO         ZfwStat = 4
+	ZfwStatZFW_STAT_CACHE_HIT           ZfwStat = 5
+	ZfwStatZFW_STAT_POLICY_LOOKUP       ZfwStat = 6
+	ZfwStatZFW_STAT_NO_MATCH            ZfwStat = 7
+	ZfwStatZFW_STAT_PASS                ZfwStat = 8
+	ZfwStatZFW_STAT_DENY                ZfwStat = 9
+	ZfwStatZFW_STAT_TPROXY              ZfwStat = 10
+	ZfwStatZFW_STAT_NO_LISTENER         ZfwStat = 11
+	ZfwStatZFW_STAT_ASSIGN_FAILED       ZfwStat = 12
+	ZfwStatZFW_STAT_REPLY               ZfwStat = 13
+	ZfwStatZFW_STAT_TRACKED             ZfwStat = 14
+	ZfwStatZFW_STAT_ECHO_REPLY          ZfwStat = 15
+	ZfwStatZFW_STAT_FAST_PATH           ZfwStat = 16
+	ZfwStatZFW_STAT_EGRESS_DENY         ZfwStat = 17
+	ZfwStatZFW_STAT_MASQUERADED         ZfwStat = 18
+	ZfwStatZFW_STAT_UNMASQUERADED       ZfwStat = 19
+	ZfwStatZFW_STAT_MASQ_NO_PORT        ZfwStat = 20
+	ZfwStatZFW_STAT_EVENTS_LIMITED      ZfwStat = 21
+	ZfwStatZFW_STAT_EVENTS_LOST         ZfwStat = 22
+	ZfwStatZFW_STAT_BANNED              ZfwStat = 23
+	ZfwStatZFW_STAT_BANS                ZfwStat = 24
+	ZfwStatZFW_STAT_OT_DROPPED          ZfwStat = 25
+	ZfwStatZFW_STAT_TUNNELED            ZfwStat = 26
+	ZfwStatZFW_STAT_TUN_RETURNED        ZfwStat = 27
+	ZfwStatZFW_STAT_FLOW_STEERED        ZfwStat = 28
+	ZfwStatZFW_STAT_FLOW_RULE_PASS      ZfwStat = 29
+	ZfwStatZFW_STAT_FLOW_RULE_DENY      ZfwStat = 30
+	ZfwStatZFW_STAT_FLOW_INBOUND        ZfwStat = 31
+	ZfwStatZFW_STAT_FLOW_INBOUND_TPROXY ZfwStat = 32
+	ZfwStatZFW_STAT_FLOW_REPLY          ZfwStat = 33
+	ZfwStatZFW_STAT_MAX                 ZfwStat = 34
 )
 
 type ZfwSynCount struct {
