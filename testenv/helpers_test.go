@@ -72,22 +72,10 @@ func startEcho(t *testing.T, n *Namespace, addr netip.Addr, tag string) *echoSer
 	return s
 }
 
-// dialIn opens a TCP connection from inside n.
-func dialIn(n *Namespace, dst netip.AddrPort, timeout time.Duration) (net.Conn, error) {
-	var c net.Conn
-	err := n.Do(func() error {
-		d := net.Dialer{Timeout: timeout}
-		var err error
-		c, err = d.Dial("tcp", dst.String())
-		return err
-	})
-	return c, err
-}
-
 // roundTrip dials dst from inside n, sends msg and returns the answer
 // line (without its newline) and the connection's local address.
 func roundTrip(n *Namespace, dst netip.AddrPort, msg string) (string, netip.AddrPort, error) {
-	c, err := dialIn(n, dst, ioTimeout)
+	c, err := n.DialTCP(dst.String(), ioTimeout)
 	if err != nil {
 		return "", netip.AddrPort{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,6 +207,18 @@ func (n *Namespace) Netlink() *netlink.Handle {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	return n.nl
+}
+
+// DialTCP opens a TCP connection from inside n to dst (host:port). The
+// socket stays in n for its whole life, whichever goroutine uses it.
+func (n *Namespace) DialTCP(dst string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := n.Do(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", dst, timeout)
+		return err
+	})
+	return c, err
 }
 
 // Do runs fn on an OS thread switched into the namespace and returns fn's

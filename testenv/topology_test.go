@@ -55,7 +55,7 @@ func TestTopologyForwardsTCP(t *testing.T) {
 			// With forwarding off at the router, the same connection fails;
 			// back on, it works again.
 			setRouterForwarding(t, tp, "0")
-			if c, err := dialIn(tp.Client, srv.addr, time.Second); err == nil {
+			if c, err := tp.Client.DialTCP(srv.addr.String(), time.Second); err == nil {
 				c.Close()
 				t.Fatalf("dial %s succeeded with forwarding off at the router", srv.addr)
 			}

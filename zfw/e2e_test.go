@@ -99,21 +99,10 @@ func echoTCP(t *testing.T, ns *testenv.Namespace, addr string) *tproxy.TCPListen
 // within timeout; the message says what must not have happened.
 func refused(t *testing.T, ns *testenv.Namespace, dst string, timeout time.Duration, format string, args ...any) {
 	t.Helper()
-	if c, err := dialFrom(ns, dst, timeout); err == nil {
+	if c, err := ns.DialTCP(dst, timeout); err == nil {
 		c.Close()
 		t.Errorf(format, args...)
 	}
-}
-
-// dialFrom opens a TCP connection from inside ns.
-func dialFrom(ns *testenv.Namespace, dst string, timeout time.Duration) (net.Conn, error) {
-	var c net.Conn
-	err := ns.Do(func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", dst, timeout)
-		return err
-	})
-	return c, err
 }
 
 // ask sends a line and returns the reply line.
@@ -153,7 +142,7 @@ func TestEndToEndTCP(t *testing.T) {
 	}
 	for _, dst := range []string{"10.99.0.7:8080", "[fd00:99::7]:8443"} {
 		t.Run(dst, func(t *testing.T) {
-			c, err := dialFrom(topo.Client, dst, 5*time.Second)
+			c, err := topo.Client.DialTCP(dst, 5*time.Second)
 			if err != nil {
 				t.Fatalf("dial %s: %v", dst, err)
 			}
@@ -243,7 +232,7 @@ func TestEndToEndUnregisterWhileTrafficFlows(t *testing.T) {
 	if err := r.fw.Register(ctx, tcpIntercept("svc", "10.97.0.0/24", 7070, ln)); err != nil {
 		t.Fatal(err)
 	}
-	c, err := dialFrom(topo.Client, "10.97.0.1:7070", 5*time.Second)
+	c, err := topo.Client.DialTCP("10.97.0.1:7070", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +279,7 @@ func TestEndToEndRestartAdoptsKeptDataplane(t *testing.T) {
 	if err := first.fw.Register(ctx, ic); err != nil {
 		t.Fatal(err)
 	}
-	c, err := dialFrom(topo.Client, "10.96.0.1:6060", 5*time.Second)
+	c, err := topo.Client.DialTCP("10.96.0.1:6060", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +308,7 @@ func TestEndToEndRestartAdoptsKeptDataplane(t *testing.T) {
 	if got, err := ask(c, "after"); err != nil || got != "after 10.96.0.1:6060" {
 		t.Errorf("connection after restart: %q, %v", got, err)
 	}
-	nc, err := dialFrom(topo.Client, "10.96.0.2:6060", 5*time.Second)
+	nc, err := topo.Client.DialTCP("10.96.0.2:6060", 5*time.Second)
 	if err != nil {
 		t.Fatalf("new connection after restart: %v", err)
 	}
@@ -347,7 +336,7 @@ func TestEndToEndLegacyTCAttach(t *testing.T) {
 	if err := r.fw.Register(context.Background(), tcpIntercept("legacy", "10.95.0.0/24", 5050, ln)); err != nil {
 		t.Fatal(err)
 	}
-	c, err := dialFrom(topo.Client, "10.95.0.9:5050", 5*time.Second)
+	c, err := topo.Client.DialTCP("10.95.0.9:5050", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -569,7 +558,7 @@ func TestInterfaceAddressesFollowNetlink(t *testing.T) {
 			c.Close()
 		}
 	}()
-	c, err := dialFrom(topo.Client, "10.201.1.77:22", 5*time.Second)
+	c, err := topo.Client.DialTCP("10.201.1.77:22", 5*time.Second)
 	if err != nil {
 		t.Fatalf("SSH to the router's new address: %v", err)
 	}
@@ -651,7 +640,7 @@ func TestEndToEndHostFirewall(t *testing.T) {
 		serve("tcp", netip.AddrPortFrom(topo.ServerAddr4.Addr(), 0).String()),
 		serve("tcp", netip.AddrPortFrom(topo.ServerAddr6.Addr(), 0).String()),
 	} {
-		c, err := dialFrom(topo.Client, dst, 5*time.Second)
+		c, err := topo.Client.DialTCP(dst, 5*time.Second)
 		if err != nil {
 			t.Fatalf("outbound TCP to %s: %v", dst, err)
 		}
@@ -692,7 +681,7 @@ func TestEndToEndHostFirewall(t *testing.T) {
 		t.Fatal(err)
 	}
 	echoTCP(t, topo.Client, "0.0.0.0:7778")
-	c, err := dialFrom(topo.Server, netip.AddrPortFrom(topo.ClientAddr4.Addr(), 7778).String(), 5*time.Second)
+	c, err := topo.Server.DialTCP(netip.AddrPortFrom(topo.ClientAddr4.Addr(), 7778).String(), 5*time.Second)
 	if err != nil {
 		t.Fatalf("inbound connection a rule admits: %v", err)
 	}
@@ -748,7 +737,7 @@ func TestEndToEndOutboundFilter(t *testing.T) {
 		netip.AddrPortFrom(topo.ServerAddr4.Addr(), open4.Port()),
 		netip.AddrPortFrom(topo.ServerAddr6.Addr(), open6.Port()),
 	} {
-		c, err := dialFrom(topo.Client, dst.String(), 5*time.Second)
+		c, err := topo.Client.DialTCP(dst.String(), 5*time.Second)
 		if err != nil {
 			t.Fatalf("allowed destination %s: %v", dst, err)
 		}
@@ -822,7 +811,7 @@ func TestEndToEndMasqueradingRouter(t *testing.T) {
 		{tcp4.Addr().String(), topo.RouterServerAddr4.Addr()},
 		{tcp6.Addr().String(), topo.RouterServerAddr6.Addr()},
 	} {
-		c, err := dialFrom(topo.Client, tc.dst, 5*time.Second)
+		c, err := topo.Client.DialTCP(tc.dst, 5*time.Second)
 		if err != nil {
 			t.Fatalf("TCP through the router to %s: %v", tc.dst, err)
 		}
@@ -950,7 +939,7 @@ func TestEndToEndSteeringOnAFirewalledInterface(t *testing.T) {
 		Addresses: []netip.Prefix{netip.MustParsePrefix("fd00:93::/64")}, Ports: []intercept.PortRange{{Low: 53, High: 53}}, TProxyPort: udp.Port()}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := dialFrom(topo.Client, "10.93.0.4:8080", 5*time.Second)
+	c, err := topo.Client.DialTCP("10.93.0.4:8080", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -992,7 +981,7 @@ func TestEndToEndSteerEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := dialFrom(topo.Client, "10.92.0.9:80", 5*time.Second)
+	c, err := topo.Client.DialTCP("10.92.0.9:80", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1029,7 +1018,7 @@ func TestEndToEndSYNFlood(t *testing.T) {
 	})
 	echoTCP(t, topo.Router, "0.0.0.0:9999")
 	// The legitimate client (the server namespace) connects first.
-	legit, err := dialFrom(topo.Server, netip.AddrPortFrom(topo.RouterServerAddr4.Addr(), 9999).String(), 5*time.Second)
+	legit, err := topo.Server.DialTCP(netip.AddrPortFrom(topo.RouterServerAddr4.Addr(), 9999).String(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

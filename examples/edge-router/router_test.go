@@ -182,13 +182,7 @@ func listen(t *testing.T, ns *testenv.Namespace, addr string, handle func(net.Co
 }
 
 func dial(ns *testenv.Namespace, dst string) (net.Conn, error) {
-	var c net.Conn
-	err := ns.Do(func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", dst, 3*time.Second)
-		return err
-	})
-	return c, err
+	return ns.DialTCP(dst, 3*time.Second)
 }
 
 // ask sends a line on c and returns the answer line.

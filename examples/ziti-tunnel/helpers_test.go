@@ -195,12 +195,7 @@ func freePorts(tb testing.TB, singles int) (ports []uint16, pair uint16) {
 // exchangeTCP connects from ns to dst, sends msg, half-closes, and returns
 // everything received until the other side closes.
 func exchangeTCP(ns *testenv.Namespace, dst netip.AddrPort, msg string) (reply string, local netip.AddrPort, err error) {
-	var c net.Conn
-	err = ns.Do(func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", dst.String(), 3*time.Second)
-		return err
-	})
+	c, err := ns.DialTCP(dst.String(), 3*time.Second)
 	if err != nil {
 		return "", local, err
 	}
@@ -345,12 +340,7 @@ func serveAppData(tb testing.TB, l net.Listener) {
 
 // readAll connects from ns to dst and returns what it reads until EOF.
 func readAll(ns *testenv.Namespace, dst netip.AddrPort) ([]byte, netip.AddrPort, error) {
-	var c net.Conn
-	err := ns.Do(func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", dst.String(), 3*time.Second)
-		return err
-	})
+	c, err := ns.DialTCP(dst.String(), 3*time.Second)
 	if err != nil {
 		return nil, netip.AddrPort{}, err
 	}
