@@ -63,6 +63,26 @@ func onCPU(t *testing.T, cpu int, f func()) {
 	f()
 }
 
+// stayOnCPU keeps the calling test on CPU 0 until it ends: the flow cache
+// is per CPU, so a packet run on another CPU than the one before it
+// misses.
+func stayOnCPU(t *testing.T) {
+	t.Helper()
+	runtime.LockOSThread()
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		t.Fatal(err)
+	}
+	set.Set(0)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		t.Fatalf("pin to CPU 0: %v", err)
+	}
+	t.Cleanup(func() {
+		unix.SchedSetaffinity(0, &old)
+		runtime.UnlockOSThread()
+	})
+}
+
 // TestFlowCacheDecidesRepeatedPackets: after its first packets a flow is
 // decided by the per-CPU flow cache, with the verdict the slow path gave.
 func TestFlowCacheDecidesRepeatedPackets(t *testing.T) {
@@ -83,6 +103,7 @@ func TestFlowCacheDecidesRepeatedPackets(t *testing.T) {
 		{"IPv6 TCP passed with no rule", packet.Spec{Src: addr("fd00:9::1"), Dst: addr("fd00:70::3"), Proto: packet.TCP, SrcPort: 41000, DstPort: 80, TCPFlags: packet.ACK}, tcOK, want{Pass, 0, 0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			stayOnCPU(t)
 			h := h.with(t)
 			first, hit := h.flowHit(tc.spec, 1)
 			if hit {
@@ -118,6 +139,7 @@ func TestFlowCacheNeverOutlivesWhatItDependsOn(t *testing.T) {
 	udp := packet.Spec{Src: addr("10.9.0.1"), Dst: addr("10.71.0.1"), Proto: packet.UDP, SrcPort: 42000, DstPort: 5000}
 
 	t.Run("a rule change voids a rule's verdict", func(t *testing.T) {
+		stayOnCPU(t)
 		h := newHarness(t)
 		h.manage("lo", InterfaceSettings{})
 		h.flowHit(udp, 1)
@@ -131,6 +153,7 @@ func TestFlowCacheNeverOutlivesWhatItDependsOn(t *testing.T) {
 		}
 	})
 	t.Run("interface settings void every entry", func(t *testing.T) {
+		stayOnCPU(t)
 		h := newHarness(t)
 		h.manage("lo", InterfaceSettings{})
 		h.flowHit(udp, 1)
@@ -146,6 +169,7 @@ func TestFlowCacheNeverOutlivesWhatItDependsOn(t *testing.T) {
 		}
 	})
 	t.Run("a flushed session is looked up again", func(t *testing.T) {
+		stayOnCPU(t)
 		h := newHarness(t)
 		h.manage("lo", InterfaceSettings{DefaultDeny: true})
 		c := newConv(h.with(t), packet.UDP, false)
@@ -165,6 +189,7 @@ func TestFlowCacheNeverOutlivesWhatItDependsOn(t *testing.T) {
 		}
 	})
 	t.Run("sessions with sub-second timeouts are never cached", func(t *testing.T) {
+		stayOnCPU(t)
 		h := newHarnessWith(t, Options{Timeouts: Timeouts{UDP: 500 * time.Millisecond}})
 		h.manage("lo", InterfaceSettings{DefaultDeny: true})
 		c := newConv(h.with(t), packet.UDP, false)
@@ -175,6 +200,7 @@ func TestFlowCacheNeverOutlivesWhatItDependsOn(t *testing.T) {
 		}
 	})
 	t.Run("interfaces with per-packet work are never cached", func(t *testing.T) {
+		stayOnCPU(t)
 		for _, s := range []InterfaceSettings{{Verbose: true}, {DDoSProtection: true}, {OTFiltering: true}, {Masquerade: true}} {
 			h := newHarness(t)
 			h.manage("lo", s)
