@@ -491,6 +491,11 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *pkt,
 	end = off + payload;
 	next = ip6->nexthdr;
 
+	/* Most packets carry TCP or UDP right after the fixed header. */
+	if (next == IPPROTO_TCP || next == IPPROTO_UDP) {
+		pkt->proto = next;
+		return parse_l4(skb, pkt, off, payload, false);
+	}
 	for (i = 0; i < ZFW_MAX_IPV6_EXT_HDRS; i++) {
 		__u8 *hdr;
 
@@ -1050,7 +1055,7 @@ static __always_inline struct flow_entry *flow_cached(const struct packet *pkt, 
 	case ZFW_FLOW_RULE:
 		return e->generation == cfg->generation ? e : NULL;
 	default:
-		return now - e->checked < ZFW_FLOW_RECHECK_JIFFIES ? e : NULL;
+		return (__u32)now - e->checked < ZFW_FLOW_RECHECK_JIFFIES ? e : NULL;
 	}
 }
 
@@ -1082,7 +1087,7 @@ static __always_inline void flow_remember(const struct packet *pkt, __u32 ifinde
 	e->rule_id = v->rule_id;
 	e->epoch = cfg->cache_epoch;
 	e->generation = cfg->generation;
-	e->checked = bpf_jiffies64();
+	e->checked = (__u32)bpf_jiffies64();
 }
 
 /*

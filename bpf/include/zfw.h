@@ -234,7 +234,9 @@ struct flow_entry {
 	__u32 rule_id;
 	__u32 epoch;      /* config.cache_epoch when cached */
 	__u32 generation; /* config.generation when cached (ZFW_FLOW_RULE) */
-	__u64 checked;    /* jiffies of the last look at the session */
+	/* Low 32 bits of jiffies at the last look at the session: compared
+	 * by wrapping difference, and the entry stays one 64-byte line. */
+	__u32 checked;
 };
 
 /*

@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -74,5 +76,63 @@ func TestSummarizeReportsMedianAndExtremes(t *testing.T) {
 		if got := Summarize(append([]time.Duration(nil), tc.in...)); got != tc.want {
 			t.Errorf("Summarize(%v) = %+v, want %+v", tc.in, got, tc.want)
 		}
+	}
+}
+
+// scripted returns a Round that yields its durations in turn and records
+// each call in log under name.
+func scripted(name string, log *[]string, ds ...time.Duration) Round {
+	i := 0
+	return func() (time.Duration, error) {
+		*log = append(*log, name)
+		if i >= len(ds) {
+			return 0, errors.New(name + ": no more rounds")
+		}
+		i++
+		return ds[i-1], nil
+	}
+}
+
+func TestCompareSetsEachRoundAgainstTheFloorRunJustBeforeIt(t *testing.T) {
+	var log []string
+	// Warm-up rounds first (10, 99), then three pairs. The path is
+	// always twice its round's floor, though both drift.
+	floor := scripted("floor", &log, 10, 20, 40, 30)
+	path := scripted("path", &log, 99, 40, 80, 60)
+	c, err := Compare(path, floor, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Factor != (Spread{Median: 2, Min: 2, Max: 2}) {
+		t.Errorf("factor %+v, want 2 in every round", c.Factor)
+	}
+	if want := (Timing{Median: 60, Min: 40, Max: 80}); c.Path != want {
+		t.Errorf("path %+v, want %+v (warm-up left out)", c.Path, want)
+	}
+	if want := (Timing{Median: 30, Min: 20, Max: 40}); c.Floor != want {
+		t.Errorf("floor %+v, want %+v", c.Floor, want)
+	}
+	wantOrder := []string{"floor", "path", "floor", "path", "floor", "path", "floor", "path"}
+	if !slices.Equal(log, wantOrder) {
+		t.Errorf("rounds ran %v, want %v", log, wantOrder)
+	}
+}
+
+func TestCompareFailsOnARoundThatFails(t *testing.T) {
+	var log []string
+	tests := []struct {
+		name        string
+		path, floor Round
+	}{
+		{"path", scripted("path", &log, 1, 1), scripted("floor", &log, 1, 1, 1)},
+		{"floor", scripted("path", &log, 1, 1, 1), scripted("floor", &log, 1, 1)},
+		{"floor reports no time", scripted("path", &log, 1, 1, 1), scripted("floor", &log, 1, 0, 1)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Compare(tc.path, tc.floor, 2); err == nil {
+				t.Error("Compare succeeded")
+			}
+		})
 	}
 }

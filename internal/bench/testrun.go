@@ -87,17 +87,48 @@ func (r *Runner) Run(frame []byte, repeat int) (uint32, time.Duration, error) {
 // A Runner is not safe for concurrent use.
 func (r *Runner) Runs() uint64 { return r.runs }
 
-// Repeated measures one frame run repeat times in the kernel per round,
-// over rounds: the cost of a packet whose flow repeats, without the
-// syscall. Programs that rewrite the packet need PerCall instead.
-func (r *Runner) Repeated(frame []byte, repeat, rounds int) (Timing, error) {
-	// An unmeasured run first: the program's code and data into cache.
-	if _, _, err := r.Run(frame, repeat); err != nil {
+// Round measures one round of runs and returns the mean time per run.
+type Round func() (time.Duration, error)
+
+// RepeatedRound returns a Round that runs frame repeat times inside one
+// test run: the cost of a packet whose flow repeats, without the
+// syscall. Programs that rewrite the packet need PerCallRound instead.
+func (r *Runner) RepeatedRound(frame []byte, repeat int) Round {
+	return func() (time.Duration, error) {
+		_, d, err := r.Run(frame, repeat)
+		return d, err
+	}
+}
+
+// PerCallRound returns a Round of perRound test runs of one run each,
+// the i-th run of all the Round's calls on frame(i). A single run's time
+// includes the kernel's timer reads around it and a cache that the
+// syscall left cold, so compare it with a floor measured the same way.
+func (r *Runner) PerCallRound(frame func(i int) []byte, perRound int) Round {
+	i := 0
+	return func() (time.Duration, error) {
+		var total time.Duration
+		for range perRound {
+			_, d, err := r.Run(frame(i), 1)
+			if err != nil {
+				return 0, err
+			}
+			total += d
+			i++
+		}
+		return total / time.Duration(perRound), nil
+	}
+}
+
+// Measure runs one unmeasured round (the program's code and data into
+// cache) and then rounds measured ones.
+func Measure(round Round, rounds int) (Timing, error) {
+	if _, err := round(); err != nil {
 		return Timing{}, err
 	}
 	samples := make([]time.Duration, 0, rounds)
 	for range rounds {
-		_, d, err := r.Run(frame, repeat)
+		d, err := round()
 		if err != nil {
 			return Timing{}, err
 		}
@@ -106,30 +137,72 @@ func (r *Runner) Repeated(frame []byte, repeat, rounds int) (Timing, error) {
 	return Summarize(samples), nil
 }
 
-// PerCall measures frames run once per test run: perRound runs per
-// round, the i-th of the whole measurement on frame(i), reporting each
-// round's mean over rounds. A single run's time includes the kernel's
-// timer reads around it and a cache that the syscall left cold, so
-// compare it with the empty program measured the same way.
-func (r *Runner) PerCall(frame func(i int) []byte, perRound, rounds int) (Timing, error) {
-	i := 0
-	for ; i < min(perRound, 100); i++ {
-		if _, _, err := r.Run(frame(i), 1); err != nil {
-			return Timing{}, err
-		}
+// Comparison is a path measured against a floor in alternating rounds.
+type Comparison struct {
+	Path, Floor Timing
+	// Factor is the distribution over rounds of the path's time over
+	// the floor's time in the same round.
+	Factor Spread
+}
+
+// Compare measures path against floor: one unmeasured round of each,
+// then rounds pairs of the floor's round followed by the path's, so a
+// slow moment of a shared machine weighs on both sides of each ratio.
+func Compare(path, floor Round, rounds int) (Comparison, error) {
+	if _, err := floor(); err != nil {
+		return Comparison{}, fmt.Errorf("floor: %w", err)
 	}
-	samples := make([]time.Duration, 0, rounds)
+	if _, err := path(); err != nil {
+		return Comparison{}, err
+	}
+	var ps, fs []time.Duration
+	var factors []float64
 	for range rounds {
-		var total time.Duration
-		for range perRound {
-			_, d, err := r.Run(frame(i), 1)
-			if err != nil {
-				return Timing{}, err
-			}
-			total += d
-			i++
+		f, err := floor()
+		if err != nil {
+			return Comparison{}, fmt.Errorf("floor: %w", err)
 		}
-		samples = append(samples, total/time.Duration(perRound))
+		p, err := path()
+		if err != nil {
+			return Comparison{}, err
+		}
+		if f <= 0 {
+			return Comparison{}, errors.New("floor: the kernel reported no time")
+		}
+		ps, fs = append(ps, p), append(fs, f)
+		factors = append(factors, float64(p)/float64(f))
 	}
-	return Summarize(samples), nil
+	return Comparison{Path: Summarize(ps), Floor: Summarize(fs), Factor: SummarizeRates(factors)}, nil
+}
+
+// PinThread locks the calling goroutine to its OS thread and that thread
+// to the last CPU the process may use, so that test runs made from it
+// share one CPU's caches (and per-CPU maps). The returned function
+// restores the thread's CPUs and unlocks it.
+func PinThread() (func(), error) {
+	runtime.LockOSThread()
+	var was unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &was); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("pin thread: %w", err)
+	}
+	cpu := -1
+	for c := range 8 * int(unsafe.Sizeof(was)) {
+		if was.IsSet(c) {
+			cpu = c
+		}
+	}
+	var one unix.CPUSet
+	one.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("pin thread to CPU %d: %w", cpu, err)
+	}
+	return func() {
+		// A thread left pinned would pin whatever runs on it next; if it
+		// cannot be restored, keep it locked so that it dies with its goroutine.
+		if unix.SchedSetaffinity(0, &was) == nil {
+			runtime.UnlockOSThread()
+		}
+	}, nil
 }

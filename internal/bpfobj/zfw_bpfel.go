@@ -155,8 +155,7 @@ type ZfwFlowEntry struct {
 	RuleId     uint32
 	Epoch      uint32
 	Generation uint32
-	_          [4]byte
-	Checked    uint64
+	Checked    uint32
 }
 
 type ZfwFlowKind uint32

@@ -47,9 +47,11 @@ func (s e2eSetup) String() string {
 
 // e2eRow is one configuration's results over rounds.
 type e2eRow struct {
-	setup        e2eSetup
-	conns, bits  bench.Spread
-	connsRatio   float64 // median over rounds of conns / the limit's
+	setup       e2eSetup
+	conns, bits bench.Spread
+	// connsRatio, bitsRatio: median over rounds of the result over the
+	// mean of the limit's just before and just after it.
+	connsRatio   float64
 	bitsRatio    float64
 	connsSamples []float64
 	bitsSamples  []float64
@@ -103,32 +105,52 @@ func endToEnd(ctx context.Context, cfg config) (e2eResults, error) {
 		setups = append(setups, e2eSetup{kind: iptablesTProxy, intercepts: n})
 	}
 	rows := make([]e2eRow, len(setups))
-	// Rounds interleave the configurations, so a slow moment of the
-	// shared machine hits them alike.
+	for i, s := range setups {
+		rows[i].setup = s
+	}
+	measure := func(round, i int) (conns, bits float64, err error) {
+		cfg.log.Infof("end to end: round %d, %s", round+1, setups[i])
+		conns, bits, err = measureSetup(ctx, cfg, topo, setups[i], netip.AddrPortFrom(topo.RouterClientAddr4.Addr(), port(plain)), tp)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", setups[i], err)
+		}
+		rows[i].connsSamples = append(rows[i].connsSamples, conns)
+		rows[i].bitsSamples = append(rows[i].bitsSamples, bits)
+		return conns, bits, nil
+	}
+	// Every configuration is measured between two measurements of the
+	// limit and set against their mean, and the rounds interleave the
+	// configurations: a slow moment of the shared machine weighs on
+	// both sides of each ratio.
+	ratios := make([]struct{ conns, bits []float64 }, len(setups))
 	for round := range cfg.e2eRounds {
-		for i, s := range setups {
-			cfg.log.Infof("end to end: round %d, %s", round+1, s)
-			conns, bits, err := measureSetup(ctx, cfg, topo, s, netip.AddrPortFrom(topo.RouterClientAddr4.Addr(), port(plain)), tp)
+		beforeConns, beforeBits, err := measure(round, 0)
+		if err != nil {
+			return e2eResults{}, err
+		}
+		for i := 1; i < len(setups); i++ {
+			conns, bits, err := measure(round, i)
 			if err != nil {
-				return e2eResults{}, fmt.Errorf("%s: %w", s, err)
+				return e2eResults{}, err
 			}
-			rows[i].setup = s
-			rows[i].connsSamples = append(rows[i].connsSamples, conns)
-			rows[i].bitsSamples = append(rows[i].bitsSamples, bits)
+			afterConns, afterBits, err := measure(round, 0)
+			if err != nil {
+				return e2eResults{}, err
+			}
+			ratios[i].conns = append(ratios[i].conns, 2*conns/(beforeConns+afterConns))
+			ratios[i].bits = append(ratios[i].bits, 2*bits/(beforeBits+afterBits))
+			beforeConns, beforeBits = afterConns, afterBits
 		}
 	}
 	if n := plainSrv.Errors() + tpSrv.Errors(); n > 0 {
 		return e2eResults{}, fmt.Errorf("the servers failed %d connections", n)
 	}
-	limit := rows[0]
 	for i := range rows {
-		var cr, br []float64
-		for r := range rows[i].connsSamples {
-			cr = append(cr, rows[i].connsSamples[r]/limit.connsSamples[r])
-			br = append(br, rows[i].bitsSamples[r]/limit.bitsSamples[r])
+		rows[i].connsRatio, rows[i].bitsRatio = 1, 1
+		if i > 0 {
+			rows[i].connsRatio = bench.SummarizeRates(ratios[i].conns).Median
+			rows[i].bitsRatio = bench.SummarizeRates(ratios[i].bits).Median
 		}
-		rows[i].connsRatio = bench.SummarizeRates(cr).Median
-		rows[i].bitsRatio = bench.SummarizeRates(br).Median
 		rows[i].conns = bench.SummarizeRates(append([]float64(nil), rows[i].connsSamples...))
 		rows[i].bits = bench.SummarizeRates(append([]float64(nil), rows[i].bitsSamples...))
 	}

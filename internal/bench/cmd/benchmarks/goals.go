@@ -38,15 +38,15 @@ func evaluateGoals(cfg config, r results) []goal {
 						continue
 					}
 					m := p.m[fi][ci][q]
-					if rt := ratio(m.t.Median, p.m[fi][ci][floorOf(q)].t.Median); rt > worst {
+					if rt := m.factor.Median; rt > worst {
 						worst, where = rt, fmt.Sprintf("%s, %s, %s intercepts", paths[q].label, fam.name, count(n))
 					}
 				}
 			}
 		}
-		g := goal{id: goalEstablishedHit, text: "Established-flow packet within 2x the empty-program floor, at every intercept count (flow cache hits)"}
+		g := goal{id: goalEstablishedHit, text: fmt.Sprintf("Established-flow packet within 2x the empty-program floor, at every intercept count (one packet repeated, as issue 6 measures it: the flow cache holds the flow, as it does for up to %s active flows per CPU)", count(flowCacheSlots))}
 		if miss {
-			g = goal{id: goalEstablishedMiss, text: "The same for established packets that miss the flow cache, or on interfaces it does not serve"}
+			g = goal{id: goalEstablishedMiss, text: "Beyond issue 6, tracked here: the same for established packets that miss the flow cache, or on interfaces it does not serve"}
 		}
 		g.measured = fmt.Sprintf("worst %.1fx (%s)", worst, where)
 		g.met = worst <= 2

@@ -93,6 +93,9 @@ var paths = [numPaths]pathInfo{
 // measurement is one path at one intercept count in one family.
 type measurement struct {
 	t bench.Timing
+	// factor: over rounds, the path's time over the empty program's,
+	// run the same way in the round just before (zero for the floors).
+	factor bench.Spread
 	// hits is the share of the measured packets the flow cache decided.
 	hits float64
 }
@@ -160,6 +163,13 @@ func perPacket(ctx context.Context, cfg config) (packetResults, error) {
 	// Everything runs inside the namespace: the dataplane attaches to
 	// its interfaces and installs its policy routing there.
 	err = ns.Do(func() error {
+		// One CPU for every run: the flow cache is per CPU, and a path
+		// and the floor it is set against must share the CPU's caches.
+		unpin, err := bench.PinThread()
+		if err != nil {
+			return err
+		}
+		defer unpin()
 		ifindex, err := makeInterfaces(ns.Netlink())
 		if err != nil {
 			return err
@@ -308,15 +318,16 @@ func (dp *packetDataplane) close() {
 	dp.fw.Close()
 }
 
-// measure runs fn, which runs r, and checks that every run took the
-// path (its counter grew by at least the runs made).
-func (dp *packetDataplane) measure(p path, r *bench.Runner, fn func() (bench.Timing, error)) (measurement, error) {
+// measure runs rs.path (rounds of r) against rs.floor in alternating rounds
+// and checks that every run of r took the path (its counter grew by at
+// least the runs made).
+func (dp *packetDataplane) measure(cfg config, p path, r *bench.Runner, rs roundPair) (measurement, error) {
 	runs0 := r.Runs()
 	before, err := dp.fw.Stats()
 	if err != nil {
 		return measurement{}, err
 	}
-	t, err := fn()
+	c, err := bench.Compare(rs.path, rs.floor, cfg.rounds)
 	if err != nil {
 		return measurement{}, fmt.Errorf("%s: %w", paths[p].label, err)
 	}
@@ -328,8 +339,11 @@ func (dp *packetDataplane) measure(p path, r *bench.Runner, fn func() (bench.Tim
 	if got := paths[p].counter(after) - paths[p].counter(before); got < runs {
 		return measurement{}, fmt.Errorf("%s: only %d of %d runs took the path", paths[p].label, got, runs)
 	}
-	return measurement{t: t, hits: float64(after.FlowCacheHits-before.FlowCacheHits) / float64(runs)}, nil
+	return measurement{t: c.Path, factor: c.Factor, hits: float64(after.FlowCacheHits-before.FlowCacheHits) / float64(runs)}, nil
 }
+
+// roundPair is a path's round and the floor's, run the same way.
+type roundPair struct{ path, floor bench.Round }
 
 // measureFamily measures every path for one family on a dataplane with
 // n intercepts.
@@ -351,12 +365,23 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 	steered := ack(fam.client, svc, 40000, 443)
 	newSYN := packet.Spec{Src: fam.client, Dst: svc, Proto: packet.TCP, DstPort: 443, TCPFlags: packet.SYN}
 
-	// Floors, measured the two ways the paths are.
-	if row[floorRepeated].t, err = floor.Repeated(packet.Build(steered), cfg.repeat, cfg.rounds); err != nil {
+	// The floors, measured the two ways the paths are: alone for their
+	// rows, and in the rounds between each path's for its factor.
+	if row[floorRepeated].t, err = bench.Measure(floor.RepeatedRound(packet.Build(steered), cfg.repeat), cfg.rounds); err != nil {
 		return row, err
 	}
-	if row[floorPerCall].t, err = floor.PerCall(distinct(newSYN), cfg.perRound, cfg.rounds); err != nil {
+	if row[floorPerCall].t, err = bench.Measure(floor.PerCallRound(distinct(newSYN), cfg.perRound), cfg.rounds); err != nil {
 		return row, err
+	}
+	repeated := func(r *bench.Runner, frame []byte) roundPair {
+		return roundPair{r.RepeatedRound(frame, cfg.repeat), floor.RepeatedRound(frame, cfg.repeat)}
+	}
+	perCall := func(r *bench.Runner, frame func(i int) []byte) roundPair {
+		return roundPair{r.PerCallRound(frame, cfg.perRound), floor.PerCallRound(frame, cfg.perRound)}
+	}
+	same := func(frame []byte) func(int) []byte { return func(int) []byte { return frame } }
+	cycled := func(frames [][]byte) func(int) []byte {
+		return func(i int) []byte { return frames[i%len(frames)] }
 	}
 
 	// Steered TCP past its SYN: the first ACK decides the flow from the
@@ -365,23 +390,17 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 	if _, _, err := plain.Run(frame, 1); err != nil {
 		return row, err
 	}
-	if row[steeredHit], err = dp.measure(steeredHit, plain, func() (bench.Timing, error) {
-		return plain.Repeated(frame, cfg.repeat, cfg.rounds)
-	}); err != nil {
+	if row[steeredHit], err = dp.measure(cfg, steeredHit, plain, repeated(plain, frame)); err != nil {
 		return row, err
 	}
-	if row[steeredHitPerCall], err = dp.measure(steeredHitPerCall, plain, func() (bench.Timing, error) {
-		return plain.PerCall(func(int) []byte { return frame }, cfg.perRound, cfg.rounds)
-	}); err != nil {
+	if row[steeredHitPerCall], err = dp.measure(cfg, steeredHitPerCall, plain, perCall(plain, same(frame))); err != nil {
 		return row, err
 	}
 	frames := cycle(cfg.missFlows, func(i int) packet.Spec { return ack(fam.client, svc, uint16(1024+i), 443) })
 	if err := warm(plain, frames); err != nil {
 		return row, err
 	}
-	if row[steeredMiss], err = dp.measure(steeredMiss, plain, func() (bench.Timing, error) {
-		return plain.PerCall(func(i int) []byte { return frames[i%len(frames)] }, cfg.perRound, cfg.rounds)
-	}); err != nil {
+	if row[steeredMiss], err = dp.measure(cfg, steeredMiss, plain, perCall(plain, cycled(frames))); err != nil {
 		return row, err
 	}
 
@@ -397,17 +416,13 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 	if frame, err = inbound(40000); err != nil {
 		return row, err
 	}
-	if row[inboundHit], err = dp.measure(inboundHit, ddIn, func() (bench.Timing, error) {
-		return ddIn.Repeated(frame, cfg.repeat, cfg.rounds)
-	}); err != nil {
+	if row[inboundHit], err = dp.measure(cfg, inboundHit, ddIn, repeated(ddIn, frame)); err != nil {
 		return row, err
 	}
 	if frames, err = sessions(cfg.missFlows, func(i int) ([]byte, error) { return inbound(uint16(1024 + i)) }); err != nil {
 		return row, err
 	}
-	if row[inboundMiss], err = dp.measure(inboundMiss, ddIn, func() (bench.Timing, error) {
-		return ddIn.PerCall(func(i int) []byte { return frames[i%len(frames)] }, cfg.perRound, cfg.rounds)
-	}); err != nil {
+	if row[inboundMiss], err = dp.measure(cfg, inboundMiss, ddIn, perCall(ddIn, cycled(frames))); err != nil {
 		return row, err
 	}
 
@@ -423,17 +438,13 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 	if frame, err = outbound(40000); err != nil {
 		return row, err
 	}
-	if row[replyHit], err = dp.measure(replyHit, ddIn, func() (bench.Timing, error) {
-		return ddIn.Repeated(frame, cfg.repeat, cfg.rounds)
-	}); err != nil {
+	if row[replyHit], err = dp.measure(cfg, replyHit, ddIn, repeated(ddIn, frame)); err != nil {
 		return row, err
 	}
 	if frames, err = sessions(cfg.missFlows, func(i int) ([]byte, error) { return outbound(uint16(1024 + i)) }); err != nil {
 		return row, err
 	}
-	if row[replyMiss], err = dp.measure(replyMiss, ddIn, func() (bench.Timing, error) {
-		return ddIn.PerCall(func(i int) []byte { return frames[i%len(frames)] }, cfg.perRound, cfg.rounds)
-	}); err != nil {
+	if row[replyMiss], err = dp.measure(cfg, replyMiss, ddIn, perCall(ddIn, cycled(frames))); err != nil {
 		return row, err
 	}
 
@@ -443,9 +454,7 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 	if _, _, err := prIn.Run(frame, 1); err != nil {
 		return row, err
 	}
-	if row[protectedEstablished], err = dp.measure(protectedEstablished, prIn, func() (bench.Timing, error) {
-		return prIn.Repeated(frame, cfg.repeat, cfg.rounds)
-	}); err != nil {
+	if row[protectedEstablished], err = dp.measure(cfg, protectedEstablished, prIn, repeated(prIn, frame)); err != nil {
 		return row, err
 	}
 
@@ -460,9 +469,7 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 		{newDeny, ddIn, packet.Spec{Src: fam.client, Dst: fam.other, Proto: packet.TCP, DstPort: 5000, TCPFlags: packet.SYN}},
 		{protectedNew, prIn, newSYN},
 	} {
-		if row[m.p], err = dp.measure(m.p, m.r, func() (bench.Timing, error) {
-			return m.r.PerCall(distinct(m.spec), cfg.perRound, cfg.rounds)
-		}); err != nil {
+		if row[m.p], err = dp.measure(cfg, m.p, m.r, perCall(m.r, distinct(m.spec))); err != nil {
 			return row, err
 		}
 	}
@@ -474,9 +481,7 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 	if _, _, err := mqOut.Run(frame, 1); err != nil {
 		return row, err
 	}
-	if row[masquerade], err = dp.measure(masquerade, mqOut, func() (bench.Timing, error) {
-		return mqOut.PerCall(func(int) []byte { return frame }, cfg.perRound, cfg.rounds)
-	}); err != nil {
+	if row[masquerade], err = dp.measure(cfg, masquerade, mqOut, perCall(mqOut, same(frame))); err != nil {
 		return row, err
 	}
 	return row, nil

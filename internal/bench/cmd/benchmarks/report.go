@@ -70,7 +70,7 @@ func floorOf(p path) path {
 
 func writePerPacket(b *bytes.Buffer, cfg config, res packetResults) {
 	fmt.Fprintf(b, "## Per packet (BPF_PROG_TEST_RUN)\n\n")
-	fmt.Fprintf(b, "Nanoseconds per packet in the kernel, median of %d rounds [min–max]; the factor is the median over the empty TC program's median, measured the same way, at the same count, in the same run. "+
+	fmt.Fprintf(b, "Nanoseconds per packet in the kernel, median of %d rounds [min–max]. The factor is the path's time over the empty TC program's: every round of a path follows a round of the empty program run the same way on the same frames, and the factor is the median over rounds of the two's ratio, so a slow moment of the shared machine weighs on both sides of it. All runs are made from one thread pinned to one CPU. The floor rows are the empty program measured alone at the start of each column. "+
 		"*Repeated* rows run one packet %s times per round inside one BPF_PROG_TEST_RUN; *per call* rows run each packet once per BPF_PROG_TEST_RUN, %s per round, which adds the kernel's timer reads and a cold cache to every packet, so they are compared with the empty program run once per call. "+
 		"The flow cache column is the share of the measured packets the per-CPU flow cache decided (over all counts), read from `Stats.FlowCacheHits`; every row also checks that each packet bumped its path's counter. "+
 		"Cache-miss rows cycle through %s established flows, more than the %s slots per CPU of the direct-mapped flow cache, so each packet finds its slot taken by another flow.\n\n",
@@ -100,7 +100,7 @@ func writePerPacket(b *bytes.Buffer, cfg config, res packetResults) {
 					fmt.Fprintf(b, " %s |", ns(m.t))
 					continue
 				}
-				fmt.Fprintf(b, " %s · **%.1fx** |", ns(m.t), ratio(m.t.Median, res.m[fi][ci][floorOf(p)].t.Median))
+				fmt.Fprintf(b, " %s · **%.1fx** |", ns(m.t), m.factor.Median)
 				lo, hi = min(lo, m.hits), max(hi, m.hits)
 			}
 			switch {
@@ -141,7 +141,7 @@ func writeEndToEnd(b *bytes.Buffer, cfg config, res e2eResults) {
 		"*zfw* is the dataplane on the router's client-facing interface with *n* intercepts registered (`Sync`); the client connects to the last one's address. "+
 		"*iptables TPROXY* is how OpenZiti's Go tunneler intercepts without a diverter: one mangle rule per intercept (`-p tcp -d ADDR --dport PORT -j TPROXY --on-ip 127.0.0.1 --on-port PORT --tproxy-mark 0x1/0x1`, the intercept's first IPv4 address and port range; the tunneler adds one per address, protocol and range, so real chains are longer) in a chain jumped to from PREROUTING, plus `ip rule fwmark 0x1/0x1 lookup 100` and `ip route add local 0.0.0.0/0 dev lo table 100`, all inside the router namespace. "+
 		"The tested service's rule is the **last** of the chain (the worst case of the linear scan; the tunneler inserts new rules at the top, so the oldest service is last). "+
-		"Median of %d rounds [min–max]; the rounds interleave the configurations; the ratio is the median over rounds of the configuration's result over the limit's in the same round. Client, router and server share the machine's %d cores.\n\n",
+		"Median of %d rounds [min–max] (the limit's row: of all its measurements). Within a round the limit is measured before and after each configuration, and the rounds interleave the configurations; the ratio is the median over rounds of the configuration's result over the mean of the limit's just before and just after it. Client, router and server share the machine's %d cores.\n\n",
 		cfg.e2eClients, cfg.e2eDuration, bench.MessageSize, bench.MessageSize, cfg.e2eDuration, cfg.e2eRounds, describeMachine().cores)
 	fmt.Fprintf(b, "| configuration | connections/s | of the limit | Gbit/s, one stream | of the limit |\n|---|---|---|---|---|\n")
 	for _, r := range res.rows {
