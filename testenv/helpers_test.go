@@ -42,32 +42,21 @@ func startEcho(t *testing.T, n *Namespace, addr netip.Addr, tag string) *echoSer
 		addr:  ln.Addr().(*net.TCPAddr).AddrPort(),
 		peers: make(chan netip.AddrPort, 16),
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			select {
-			case s.peers <- c.RemoteAddr().(*net.TCPAddr).AddrPort():
-			default:
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(ioTimeout))
-				line, err := bufio.NewReader(c).ReadString('\n')
-				if err != nil {
-					return
-				}
-				_, _ = c.Write([]byte(tag + ":" + line))
-			}()
+	wait := Serve(ln.Accept, func(c net.Conn) {
+		select {
+		case s.peers <- c.RemoteAddr().(*net.TCPAddr).AddrPort():
+		default:
 		}
-	}()
+		_ = c.SetDeadline(time.Now().Add(ioTimeout))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return
+		}
+		_, _ = c.Write([]byte(tag + ":" + line))
+	})
 	t.Cleanup(func() {
 		ln.Close()
-		<-done
+		wait()
 	})
 	return s
 }

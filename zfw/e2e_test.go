@@ -77,21 +77,12 @@ func echoTCP(t *testing.T, ns *testenv.Namespace, addr string) *tproxy.TCPListen
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					fmt.Fprintf(c, "%s %s\n", sc.Text(), c.LocalAddr())
-				}
-			}()
+	testenv.Serve(ln.Accept, func(c net.Conn) {
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			fmt.Fprintf(c, "%s %s\n", sc.Text(), c.LocalAddr())
 		}
-	}()
+	})
 	return ln
 }
 
@@ -373,27 +364,18 @@ func echoUDP(t *testing.T, ns *testenv.Namespace, addr string) *tproxy.UDPListen
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
+	testenv.Serve(ln.Accept, func(s *tproxy.UDPSession) {
+		buf := make([]byte, 2048)
 		for {
-			s, err := ln.Accept()
+			n, err := s.Read(buf)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer s.Close()
-				buf := make([]byte, 2048)
-				for {
-					n, err := s.Read(buf)
-					if err != nil {
-						return
-					}
-					if _, err := fmt.Fprintf(s, "%s %s %s", buf[:n], s.OriginalDst(), s.ClientAddr()); err != nil {
-						t.Logf("udp echo: %v", err)
-					}
-				}
-			}()
+			if _, err := fmt.Fprintf(s, "%s %s %s", buf[:n], s.OriginalDst(), s.ClientAddr()); err != nil {
+				t.Logf("udp echo: %v", err)
+			}
 		}
-	}()
+	})
 	return ln
 }
 
@@ -549,15 +531,7 @@ func TestInterfaceAddressesFollowNetlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	testenv.Serve(ln.Accept, func(net.Conn) {})
 	c, err := topo.Client.DialTCP("10.201.1.77:22", 5*time.Second)
 	if err != nil {
 		t.Fatalf("SSH to the router's new address: %v", err)
@@ -617,18 +591,7 @@ func TestEndToEndHostFirewall(t *testing.T) {
 			}
 			t.Cleanup(func() { ln.Close() })
 			bound = ln.Addr().String()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						io.Copy(c, c)
-					}()
-				}
-			}()
+			testenv.Serve(ln.Accept, func(c net.Conn) { io.Copy(c, c) })
 			return nil
 		})
 		if err != nil {
@@ -782,16 +745,9 @@ func TestEndToEndMasqueradingRouter(t *testing.T) {
 	defer tcp6.Close()
 	defer udp.Close()
 	for _, ln := range []net.Listener{tcp4, tcp6} {
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr())
-				c.Close()
-			}
-		}()
+		testenv.Serve(ln.Accept, func(c net.Conn) {
+			fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr())
+		})
 	}
 	go func() {
 		buf := make([]byte, 1500)

@@ -105,8 +105,8 @@ func run(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("   TCP listener %s, UDP listener %s\n", tcp.Addr(), udp.Addr())
-	go serveTCP(tcp)
-	go serveUDP(udp)
+	serveTCP(tcp)
+	serveUDP(udp)
 
 	step("registering intercepts")
 	svcs := []intercept.Intercept{
@@ -184,41 +184,27 @@ func shortErr(err error) string {
 
 // serveTCP answers each line with what the socket saw.
 func serveTCP(ln *tproxy.TCPListener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
+	testenv.Serve(ln.Accept, func(c net.Conn) {
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			fmt.Printf("   [tcp socket] from %s, original destination %s: %q\n", c.RemoteAddr(), c.LocalAddr(), sc.Text())
+			fmt.Fprintf(c, "tcp socket saw you dial %s\n", c.LocalAddr())
 		}
-		go func() {
-			defer c.Close()
-			sc := bufio.NewScanner(c)
-			for sc.Scan() {
-				fmt.Printf("   [tcp socket] from %s, original destination %s: %q\n", c.RemoteAddr(), c.LocalAddr(), sc.Text())
-				fmt.Fprintf(c, "tcp socket saw you dial %s\n", c.LocalAddr())
-			}
-		}()
-	}
+	})
 }
 
 func serveUDP(ln *tproxy.UDPListener) {
-	for {
-		s, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer s.Close()
-			buf := make([]byte, 1500)
-			for {
-				n, err := s.Read(buf)
-				if err != nil {
-					return
-				}
-				fmt.Printf("   [udp socket] from %s, original destination %s: %q\n", s.ClientAddr(), s.OriginalDst(), buf[:n])
-				fmt.Fprintf(s, "udp socket saw you send to %s", s.OriginalDst())
+	testenv.Serve(ln.Accept, func(s *tproxy.UDPSession) {
+		buf := make([]byte, 1500)
+		for {
+			n, err := s.Read(buf)
+			if err != nil {
+				return
 			}
-		}()
-	}
+			fmt.Printf("   [udp socket] from %s, original destination %s: %q\n", s.ClientAddr(), s.OriginalDst(), buf[:n])
+			fmt.Fprintf(s, "udp socket saw you send to %s", s.OriginalDst())
+		}
+	})
 }
 
 func tcpRequest(ns *testenv.Namespace, dst, msg string) (string, error) {

@@ -134,18 +134,7 @@ func zfwCLI(t *testing.T, bin, pin, socket string, args ...string) string {
 
 // serve accepts on ln and runs handle for each connection until ln closes.
 func serve(ln net.Listener, handle func(net.Conn)) {
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
+	testenv.Serve(ln.Accept, handle)
 }
 
 // echoPeer answers each line with the line and the peer's address.

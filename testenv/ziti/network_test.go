@@ -11,7 +11,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -48,22 +47,10 @@ func startEcho(tb testing.TB) *net.TCPAddr {
 
 // serveEcho echoes every connection accepted from l until tb ends.
 func serveEcho(tb testing.TB, l net.Listener) {
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			})
-		}
-	})
+	wait := testenv.Serve(l.Accept, func(c net.Conn) { _, _ = io.Copy(c, c) })
 	tb.Cleanup(func() {
 		l.Close()
-		wg.Wait()
+		wait()
 	})
 }
 
