@@ -238,9 +238,9 @@ func writeZiti(b *bytes.Buffer, res zitiResults) {
 	c := res.created
 	fmt.Fprintf(b, "## OpenZiti integration (issue 5)\n\n")
 	fmt.Fprintf(b, "### Service creation to first intercepted connection\n\n")
-	refresh := fmt.Sprintf("`--refresh %s`", c.refresh)
-	if c.refreshDefault {
-		refresh = fmt.Sprintf("`--refresh %s`, its default", c.refresh)
+	refresh := fmt.Sprintf("`--refresh %s`, its default: the service refresh interval a user gets", c.refresh)
+	if c.refresh != c.defaultRefresh {
+		refresh = fmt.Sprintf("`--refresh %s`; its default is %s", c.refresh, c.defaultRefresh)
 	}
 	fmt.Fprintf(b, "A real OpenZiti network (the controller and edge router of `ziti edge quickstart` on 127.0.0.1, from `testenv/ziti`) and the `examples/ziti-tunnel` binary, run as a process in the router namespace (%s), attached to the router's client-facing interface. "+
 		"For each of %d services, one at a time: its intercept.v1 config (one TCP address and port) is created, the clock starts, `ziti edge create service` creates it with role attributes that existing Dial (the tunneler's identity) and Bind policies select, and the client namespace connects to the intercepted address every %s until the hosting side's answer arrives. "+

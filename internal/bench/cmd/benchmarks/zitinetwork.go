@@ -29,10 +29,9 @@ type createResults struct {
 	// toConnect runs from the start of the create call; createCall is
 	// the create call alone (the ziti CLI, a process per call).
 	toConnect, createCall bench.Timing
-	// refresh is the tunneler's service refresh interval, and
-	// refreshDefault whether it is the tunneler's default.
-	refresh        string
-	refreshDefault bool
+	// refresh is the tunneler's service refresh interval in this run,
+	// defaultRefresh the tunneler's default.
+	refresh, defaultRefresh string
 }
 
 // Role attributes the section's policies select its services by.
@@ -62,8 +61,8 @@ func createToConnect(ctx context.Context, cfg config, work string) (createResult
 	if err != nil {
 		return res, err
 	}
-	res.refresh, res.refreshDefault = defaultRefresh, cfg.zitiRefresh == ""
-	if !res.refreshDefault {
+	res.refresh, res.defaultRefresh = defaultRefresh, defaultRefresh
+	if cfg.zitiRefresh != "" {
 		res.refresh = cfg.zitiRefresh
 	}
 
@@ -119,8 +118,8 @@ func createToConnect(ctx context.Context, cfg config, work string) (createResult
 	pin := benchPin()
 	defer os.RemoveAll(pin)
 	args := []string{"run", "--identity", client.File, "--interface", topo.RouterClientIf, "--pin-path", pin, "--dns", "", "--log-level", "warning"}
-	if !res.refreshDefault {
-		args = append(args, "--refresh", res.refresh)
+	if cfg.zitiRefresh != "" {
+		args = append(args, "--refresh", cfg.zitiRefresh)
 	}
 	logPath := filepath.Join(work, "ziti-tunnel.log")
 	stop, err := startInNamespace(topo.Router, tunnelBin, args, logPath)
