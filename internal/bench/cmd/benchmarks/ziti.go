@@ -243,7 +243,7 @@ func writeZiti(b *bytes.Buffer, res zitiResults) {
 		refresh = fmt.Sprintf("`--refresh %s`; its default is %s", c.refresh, c.defaultRefresh)
 	}
 	fmt.Fprintf(b, "A real OpenZiti network (the controller and edge router of `ziti edge quickstart` on 127.0.0.1, from `testenv/ziti`) and the `examples/ziti-tunnel` binary, run as a process in the router namespace (%s), attached to the router's client-facing interface. "+
-		"For each of %d services, one at a time: its intercept.v1 config (one TCP address and port) is created, the clock starts, `ziti edge create service` creates it with role attributes that existing Dial (the tunneler's identity) and Bind policies select, and the client namespace connects to the intercepted address every %s until the hosting side's answer arrives. "+
+		"For each of %d services, one at a time: its intercept.v1 config (one TCP address and port) is created, a random pause of up to one refresh interval puts the creation at a random point of the tunneler's refresh cycle, the clock starts, `ziti edge create service` creates it with role attributes that existing Dial (the tunneler's identity) and Bind policies select, and the client namespace connects to the intercepted address every %s until the hosting side's answer arrives. "+
 		"The hosting side is an sdk-golang listener in the benchmark process that binds the service as soon as the controller has it, so the figure is the tunneler's: its next service refresh, the Interceptor and the dataplane. Median [min–max].\n\n",
 		refresh, c.services, pollEvery)
 	fmt.Fprintf(b, "| tunneler refresh interval | services | creation to first intercepted connection | of which the create call |\n|---|---|---|---|\n")

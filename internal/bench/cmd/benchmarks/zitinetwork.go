@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -146,6 +147,14 @@ func createToConnect(ctx context.Context, cfg config, work string) (createResult
 		svc := benchService{name: fmt.Sprintf("zfwbench-%d", k), dst: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 99, 7, byte(10 + k)}), 443)}
 		if _, err := n.CreateConfig(ctx, svc.name+"-intercept", svc.intercept()); err != nil {
 			return res, err
+		}
+		// Rounds follow one another, and each ends just after a refresh:
+		// a random pause puts each creation at a random point of the
+		// tunneler's refresh cycle, as a user's would be.
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(rand.N(refresh)):
 		}
 		start := time.Now()
 		if _, err := n.CreateService(ctx, svc.service()); err != nil {
