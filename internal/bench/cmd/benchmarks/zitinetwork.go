@@ -209,35 +209,62 @@ func (s benchService) create(ctx context.Context, n *zitinet.Network) (string, e
 }
 
 // reachThrough binds svc in hosting (answering every connection with the
-// service's name) and connects from client to svc's address every
-// pollEvery until the answer arrives, or timeout. It returns how long
-// that took. The service stays bound until it returns.
+// service's name) and, every pollEvery, starts a connection from client
+// to svc's address, until one gets the answer or timeout. Attempts
+// overlap: one the tunneler holds (dialing a service not hosted yet)
+// does not delay the next. It returns how long the first answer took.
+// The service stays bound until it returns.
 func reachThrough(ctx context.Context, client *testenv.Namespace, hosting sdk.Context, svc benchService, timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() { host(ctx, hosting, svc.name) })
 
+	type result struct {
+		took time.Duration
+		err  error
+	}
+	results := make(chan result, maxAttempts)
+	slots := make(chan struct{}, maxAttempts)
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
 	var lastErr error
 	for {
-		got, err := exchange(client, svc.dst)
-		if err == nil && got == svc.name {
-			return time.Since(start), nil
-		}
-		if err == nil {
-			err = fmt.Errorf("answer %q, want %q", got, svc.name)
-		}
-		lastErr = err
 		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("no answer through %s within %s (last error: %v)", svc.dst, timeout, lastErr)
-		case <-time.After(pollEvery):
+		case slots <- struct{}{}:
+			wg.Go(func() {
+				defer func() { <-slots }()
+				got, err := exchange(ctx, client, svc.dst)
+				if err == nil && got != svc.name {
+					err = fmt.Errorf("answer %q, want %q", got, svc.name)
+				}
+				select {
+				case results <- result{time.Since(start), err}:
+				case <-ctx.Done():
+				}
+			})
+		default: // maxAttempts pending: skip this tick
+		}
+		for waiting := true; waiting; {
+			select {
+			case r := <-results:
+				if r.err == nil {
+					return r.took, nil
+				}
+				lastErr = r.err
+			case <-tick.C:
+				waiting = false
+			case <-ctx.Done():
+				return 0, fmt.Errorf("no answer through %s within %s (last error: %v)", svc.dst, timeout, lastErr)
+			}
 		}
 	}
 }
+
+// maxAttempts bounds the connection attempts reachThrough has pending.
+const maxAttempts = 64
 
 // host binds the service as soon as hosting can see it, then answers
 // each connection with the service's name until ctx ends.
@@ -275,14 +302,16 @@ func host(ctx context.Context, hosting sdk.Context, service string) {
 	}
 }
 
-// exchange connects from ns to dst and reads until the other side closes.
-func exchange(ns *testenv.Namespace, dst netip.AddrPort) (string, error) {
+// exchange connects from ns to dst and reads until the other side
+// closes, or ctx ends.
+func exchange(ctx context.Context, ns *testenv.Namespace, dst netip.AddrPort) (string, error) {
 	c, err := ns.DialTCP(dst.String(), time.Second)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	defer context.AfterFunc(ctx, func() { c.Close() })()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
 	got, err := io.ReadAll(c)
 	return string(got), err
 }
