@@ -64,6 +64,7 @@ test-unit:
 demo: deps-run
 	$(GO) run ./examples/demo
 
-# Writes BENCHMARKS.md from one run (a few minutes; needs root).
-bench: deps-run
+# Writes BENCHMARKS.md from one run (a few minutes; needs root and the
+# ziti binary, which the ziti target builds once).
+bench: deps-run ziti
 	$(GO) run ./internal/bench/cmd/benchmarks -o BENCHMARKS.md

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,72 +21,6 @@ import (
 	"github.com/zfw-go/zfw/zfw"
 	"github.com/zfw-go/zfw/zfw/control"
 )
-
-// forwardLoopback makes 127.0.0.1:port inside ns reach 127.0.0.1:port of
-// the test's own namespace, for each port, until tb ends: a process in ns
-// then talks to the controller and router quickstart runs on the host's
-// loopback. Traffic stays on the two loopbacks.
-func forwardLoopback(tb testing.TB, ns *testenv.Namespace, addrs ...string) {
-	tb.Helper()
-	var wg sync.WaitGroup
-	var listeners []net.Listener
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
-	track := func(c net.Conn) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if conns == nil {
-			return false
-		}
-		conns[c] = struct{}{}
-		return true
-	}
-	tb.Cleanup(func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		conns = nil
-		mu.Unlock()
-		wg.Wait()
-	})
-	for _, addr := range addrs {
-		var l net.Listener
-		err := ns.Do(func() error {
-			var err error
-			l, err = net.Listen("tcp", addr)
-			return err
-		})
-		if err != nil {
-			tb.Fatalf("forward %s into %s: %v", addr, ns, err)
-		}
-		listeners = append(listeners, l)
-		wg.Go(func() {
-			for {
-				in, err := l.Accept()
-				if err != nil {
-					return
-				}
-				// This goroutine runs in the test's namespace.
-				out, err := net.Dial("tcp", addr)
-				if err != nil {
-					in.Close()
-					continue
-				}
-				if !track(in) || !track(out) {
-					in.Close()
-					out.Close()
-					return
-				}
-				wg.Go(func() { io.Copy(out, in); out.(*net.TCPConn).CloseWrite() })
-				wg.Go(func() { io.Copy(in, out); in.(*net.TCPConn).CloseWrite() })
-			}
-		})
-	}
-}
 
 // buildZfw builds the zfw command (examples/zfw) into a temporary folder.
 func buildZfw(t *testing.T) string {
@@ -257,7 +188,9 @@ func TestZitiTunnelTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 
 	// OpenZiti's own tunneler in the router namespace, reaching the
 	// controller and router through loopback forwards.
-	forwardLoopback(t, topo.Router, n.ControllerAddr(), n.RouterAddr())
+	fwd, err := topo.Router.ForwardLoopback(n.ControllerAddr(), n.RouterAddr())
+	must("forward the controller and router into the router namespace", err)
+	t.Cleanup(func() { fwd.Close() })
 	logPath := filepath.Join(t.TempDir(), "ziti-tunnel-tproxy.log")
 	logFile, err := os.Create(logPath)
 	must("tproxy log", err)

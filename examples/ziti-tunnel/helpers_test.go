@@ -293,22 +293,11 @@ func expectReply(got, want string) error {
 // closed when tb ends.
 func sdkContext(tb testing.TB, id zitinet.Identity) sdk.Context {
 	tb.Helper()
-	cfg, err := sdk.NewConfigFromFile(id.File)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	zctx, err := sdk.NewContextWithOpts(cfg, &sdk.Options{RefreshInterval: time.Second})
+	zctx, err := zitinet.NewContext(id, &sdk.Options{RefreshInterval: time.Second})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(zctx.Close)
-	// The same ordering as the tunneler's, against the same SDK race.
-	if impl, ok := zctx.(*sdk.ContextImpl); ok {
-		impl.CtrlClt.API.ControllerSupportsHa()
-	}
-	if err := zctx.Authenticate(); err != nil {
-		tb.Fatalf("authenticate %s: %v", id.Name, err)
-	}
 	return zctx
 }
 

@@ -49,7 +49,15 @@ type BinaryOptions struct {
 	BuilderDir string
 	// Logger reports builds; nil discards.
 	Logger logrus.FieldLogger
+	// NoBuild makes Binary fail with an error wrapping ErrNotBuilt
+	// instead of building a missing executable, for callers that must
+	// not spend minutes on a build (`make ziti` builds it).
+	NoBuild bool
 }
+
+// ErrNotBuilt is wrapped by Binary's error when the executable is not in
+// the cache and BinaryOptions.NoBuild forbids building it.
+var ErrNotBuilt = errors.New("ziti executable not built")
 
 // Binary returns the path of a ziti executable. When $ZFW_ZITI_BIN is set it
 // must name an executable file and is returned as is. Otherwise the ziti
@@ -76,13 +84,14 @@ func Binary(ctx context.Context, opts BinaryOptions) (string, error) {
 type builder struct {
 	moduleDir string
 	cacheDir  string
+	noBuild   bool
 	log       logrus.FieldLogger
 	// build compiles the ziti command of the module in dir into out.
 	build func(ctx context.Context, dir, out string) error
 }
 
 func newBuilder(opts BinaryOptions) (*builder, error) {
-	b := &builder{moduleDir: opts.BuilderDir, cacheDir: opts.CacheDir, log: opts.Logger}
+	b := &builder{moduleDir: opts.BuilderDir, cacheDir: opts.CacheDir, noBuild: opts.NoBuild, log: opts.Logger}
 	if b.log == nil {
 		discard := logrus.New()
 		discard.SetOutput(io.Discard)
@@ -136,6 +145,9 @@ func (b *builder) binary(ctx context.Context) (string, error) {
 	path := filepath.Join(b.cacheDir, "ziti-"+version+"-"+moduleKey(gomod, gosum))
 	if checkExecutable(path) == nil {
 		return path, nil
+	}
+	if b.noBuild {
+		return "", fmt.Errorf("%w: no %s", ErrNotBuilt, path)
 	}
 
 	if err := os.MkdirAll(b.cacheDir, 0o755); err != nil {

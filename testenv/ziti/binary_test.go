@@ -301,3 +301,24 @@ func TestBinaryStopsWaitingForTheLockWhenCancelled(t *testing.T) {
 		t.Errorf("binary with the lock held and a cancelled context: %v, want %v", err, context.Canceled)
 	}
 }
+
+func TestBinaryWithNoBuildFailsUnlessCached(t *testing.T) {
+	module := fakeModule(t, "v1.2.3", "sum\n")
+	cache := t.TempDir()
+	build := &countingBuild{}
+	noBuild := newTestBuilder(t, module, cache, build)
+	noBuild.noBuild = true
+	if path, err := noBuild.binary(t.Context()); !errors.Is(err, ErrNotBuilt) {
+		t.Fatalf("uncached, NoBuild: binary = %q, %v; want ErrNotBuilt", path, err)
+	}
+	if build.calls.Load() != 0 {
+		t.Fatalf("NoBuild built %d times", build.calls.Load())
+	}
+	built, err := newTestBuilder(t, module, cache, build).binary(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path, err := noBuild.binary(t.Context()); err != nil || path != built {
+		t.Errorf("cached, NoBuild: binary = %q, %v; want %q", path, err, built)
+	}
+}

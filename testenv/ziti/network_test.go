@@ -72,30 +72,15 @@ func roundTrip(conn net.Conn) error {
 	return nil
 }
 
-// sdkContext loads an identity into an sdk-golang context closed when tb
-// ends.
+// sdkContext loads an identity into an authenticated sdk-golang context
+// closed when tb ends.
 func sdkContext(tb testing.TB, id Identity) sdk.Context {
 	tb.Helper()
-	cfg, err := sdk.NewConfigFromFile(id.File)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg.ConfigTypes = []string{"intercept.v1", "host.v1"}
-	ctx, err := sdk.NewContext(cfg)
+	ctx, err := NewContext(id, nil, "intercept.v1", "host.v1")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(ctx.Close)
-	// sdk-golang v1.5.0 fetches the controller's version in a goroutine
-	// that NewContext starts, while the first Authenticate writes the TLS
-	// configuration that fetch reads: a data race. Wait for the fetch (a
-	// sync.Once), then authenticate before anything else can.
-	if impl, ok := ctx.(*sdk.ContextImpl); ok {
-		impl.CtrlClt.API.ControllerSupportsHa()
-	}
-	if err := ctx.Authenticate(); err != nil {
-		tb.Fatalf("authenticate %s: %v", id.Name, err)
-	}
 	return ctx
 }
 

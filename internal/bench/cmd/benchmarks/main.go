@@ -1,9 +1,12 @@
 // Command benchmarks runs the zfw benchmarks once and writes
 // BENCHMARKS.md: per-packet costs through BPF_PROG_TEST_RUN, end-to-end
 // connection rates and throughput between network namespaces (against
-// no interception and against iptables TPROXY), and control-plane
-// timings and memory. It needs root. Everything it creates (namespaces,
-// pinned dataplanes, iptables rules inside its own namespaces) is
+// no interception and against iptables TPROXY), control-plane timings
+// and memory, and the OpenZiti integration's figures (a real controller
+// and the examples' tunneler and zfw command; the ziti binary must have
+// been built with `make ziti`). It needs root. Everything it creates
+// (namespaces, pinned dataplanes, iptables rules inside its own
+// namespaces, processes, the OpenZiti network, temporary folders) is
 // removed on exit.
 //
 //	go run ./internal/bench/cmd/benchmarks -o BENCHMARKS.md
@@ -70,6 +73,15 @@ type config struct {
 	// cpRounds for counts up to 10,000; larger counts run once.
 	cpRounds int
 
+	// zitiCLICalls `zfw -I` runs per round, zitiCLIRounds rounds.
+	zitiCLICalls, zitiCLIRounds int
+	// zitiServices registered through intercept/ziti, zitiRegRounds times.
+	zitiServices, zitiRegRounds int
+	// zitiCreates services created on a real controller, one at a time;
+	// zitiRefresh is the tunneler's --refresh, empty for its default.
+	zitiCreates int
+	zitiRefresh string
+
 	log logrus.FieldLogger
 }
 
@@ -79,6 +91,7 @@ func fullConfig() config {
 		repeat: 20000, perRound: 3000, missFlows: 16384,
 		e2eCounts: []int{1, 1000, 10000}, e2eRounds: 5, e2eDuration: 1500 * time.Millisecond, e2eClients: 4,
 		cpCounts: []int{1000, 10000, 100000}, cpRounds: 3,
+		zitiCLICalls: 1000, zitiCLIRounds: 3, zitiServices: 10000, zitiRegRounds: 5, zitiCreates: 5,
 	}
 }
 
@@ -89,6 +102,7 @@ func quickConfig() config {
 		repeat: 2000, perRound: 300, missFlows: 3 * flowCacheSlots,
 		e2eCounts: []int{1, 100}, e2eRounds: 1, e2eDuration: 300 * time.Millisecond, e2eClients: 2,
 		cpCounts: []int{1000}, cpRounds: 1,
+		zitiCLICalls: 50, zitiCLIRounds: 3, zitiServices: 1000, zitiRegRounds: 2, zitiCreates: 1, zitiRefresh: "1s",
 	}
 }
 
@@ -102,12 +116,18 @@ type results struct {
 	packets packetResults
 	e2e     e2eResults
 	control controlResults
+	ziti    zitiResults
 }
 
 func run(ctx context.Context, cfg config, out string) error {
 	var r results
 	var err error
 	r.machine = describeMachine()
+	// The OpenZiti section comes last: fail now, not minutes later, when
+	// it cannot run.
+	if _, err := zitiBinary(ctx); err != nil {
+		return fmt.Errorf("OpenZiti integration: %w", err)
+	}
 	cfg.log.Info("per packet")
 	if r.packets, err = perPacket(ctx, cfg); err != nil {
 		return fmt.Errorf("per packet: %w", err)
@@ -119,6 +139,10 @@ func run(ctx context.Context, cfg config, out string) error {
 	cfg.log.Info("control plane")
 	if r.control, err = controlPlane(ctx, cfg); err != nil {
 		return fmt.Errorf("control plane: %w", err)
+	}
+	cfg.log.Info("OpenZiti integration")
+	if r.ziti, err = zitiIntegration(ctx, cfg); err != nil {
+		return fmt.Errorf("OpenZiti integration: %w", err)
 	}
 	return os.WriteFile(out, report(cfg, r), 0o644)
 }

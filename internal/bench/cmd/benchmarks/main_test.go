@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,13 @@ func TestQuickRunWritesEveryReportSection(t *testing.T) {
 		"## End to end",
 		"iptables TPROXY, 100 rules",
 		"## Control plane",
+		"## OpenZiti integration (issue 5)",
+		"### Service creation to first intercepted connection",
+		fmt.Sprintf("| %s | %d |", cfg.zitiRefresh, cfg.zitiCreates),
+		"| `zfw -I`, one process per call |",
+		"| in process, one connection per call |",
+		"### Registering services through intercept/ziti",
+		fmt.Sprintf("| %s | %d |", count(cfg.zitiServices), cfg.zitiRegRounds),
 		"## Why the numbers look like this",
 	} {
 		if !strings.Contains(md, want) {

@@ -18,6 +18,7 @@ func report(cfg config, r results) []byte {
 	writePerPacket(&b, cfg, r.packets)
 	writeEndToEnd(&b, cfg, r.e2e)
 	writeControlPlane(&b, r.control, r.packets)
+	writeZiti(&b, r.ziti)
 	writeWhy(&b, cfg, r, g)
 	return b.Bytes()
 }
