@@ -37,9 +37,9 @@ type e2eSetup struct {
 func (s e2eSetup) String() string {
 	switch s.kind {
 	case zfwDataplane:
-		return fmt.Sprintf("zfw, %d intercepts", s.intercepts)
+		return "zfw, " + intercepts(s.intercepts)
 	case iptablesTProxy:
-		return fmt.Sprintf("iptables TPROXY, %d rules", s.intercepts)
+		return fmt.Sprintf("iptables TPROXY, %s rules", count(s.intercepts))
 	default:
 		return "no interception (plain listener: the limit)"
 	}

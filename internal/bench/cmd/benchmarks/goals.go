@@ -39,7 +39,7 @@ func evaluateGoals(cfg config, r results) []goal {
 					}
 					m := p.m[fi][ci][q]
 					if rt := m.factor.Median; rt > worst {
-						worst, where = rt, fmt.Sprintf("%s, %s, %s intercepts", paths[q].label, fam.name, count(n))
+						worst, where = rt, fmt.Sprintf("%s, %s, %s", paths[q].label, fam.name, intercepts(n))
 					}
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -327,7 +328,11 @@ func (dp *packetDataplane) measure(cfg config, p path, r *bench.Runner, rs round
 	if err != nil {
 		return measurement{}, err
 	}
-	c, err := bench.Compare(rs.path, rs.floor, cfg.rounds)
+	// The frames built for the path are garbage soon: collect now, so
+	// that no collection runs on the other CPU while the path is
+	// measured, competing for the caches and memory the CPUs share.
+	runtime.GC()
+	c, err := bench.Compare(rs.path, rs.floor, rs.rounds)
 	if err != nil {
 		return measurement{}, fmt.Errorf("%s: %w", paths[p].label, err)
 	}
@@ -342,8 +347,12 @@ func (dp *packetDataplane) measure(cfg config, p path, r *bench.Runner, rs round
 	return measurement{t: c.Path, factor: c.Factor, hits: float64(after.FlowCacheHits-before.FlowCacheHits) / float64(runs)}, nil
 }
 
-// roundPair is a path's round and the floor's, run the same way.
-type roundPair struct{ path, floor bench.Round }
+// roundPair is a path's round and the floor's, run the same way, and
+// how many of each to run.
+type roundPair struct {
+	path, floor bench.Round
+	rounds      int
+}
 
 // measureFamily measures every path for one family on a dataplane with
 // n intercepts.
@@ -367,17 +376,17 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 
 	// The floors, measured the two ways the paths are: alone for their
 	// rows, and in the rounds between each path's for its factor.
-	if row[floorRepeated].t, err = bench.Measure(floor.RepeatedRound(packet.Build(steered), cfg.repeat), cfg.rounds); err != nil {
+	if row[floorRepeated].t, err = bench.Measure(floor.RepeatedRound(packet.Build(steered), cfg.repeat), cfg.repeatedRounds); err != nil {
 		return row, err
 	}
 	if row[floorPerCall].t, err = bench.Measure(floor.PerCallRound(distinct(newSYN), cfg.perRound), cfg.rounds); err != nil {
 		return row, err
 	}
 	repeated := func(r *bench.Runner, frame []byte) roundPair {
-		return roundPair{r.RepeatedRound(frame, cfg.repeat), floor.RepeatedRound(frame, cfg.repeat)}
+		return roundPair{r.RepeatedRound(frame, cfg.repeat), floor.RepeatedRound(frame, cfg.repeat), cfg.repeatedRounds}
 	}
 	perCall := func(r *bench.Runner, frame func(i int) []byte) roundPair {
-		return roundPair{r.PerCallRound(frame, cfg.perRound), floor.PerCallRound(frame, cfg.perRound)}
+		return roundPair{r.PerCallRound(frame, cfg.perRound), floor.PerCallRound(frame, cfg.perRound), cfg.rounds}
 	}
 	same := func(frame []byte) func(int) []byte { return func(int) []byte { return frame } }
 	cycled := func(frames [][]byte) func(int) []byte {

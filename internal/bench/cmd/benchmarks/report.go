@@ -56,6 +56,14 @@ func count(n int) string {
 	return strings.Join(append([]string{s}, out...), ",")
 }
 
+// intercepts is "1 intercept", "1,000 intercepts".
+func intercepts(n int) string {
+	if n == 1 {
+		return "1 intercept"
+	}
+	return count(n) + " intercepts"
+}
+
 func mib(bytes int64) string {
 	return fmt.Sprintf("%.1f MiB", float64(bytes)/(1<<20))
 }
@@ -71,17 +79,17 @@ func floorOf(p path) path {
 
 func writePerPacket(b *bytes.Buffer, cfg config, res packetResults) {
 	fmt.Fprintf(b, "## Per packet (BPF_PROG_TEST_RUN)\n\n")
-	fmt.Fprintf(b, "Nanoseconds per packet in the kernel, median of %d rounds [min–max]. The factor is the path's time over the empty TC program's: every round of a path follows a round of the empty program run the same way on the same frames, and the factor is the median over rounds of the two's ratio, so a slow moment of the shared machine weighs on both sides of it. All runs are made from one thread pinned to one CPU. The floor rows are the empty program measured alone at the start of each column. "+
+	fmt.Fprintf(b, "Nanoseconds per packet in the kernel, median over rounds [min–max] (%d rounds of a repeated row, %d of a per-call row). The factor is the path's time over the empty TC program's: every round of a path follows a round of the empty program run the same way on the same frames, and the factor is the median over rounds of the two's ratio, so a slow moment of the shared machine weighs on both sides of it. All runs are made from one thread pinned to one CPU. The floor rows are the empty program measured alone at the start of each column. "+
 		"*Repeated* rows run one packet %s times per round inside one BPF_PROG_TEST_RUN; *per call* rows run each packet once per BPF_PROG_TEST_RUN, %s per round, which adds the kernel's timer reads and a cold cache to every packet, so they are compared with the empty program run once per call. "+
 		"The flow cache column is the share of the measured packets the per-CPU flow cache decided (over all counts), read from `Stats.FlowCacheHits`; every row also checks that each packet bumped its path's counter. "+
 		"Cache-miss rows cycle through %s established flows, more than the %s slots per CPU of the direct-mapped flow cache, so each packet finds its slot taken by another flow.\n\n",
-		cfg.rounds, count(cfg.repeat), count(cfg.perRound), count(cfg.missFlows), count(flowCacheSlots))
+		cfg.repeatedRounds, cfg.rounds, count(cfg.repeat), count(cfg.perRound), count(cfg.missFlows), count(flowCacheSlots))
 	fmt.Fprintf(b, "The dataplane holds *n* intercepts (`internal/bench.Intercepts`): each covers TCP and UDP on one IPv4 /32 and one IPv6 /128, port 443; every 50th adds an IPv4 /24 and an IPv6 /120 on ports 8000-8099 (which, above 32,768 intercepts, overlap other intercepts' hosts); every 200th adds ports 440-450, overlapping its own 443. Steered packets go to the last intercept registered. "+
 		"It is attached to lo (intercepts only), a default-deny interface with one pass rule (inbound sessions; the host's outbound sessions), a masquerading interface, and an interface with DDoS protection and OT filtering; the test runs name the interface through the `__sk_buff` context's ifindex.\n\n")
 	for fi, fam := range families {
 		fmt.Fprintf(b, "### %s\n\n| path | how |", fam.name)
 		for _, n := range res.counts {
-			fmt.Fprintf(b, " %s intercepts |", count(n))
+			fmt.Fprintf(b, " %s |", intercepts(n))
 		}
 		fmt.Fprintf(b, " flow cache |\n|---|---|")
 		for range res.counts {
