@@ -902,6 +902,47 @@ static __always_inline void record_verdict(struct __sk_buff *skb, const struct v
 /* ---- steering ------------------------------------------------------ */
 
 /*
+ * tuple_in_use: is the SYN's own tuple held by a socket of an earlier
+ * connection? Most often that is the tunneler's side in TIME_WAIT after it
+ * closed first, and the client reuses its port. Assigned to the listener,
+ * such a SYN would be dropped by the kernel as a duplicate of that socket
+ * for as long as it lives (a minute, for TIME_WAIT). Left to the kernel's
+ * own lookup, the old socket answers it, the client resets the old socket
+ * and its next SYN reaches the listener. A retransmitted SYN finds the
+ * request socket its first copy made, which answers it as it should. t is
+ * scratch space.
+ */
+static __always_inline bool tuple_in_use(struct __sk_buff *skb, const struct packet *pkt,
+					 struct bpf_sock_tuple *t)
+{
+	struct bpf_sock *sk;
+	bool in_use;
+	__u32 tlen;
+
+	if (pkt->family == 4) {
+		t->ipv4.saddr = pkt->saddr[0];
+		t->ipv4.daddr = pkt->daddr[0];
+		t->ipv4.sport = pkt->sport;
+		t->ipv4.dport = pkt->dport;
+		tlen = sizeof(t->ipv4);
+	} else {
+		__builtin_memcpy(t->ipv6.saddr, pkt->saddr, 16);
+		__builtin_memcpy(t->ipv6.daddr, pkt->daddr, 16);
+		t->ipv6.sport = pkt->sport;
+		t->ipv6.dport = pkt->dport;
+		tlen = sizeof(t->ipv6);
+	}
+	sk = (struct bpf_sock *)bpf_skc_lookup_tcp(skb, t, tlen, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return false;
+	/* With no socket on the tuple the lookup falls back to a listener on
+	 * the original destination, which holds nothing. */
+	in_use = sk->state != BPF_TCP_LISTEN;
+	bpf_sk_release(sk);
+	return in_use;
+}
+
+/*
  * steer marks the packet so the fwmark rule routes it to local delivery,
  * and for the first packet of a flow assigns it to the listener at the
  * loopback address of its family. Later TCP segments need no lookup: once
@@ -920,6 +961,11 @@ static __always_inline int steer(struct __sk_buff *skb, const struct packet *pkt
 		count(ZFW_STAT_TPROXY);
 		return TC_ACT_OK;
 	}
+	if (pkt->proto == IPPROTO_TCP && tuple_in_use(skb, pkt, &t)) {
+		count(ZFW_STAT_TUPLE_IN_USE);
+		return TC_ACT_OK; /* marked: the kernel finds the old socket */
+	}
+	__builtin_memset(&t, 0, sizeof(t));
 
 	if (pkt->family == 4) {
 		t.ipv4.daddr = bpf_htonl(0x7f000001);
@@ -1136,6 +1182,25 @@ static __always_inline void flow_forget(const struct packet *pkt, __u32 ifindex,
 	};
 
 	bpf_loop(cfg->ncpus < ZFW_MAX_CPUS ? cfg->ncpus : ZFW_MAX_CPUS, forget_on_cpu, &c, 0);
+}
+
+/*
+ * forget_steering: a SYN that is not steered opens a new connection on a
+ * tuple that may have been steered before, as when a client reuses its
+ * port after the intercept was removed. The old connection's steering
+ * (in matched_map and the flow cache, which keep it until it closes
+ * whatever the rules) must not carry over to the new connection's later
+ * segments. Only a tuple that was steered pays for the flow cache.
+ */
+static __always_inline void forget_steering(const struct packet *pkt, __u32 ifindex,
+					    const struct config *cfg, const struct match_key *k4,
+					    const struct match6_key *k6)
+{
+	long err = pkt->family == 4 ? bpf_map_delete_elem(&matched_map, k4)
+				    : bpf_map_delete_elem(&matched6_map, k6);
+
+	if (!err)
+		flow_forget(pkt, ifindex, cfg, false);
 }
 
 /* flow_hit applies a cached verdict, with one counter for its outcome. */
@@ -2369,6 +2434,8 @@ static __always_inline int ingress_decide(struct __sk_buff *skb, struct packet *
 				bpf_map_update_elem(&matched_map, &k4, &mv, BPF_ANY);
 			else
 				bpf_map_update_elem(&matched6_map, &k6, &mv, BPF_ANY);
+		} else if (opens_connection(pkt)) {
+			forget_steering(pkt, ifindex, cfg, &k4, &k6);
 		}
 	}
 	record_verdict(skb, &v);

@@ -319,3 +319,36 @@ func TestSteeredConnectionsSurviveRuleChanges(t *testing.T) {
 		t.Errorf("new connection after the change: code %d mark %#x, want passed unmarked", res.code, res.mark)
 	}
 }
+
+// TestAReusedTupleFollowsTheRulesOfItsNewConnection: a client that reuses
+// its source port for a new connection after the intercept was removed
+// gets the new connection passed, SYN and later segments alike: the old
+// connection's steering does not carry over.
+func TestAReusedTupleFollowsTheRulesOfItsNewConnection(t *testing.T) {
+	stayOnCPU(t)
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{})
+	h.add(steer("10.9.0.5/32", 80, 80, 7300))
+	ack := tcpTo("10.9.0.5", 80)
+	ack.TCPFlags = packet.ACK
+	// The old connection's segments: the first decides it from the rules
+	// (matched_map), the second is served by the flow cache.
+	for range 2 {
+		if res := h.runFrame(packet.Build(ack), packet.Spec{}, 1); res.mark != DefaultMark {
+			t.Fatalf("old connection not steered: mark %#x", res.mark)
+		}
+	}
+	if err := h.f.Rules().Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	syn := tcpTo("10.9.0.5", 80)
+	syn.SrcPort = ack.SrcPort
+	if res := h.runFrame(packet.Build(syn), packet.Spec{}, 1); res.mark != 0 || res.code != tcOK {
+		t.Fatalf("new connection's SYN: code %d mark %#x, want passed unmarked", res.code, res.mark)
+	}
+	for i := range 2 {
+		if res := h.runFrame(packet.Build(ack), packet.Spec{}, 1); res.mark != 0 || res.code != tcOK {
+			t.Errorf("new connection's segment %d: code %d mark %#x, want passed unmarked", i+1, res.code, res.mark)
+		}
+	}
+}

@@ -497,16 +497,6 @@ func TestInterfaceAddressesFollowNetlink(t *testing.T) {
 		}
 		return false
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting until %s", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 	if !has(topo.RouterClientAddr4.Addr()) || !has(topo.RouterClientAddr6.Addr()) {
 		t.Fatal("the interface's addresses are not known at attach")
 	}
@@ -518,7 +508,7 @@ func TestInterfaceAddressesFollowNetlink(t *testing.T) {
 		}
 	}
 	ip("addr", "add", extra.String(), "dev", topo.RouterClientIf)
-	waitFor("the added address is known", func() bool { return has(extra.Addr()) })
+	waitFor(t, "the added address is known", func() bool { return has(extra.Addr()) })
 
 	// SSH to the new address is admitted by default on a default-deny
 	// interface; to an address the router does not have, it is not.
@@ -540,7 +530,7 @@ func TestInterfaceAddressesFollowNetlink(t *testing.T) {
 	refused(t, topo.Client, "10.201.1.1:80", 2*time.Second, "a port no rule allows was reachable on a default-deny interface")
 
 	ip("addr", "del", extra.String(), "dev", topo.RouterClientIf)
-	waitFor("the removed address is forgotten", func() bool { return !has(extra.Addr()) })
+	waitFor(t, "the removed address is forgotten", func() bool { return !has(extra.Addr()) })
 }
 
 // TestEndToEndHostFirewall: a host whose interface is default-deny
@@ -1133,4 +1123,135 @@ func TestEndToEndTunnelMode(t *testing.T) {
 	if after, _ := r.fw.Stats(); after.Tunneled != st.Tunneled || after.NoListener == 0 {
 		t.Errorf("with tunnel mode off: tunneled %d -> %d, no-listener drops %d", st.Tunneled, after.Tunneled, after.NoListener)
 	}
+}
+
+// TestEndToEndANewConnectionOnATupleTheListenerHoldsInTimeWait: when the
+// listener's side closes first it keeps the tuple in TIME_WAIT; a client
+// that reuses its port for a new connection to the same intercepted
+// address must still get through (the kernel resolves the old socket, as
+// it does without interception), not be dropped for the minute the old
+// socket lives.
+func TestEndToEndANewConnectionOnATupleTheListenerHoldsInTimeWait(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	r := newRouter(t, topo, zfw.Options{})
+	// A listener that answers and closes first: its side of every
+	// connection ends in TIME_WAIT.
+	listen := func(addr string) *tproxy.TCPListener {
+		var ln *tproxy.TCPListener
+		err := topo.Router.Do(func() error {
+			var err error
+			ln, err = tproxy.ListenTCP(t.Context(), netip.MustParseAddrPort(addr))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		testenv.Serve(ln.Accept, func(c net.Conn) { fmt.Fprintf(c, "bye %s\n", c.LocalAddr()) })
+		return ln
+	}
+	ln4, ln6 := listen("127.0.0.1:0"), listen("[::1]:0")
+	if err := r.fw.Register(t.Context(), tcpIntercept("v4", "10.99.0.0/24", 8080, ln4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.fw.Register(t.Context(), tcpIntercept("v6", "fd00:99::/64", 8443, ln6)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		client netip.Addr
+		dst    netip.AddrPort
+		procfs string
+	}{
+		{topo.ClientAddr4.Addr(), netip.MustParseAddrPort("10.99.0.7:8080"), "/proc/net/tcp"},
+		{topo.ClientAddr6.Addr(), netip.MustParseAddrPort("[fd00:99::7]:8443"), "/proc/net/tcp6"},
+	} {
+		t.Run(tc.dst.String(), func(t *testing.T) {
+			before, err := r.fw.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			from := netip.AddrPortFrom(tc.client, 41000)
+			hello := func() error {
+				return topo.Client.Do(func() error {
+					d := net.Dialer{
+						LocalAddr: net.TCPAddrFromAddrPort(from),
+						Timeout:   10 * time.Second,
+						Control: func(_, _ string, rc syscall.RawConn) error {
+							var serr error
+							err := rc.Control(func(fd uintptr) {
+								serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+							})
+							return errors.Join(err, serr)
+						},
+					}
+					c, err := d.Dial("tcp", tc.dst.String())
+					if err != nil {
+						return err
+					}
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(10 * time.Second))
+					line, err := bufio.NewReader(c).ReadString('\n')
+					if want := fmt.Sprintf("bye %s\n", tc.dst); err != nil || line != want {
+						return fmt.Errorf("reply %q, %v; want %q", line, err, want)
+					}
+					return nil
+				})
+			}
+			if err := hello(); err != nil {
+				t.Fatalf("first connection: %v", err)
+			}
+			// The listener's side of the tuple is in TIME_WAIT (state 06)
+			// once the client's FIN has been acknowledged.
+			waitFor(t, "the listener's side in TIME_WAIT", func() bool {
+				return inTimeWait(t, topo.Router, tc.procfs, tc.dst, from)
+			})
+			if err := hello(); err != nil {
+				t.Fatalf("second connection from the same port: %v", err)
+			}
+			after, err := r.fw.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.TupleInUse <= before.TupleInUse {
+				t.Errorf("TupleInUse %d → %d: the second SYN was not left to the old socket", before.TupleInUse, after.TupleInUse)
+			}
+		})
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// inTimeWait tells whether ns has a TCP socket from local to remote in
+// TIME_WAIT, read from procfs (/proc/net/tcp or tcp6).
+func inTimeWait(t *testing.T, ns *testenv.Namespace, procfs string, local, remote netip.AddrPort) bool {
+	t.Helper()
+	var table []byte
+	if err := ns.Do(func() error {
+		var err error
+		table, err = os.ReadFile(procfs)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hexAddr := func(ap netip.AddrPort) string {
+		// procfs prints each 32-bit word of the address in host order.
+		b := ap.Addr().AsSlice()
+		var s strings.Builder
+		for i := 0; i < len(b); i += 4 {
+			fmt.Fprintf(&s, "%08X", binary.NativeEndian.Uint32(b[i:i+4]))
+		}
+		return fmt.Sprintf("%s:%04X", s.String(), ap.Port())
+	}
+	want := hexAddr(local) + " " + hexAddr(remote) + " 06"
+	return strings.Contains(string(table), want)
 }

@@ -539,6 +539,11 @@ type Stats struct {
 	// a session or rule lookup (they are counted under their path too:
 	// CacheHits, FastPath or Replies).
 	FlowCacheHits uint64
+	// TupleInUse steered SYNs were left to the kernel (marked, not
+	// assigned to the listener) because a socket of an earlier connection
+	// still held their tuple, most often the listener's side in
+	// TIME_WAIT: that socket answers, the client resets it and retries.
+	TupleInUse uint64
 }
 
 // Stats reads the packet counters. It fails in memory mode.
@@ -598,6 +603,7 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.OTDropped, bpfobj.ZfwStatZFW_STAT_OT_DROPPED},
 		{&s.Tunneled, bpfobj.ZfwStatZFW_STAT_TUNNELED},
 		{&s.TunReturned, bpfobj.ZfwStatZFW_STAT_TUN_RETURNED},
+		{&s.TupleInUse, bpfobj.ZfwStatZFW_STAT_TUPLE_IN_USE},
 	} {
 		if *x.dst, err = get(x.i); err != nil {
 			return s, err

@@ -521,6 +521,7 @@ enum stat {
 	ZFW_STAT_FLOW_INBOUND,      /* inbound session, passed                  */
 	ZFW_STAT_FLOW_INBOUND_TPROXY, /* inbound session, steered               */
 	ZFW_STAT_FLOW_REPLY,        /* reply of a session opened outwards       */
+	ZFW_STAT_TUPLE_IN_USE,      /* steered SYN left to an earlier socket of its tuple */
 	ZFW_STAT_MAX,
 };
 

@@ -472,7 +472,8 @@ const (
 	ZfwStatZFW_STAT_FLOW_INBOUND        ZfwStat = 31
 	ZfwStatZFW_STAT_FLOW_INBOUND_TPROXY ZfwStat = 32
 	ZfwStatZFW_STAT_FLOW_REPLY          ZfwStat = 33
-	ZfwStatZFW_STAT_MAX                 ZfwStat = 34
+	ZfwStatZFW_STAT_TUPLE_IN_USE        ZfwStat = 34
+	ZfwStatZFW_STAT_MAX                 ZfwStat = 35
 )
 
 type ZfwSynCount struct {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/bench"
@@ -167,6 +168,8 @@ func port(ln net.Listener) uint16 {
 func measureSetup(ctx context.Context, cfg config, topo *testenv.Topology, s e2eSetup, limitAddr netip.AddrPort, tp *tproxy.TCPListener) (conns, bits float64, err error) {
 	target := limitAddr
 	var teardown func() error
+	// explain says, for an error, what the interception counted.
+	var explain func() string
 	if s.kind != noInterception {
 		// The tested service is the last intercept: for iptables, the
 		// last rule of the chain, which every packet walks to the end.
@@ -174,7 +177,11 @@ func measureSetup(ctx context.Context, cfg config, topo *testenv.Topology, s e2e
 		ics[len(ics)-1].TProxyPort = tp.Port()
 		target = netip.AddrPortFrom(bench.HostAddr(len(ics)-1), 443)
 		if s.kind == zfwDataplane {
-			teardown, err = installZfw(ctx, cfg, topo, ics)
+			var fw *zfw.Firewall
+			if fw, err = installZfw(ctx, cfg, topo, ics); err == nil {
+				teardown = fw.Close
+				explain = func() string { return dataplaneState(fw, topo.Router) }
+			}
 		} else {
 			var t *bench.IPTables
 			t, err = bench.InstallIPTables(ctx, topo.Router, ics)
@@ -184,6 +191,9 @@ func measureSetup(ctx context.Context, cfg config, topo *testenv.Topology, s e2e
 			return 0, 0, err
 		}
 		defer func() {
+			if err != nil && explain != nil {
+				err = fmt.Errorf("%w (%s)", err, explain())
+			}
 			if terr := teardown(); terr != nil && err == nil {
 				err = terr
 			}
@@ -205,7 +215,7 @@ func measureSetup(ctx context.Context, cfg config, topo *testenv.Topology, s e2e
 
 // installZfw starts a dataplane in the router on its client-facing
 // interface with ics registered, and returns what stops it.
-func installZfw(ctx context.Context, cfg config, topo *testenv.Topology, ics []intercept.Intercept) (func() error, error) {
+func installZfw(ctx context.Context, cfg config, topo *testenv.Topology, ics []intercept.Intercept) (*zfw.Firewall, error) {
 	var fw *zfw.Firewall
 	err := topo.Router.Do(func() error {
 		var err error
@@ -222,5 +232,49 @@ func installZfw(ctx context.Context, cfg config, topo *testenv.Topology, ics []i
 	if err := fw.Sync(ctx, ics); err != nil {
 		return nil, errors.Join(err, fw.Close())
 	}
-	return fw.Close, nil
+	return fw, nil
+}
+
+// dataplaneState describes what the dataplane and the router's TCP stack
+// counted, for an error: why a connection may not have been answered.
+func dataplaneState(fw *zfw.Firewall, router *testenv.Namespace) string {
+	var parts []string
+	if st, err := fw.Stats(); err != nil {
+		parts = append(parts, "dataplane counters: "+err.Error())
+	} else {
+		parts = append(parts, fmt.Sprintf("dataplane: %d steered, %d no listener, %d assign failed, %d denied, %d malformed, %d flow cache hits",
+			st.Steered, st.NoListener, st.AssignFailed, st.Denied, st.Malformed, st.FlowCacheHits))
+	}
+	var netstat []byte
+	err := router.Do(func() error {
+		var err error
+		netstat, err = os.ReadFile("/proc/net/netstat")
+		return err
+	})
+	if err != nil {
+		return strings.Join(append(parts, "router netstat: "+err.Error()), "; ")
+	}
+	counters := tcpExt(netstat)
+	var drops []string
+	for _, name := range []string{"ListenOverflows", "ListenDrops", "TCPReqQFullDrop", "TCPBacklogDrop", "TCPChallengeACK", "TCPSYNChallenge", "TW", "TWRecycled"} {
+		drops = append(drops, fmt.Sprintf("%s %s", name, counters[name]))
+	}
+	return strings.Join(append(parts, "router TcpExt: "+strings.Join(drops, ", ")), "; ")
+}
+
+// tcpExt reads the TcpExt counters of a /proc/net/netstat: a line of
+// names, then a line of values.
+func tcpExt(netstat []byte) map[string]string {
+	out := map[string]string{}
+	lines := strings.Split(string(netstat), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) == 0 || names[0] != "TcpExt:" || len(values) != len(names) || values[0] != "TcpExt:" {
+			continue
+		}
+		for j := 1; j < len(names); j++ {
+			out[names[j]] = values[j]
+		}
+	}
+	return out
 }

@@ -61,3 +61,11 @@ func TestQuickRunWritesEveryReportSection(t *testing.T) {
 		t.Errorf("report has a measurement of zero:\n%s", md)
 	}
 }
+
+func TestTCPExtReadsNamesAndValuesOfTheTcpExtLines(t *testing.T) {
+	netstat := "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 0 3 5\nIpExt: InNoRoutes\nIpExt: 7\n"
+	got := tcpExt([]byte(netstat))
+	if got["ListenOverflows"] != "3" || got["ListenDrops"] != "5" || got["InNoRoutes"] != "" || len(got) != 3 {
+		t.Errorf("tcpExt = %v", got)
+	}
+}

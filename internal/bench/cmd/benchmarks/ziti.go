@@ -248,6 +248,8 @@ func writeZiti(b *bytes.Buffer, res zitiResults) {
 		refresh, c.services, pollEvery)
 	fmt.Fprintf(b, "| tunneler refresh interval | services | creation to first intercepted connection | of which the create call |\n|---|---|---|---|\n")
 	fmt.Fprintf(b, "| %s | %d | %s | %s |\n\n", c.refresh, c.services, dur(c.toConnect), dur(c.createCall))
+	fmt.Fprintf(b, "The tunneler learns of a new service by polling: this controller (v1.6.5) and sdk-golang v1.5.0 push no service changes to SDKs, so a creation waits for the tunneler's next refresh, half an interval on average and a whole one at most; what follows (the Interceptor, the dataplane, the first connection) is a small part of it (registering one service takes tens of µs, below). "+
+		"A shorter `--refresh` shortens the wait in proportion and costs little: each refresh first asks the controller whether anything changed since the last (`GET /current-api-session/service-updates`) and lists the services only when something did.\n\n")
 
 	fmt.Fprintf(b, "### `zfw -I` through the CLI\n\n")
 	fmt.Fprintf(b, "An owner (`zfw.Firewall` serving `zfw/control` on a unix socket, nothing attached) and the `examples/zfw` binary run once per rule, one after the other, as a router's diverter calls it: %s calls per round, each adding a new TCP rule, median of %d rounds [min–max], process start-up included. "+
