@@ -81,6 +81,14 @@ func serveConn(c net.Conn) error {
 		_, err := io.Copy(io.Discard, c)
 		return err
 	case modeStream:
+		// The receiving end on one CPU, the sender (Throughput) on
+		// another: where the scheduler put them would otherwise decide
+		// much of the rate.
+		unpin, err := PinThread(0)
+		if err != nil {
+			return err
+		}
+		defer unpin()
 		n, err := io.Copy(io.Discard, c)
 		if err != nil {
 			return err
@@ -171,10 +179,16 @@ func exchange(ctx context.Context, dl *net.Dialer, addr netip.AddrPort, req, res
 // Throughput sends one TCP stream to the Server at addr for d and
 // returns the bits per second the server received, from the first
 // connect to the server's count of what arrived. The client runs inside
-// in.
+// in, on a CPU other than the server's receiving end (on a machine with
+// more than one).
 func Throughput(ctx context.Context, in In, addr netip.AddrPort, d time.Duration) (float64, error) {
 	var bits float64
 	err := in(func() error {
+		unpin, err := PinThread(1)
+		if err != nil {
+			return err
+		}
+		defer unpin()
 		start := time.Now()
 		c, err := dialer().DialContext(ctx, "tcp", addr.String())
 		if err != nil {

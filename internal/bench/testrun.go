@@ -176,22 +176,29 @@ func Compare(path, floor Round, rounds int) (Comparison, error) {
 }
 
 // PinThread locks the calling goroutine to its OS thread and that thread
-// to the last CPU the process may use, so that test runs made from it
-// share one CPU's caches (and per-CPU maps). The returned function
-// restores the thread's CPUs and unlocks it.
-func PinThread() (func(), error) {
+// to one of the CPUs the process may use: the last for fromLast 0, the
+// one before it for 1, and so on (wrapping around when there are fewer).
+// Test runs made from it share one CPU's caches and per-CPU maps; two
+// ends of a stream pinned apart do not compete for one CPU. The returned
+// function restores the thread's CPUs and unlocks it.
+func PinThread(fromLast int) (func(), error) {
 	runtime.LockOSThread()
 	var was unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &was); err != nil {
 		runtime.UnlockOSThread()
 		return nil, fmt.Errorf("pin thread: %w", err)
 	}
-	cpu := -1
+	var allowed []int
 	for c := range 8 * int(unsafe.Sizeof(was)) {
 		if was.IsSet(c) {
-			cpu = c
+			allowed = append(allowed, c)
 		}
 	}
+	if len(allowed) == 0 {
+		runtime.UnlockOSThread()
+		return nil, errors.New("pin thread: no CPU allowed")
+	}
+	cpu := allowed[len(allowed)-1-fromLast%len(allowed)]
 	var one unix.CPUSet
 	one.Set(cpu)
 	if err := unix.SchedSetaffinity(0, &one); err != nil {

@@ -93,7 +93,7 @@ func fullConfig() config {
 	return config{
 		rounds: 7, repeatedRounds: 31, counts: []int{1, 1000, 100000, 250000},
 		repeat: 100000, perRound: 3000, missFlows: 16384,
-		e2eCounts: []int{1, 1000, 10000}, e2eRounds: 5, e2eDuration: 1500 * time.Millisecond, e2eClients: 4,
+		e2eCounts: []int{1, 1000, 10000}, e2eRounds: 7, e2eDuration: 2 * time.Second, e2eClients: 4,
 		cpCounts: []int{1000, 10000, 100000}, cpRounds: 3,
 		zitiCLICalls: 1000, zitiCLIRounds: 3, zitiServices: 10000, zitiRegRounds: 5, zitiCreates: 5,
 	}

@@ -166,7 +166,7 @@ func perPacket(ctx context.Context, cfg config) (packetResults, error) {
 	err = ns.Do(func() error {
 		// One CPU for every run: the flow cache is per CPU, and a path
 		// and the floor it is set against must share the CPU's caches.
-		unpin, err := bench.PinThread()
+		unpin, err := bench.PinThread(0)
 		if err != nil {
 			return err
 		}

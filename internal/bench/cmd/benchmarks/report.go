@@ -145,7 +145,7 @@ func writePerPacket(b *bytes.Buffer, cfg config, res packetResults) {
 func writeEndToEnd(b *bytes.Buffer, cfg config, res e2eResults) {
 	fmt.Fprintf(b, "## End to end (network namespaces, veth)\n\n")
 	fmt.Fprintf(b, "A client namespace connects through a veth to a TPROXY listener (`tproxy.ListenTCP` on 127.0.0.1) in the router namespace; both ends are Go (`internal/bench`: load clients, server). "+
-		"*Connections per second*: %d concurrent clients for %s, each connecting, sending one %d-byte request, reading the %d-byte response and closing. *Throughput*: one TCP stream for %s, counted by the receiver. "+
+		"*Connections per second*: %d concurrent clients for %s, each connecting, sending one %d-byte request, reading the %d-byte response and closing. *Throughput*: one TCP stream for %s, counted by the receiver; the sending and the receiving thread are pinned to different CPUs, so that where the scheduler puts them does not decide the rate. "+
 		"*No interception* is a plain listener on the router's own address: the limit of this machine for the same client and server code. "+
 		"*zfw* is the dataplane on the router's client-facing interface with *n* intercepts registered (`Sync`); the client connects to the last one's address. "+
 		"*iptables TPROXY* is how OpenZiti's Go tunneler intercepts without a diverter: one mangle rule per intercept (`-p tcp -d ADDR --dport PORT -j TPROXY --on-ip 127.0.0.1 --on-port PORT --tproxy-mark 0x1/0x1`, the intercept's first IPv4 address and port range; the tunneler adds one per address, protocol and range, so real chains are longer) in a chain jumped to from PREROUTING, plus `ip rule fwmark 0x1/0x1 lookup 100` and `ip route add local 0.0.0.0/0 dev lo table 100`, all inside the router namespace. "+
