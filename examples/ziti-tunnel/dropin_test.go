@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -209,29 +208,14 @@ func TestZitiTunnelTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 	}()
 
 	t.Run("TCP is intercepted through the dataplane", func(t *testing.T) {
-		err := eventually(ctx, "TCP through ziti tunnel tproxy", func() error {
-			got, _, err := exchangeTCP(topo.Client, dst, "drop-in")
-			if err != nil {
-				return err
-			}
-			return expectReply(got, fmt.Sprintf("%d|drop-in", port))
-		})
+		err := eventually(ctx, "TCP through ziti tunnel tproxy", tcpWorks(topo.Client, dst, "drop-in"))
 		if err != nil {
 			t.Fatal(err)
 		}
 	})
 
 	t.Run("UDP is intercepted through the dataplane", func(t *testing.T) {
-		err := eventually(ctx, "UDP through ziti tunnel tproxy", func() error {
-			got, from, err := exchangeUDP(topo.Client, dst, "drop-in")
-			if err != nil {
-				return err
-			}
-			if from != dst {
-				return fmt.Errorf("reply from %s, want %s", from, dst)
-			}
-			return expectReply(got, fmt.Sprintf("%d|drop-in", port))
-		})
+		err := eventually(ctx, "UDP through ziti tunnel tproxy", udpWorks(topo.Client, dst, "drop-in"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -281,6 +281,33 @@ func eventually(ctx context.Context, what string, fn func() error) error {
 	}
 }
 
+// tcpWorks returns a check that a TCP exchange of msg from ns to dst is
+// answered by the hosting server of dst's port.
+func tcpWorks(ns *testenv.Namespace, dst netip.AddrPort, msg string) func() error {
+	return func() error {
+		got, _, err := exchangeTCP(ns, dst, msg)
+		if err != nil {
+			return err
+		}
+		return expectReply(got, fmt.Sprintf("%d|%s", dst.Port(), msg))
+	}
+}
+
+// udpWorks returns a check that a datagram msg from ns to dst is answered
+// by the hosting server of dst's port, from dst itself.
+func udpWorks(ns *testenv.Namespace, dst netip.AddrPort, msg string) func() error {
+	return func() error {
+		got, from, err := exchangeUDP(ns, dst, msg)
+		if err != nil {
+			return err
+		}
+		if from != dst {
+			return fmt.Errorf("reply from %s, want %s", from, dst)
+		}
+		return expectReply(got, fmt.Sprintf("%d|%s", dst.Port(), msg))
+	}
+}
+
 // expectReply returns an error unless got is want.
 func expectReply(got, want string) error {
 	if got != want {
