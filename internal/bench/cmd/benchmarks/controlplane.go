@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/bench"
-	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/zfw"
 )
 
@@ -31,13 +31,8 @@ type controlResults struct {
 }
 
 func controlPlane(ctx context.Context, cfg config) (controlResults, error) {
-	ns, err := testenv.NewNamespace(fmt.Sprintf("zfwbench-%d-%08x", os.Getpid(), rand.Uint32()))
-	if err != nil {
-		return controlResults{}, err
-	}
-	defer ns.Close()
 	var res controlResults
-	err = ns.Do(func() error {
+	err := inNamespace(func() error {
 		pin := benchPin()
 		fw, err := zfw.New(zfw.Options{PinPath: pin, Logger: cfg.log})
 		if err != nil {
@@ -63,8 +58,16 @@ func controlPlane(ctx context.Context, cfg config) (controlResults, error) {
 	return res, err
 }
 
+// benchName is a name of this process no other run uses, for its
+// namespaces and pin folders: "zfwbench-PID-RAND", which
+// testenv.CleanupStale("zfwbench-") finds once the process is gone.
+func benchName() string {
+	return fmt.Sprintf("zfwbench-%d-%08x", os.Getpid(), rand.Uint32())
+}
+
+// benchPin is a pin folder of its own for one dataplane.
 func benchPin() string {
-	return fmt.Sprintf("/sys/fs/bpf/zfwbench-%d-%08x", os.Getpid(), rand.Uint32())
+	return filepath.Join("/sys/fs/bpf", benchName())
 }
 
 // controlAt times registering and removing n intercepts both ways, over

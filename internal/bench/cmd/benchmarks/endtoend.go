@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/zfw-go/zfw/intercept"
@@ -220,7 +218,7 @@ func installZfw(ctx context.Context, cfg config, topo *testenv.Topology, ics []i
 	err := topo.Router.Do(func() error {
 		var err error
 		fw, err = zfw.New(zfw.Options{
-			PinPath:    filepath.Join("/sys/fs/bpf", fmt.Sprintf("zfwbench-e2e-%d-%08x", os.Getpid(), rand.Uint32())),
+			PinPath:    benchPin(),
 			Interfaces: []zfw.Interface{{Name: topo.RouterClientIf}},
 			Logger:     cfg.log,
 		})

@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/zfw-go/zfw/internal/bench"
@@ -17,7 +14,7 @@ import (
 // test runs make them and counts what a Go reader of fw.Events receives
 // per second. It must run inside the per-packet namespace.
 func eventRate(ctx context.Context, cfg config) (float64, error) {
-	pin := fmt.Sprintf("/sys/fs/bpf/zfwbench-%d-%08x", os.Getpid(), rand.Uint32())
+	pin := benchPin()
 	fw, err := zfw.New(zfw.Options{PinPath: pin, EventsPerSecond: 1 << 30, Logger: cfg.log,
 		Interfaces: []zfw.Interface{{Name: "lo", InterfaceSettings: zfw.InterfaceSettings{DefaultDeny: true, Verbose: true}}}})
 	if err != nil {

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"time"
 
@@ -155,7 +153,7 @@ const (
 var masqueradeAddrs = []string{"10.253.0.1/24", "fd00:253::1/64"}
 
 func perPacket(ctx context.Context, cfg config) (packetResults, error) {
-	ns, err := testenv.NewNamespace(fmt.Sprintf("zfwbench-%d-%08x", os.Getpid(), rand.Uint32()))
+	ns, err := testenv.NewNamespace(benchName())
 	if err != nil {
 		return packetResults{}, err
 	}
@@ -263,7 +261,7 @@ func newPacketDataplane(ctx context.Context, cfg config, n int, ifindex map[stri
 	// below), so the largest count runs with its maps at capacity.
 	size.maxRules = max(size.rules+size.rules/100+16, 1024)
 	size.maxPrefixes = max(max(size.prefixes4, size.prefixes6)*101/100+16, 1024)
-	pin := fmt.Sprintf("/sys/fs/bpf/zfwbench-%d-%08x", os.Getpid(), rand.Uint32())
+	pin := benchPin()
 	fw, err := zfw.New(zfw.Options{
 		PinPath: pin,
 		Interfaces: []zfw.Interface{
@@ -322,7 +320,7 @@ func (dp *packetDataplane) close() {
 // measure runs rs.path (rounds of r) against rs.floor in alternating rounds
 // and checks that every run of r took the path (its counter grew by at
 // least the runs made).
-func (dp *packetDataplane) measure(cfg config, p path, r *bench.Runner, rs roundPair) (measurement, error) {
+func (dp *packetDataplane) measure(p path, r *bench.Runner, rs roundPair) (measurement, error) {
 	runs0 := r.Runs()
 	before, err := dp.fw.Stats()
 	if err != nil {
@@ -399,17 +397,17 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 	if _, _, err := plain.Run(frame, 1); err != nil {
 		return row, err
 	}
-	if row[steeredHit], err = dp.measure(cfg, steeredHit, plain, repeated(plain, frame)); err != nil {
+	if row[steeredHit], err = dp.measure(steeredHit, plain, repeated(plain, frame)); err != nil {
 		return row, err
 	}
-	if row[steeredHitPerCall], err = dp.measure(cfg, steeredHitPerCall, plain, perCall(plain, same(frame))); err != nil {
+	if row[steeredHitPerCall], err = dp.measure(steeredHitPerCall, plain, perCall(plain, same(frame))); err != nil {
 		return row, err
 	}
 	frames := cycle(cfg.missFlows, func(i int) packet.Spec { return ack(fam.client, svc, uint16(1024+i), 443) })
 	if err := warm(plain, frames); err != nil {
 		return row, err
 	}
-	if row[steeredMiss], err = dp.measure(cfg, steeredMiss, plain, perCall(plain, cycled(frames))); err != nil {
+	if row[steeredMiss], err = dp.measure(steeredMiss, plain, perCall(plain, cycled(frames))); err != nil {
 		return row, err
 	}
 
@@ -425,13 +423,13 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 	if frame, err = inbound(40000); err != nil {
 		return row, err
 	}
-	if row[inboundHit], err = dp.measure(cfg, inboundHit, ddIn, repeated(ddIn, frame)); err != nil {
+	if row[inboundHit], err = dp.measure(inboundHit, ddIn, repeated(ddIn, frame)); err != nil {
 		return row, err
 	}
 	if frames, err = sessions(cfg.missFlows, func(i int) ([]byte, error) { return inbound(uint16(1024 + i)) }); err != nil {
 		return row, err
 	}
-	if row[inboundMiss], err = dp.measure(cfg, inboundMiss, ddIn, perCall(ddIn, cycled(frames))); err != nil {
+	if row[inboundMiss], err = dp.measure(inboundMiss, ddIn, perCall(ddIn, cycled(frames))); err != nil {
 		return row, err
 	}
 
@@ -447,13 +445,13 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 	if frame, err = outbound(40000); err != nil {
 		return row, err
 	}
-	if row[replyHit], err = dp.measure(cfg, replyHit, ddIn, repeated(ddIn, frame)); err != nil {
+	if row[replyHit], err = dp.measure(replyHit, ddIn, repeated(ddIn, frame)); err != nil {
 		return row, err
 	}
 	if frames, err = sessions(cfg.missFlows, func(i int) ([]byte, error) { return outbound(uint16(1024 + i)) }); err != nil {
 		return row, err
 	}
-	if row[replyMiss], err = dp.measure(cfg, replyMiss, ddIn, perCall(ddIn, cycled(frames))); err != nil {
+	if row[replyMiss], err = dp.measure(replyMiss, ddIn, perCall(ddIn, cycled(frames))); err != nil {
 		return row, err
 	}
 
@@ -463,7 +461,7 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 	if _, _, err := prIn.Run(frame, 1); err != nil {
 		return row, err
 	}
-	if row[protectedEstablished], err = dp.measure(cfg, protectedEstablished, prIn, repeated(prIn, frame)); err != nil {
+	if row[protectedEstablished], err = dp.measure(protectedEstablished, prIn, repeated(prIn, frame)); err != nil {
 		return row, err
 	}
 
@@ -478,7 +476,7 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 		{newDeny, ddIn, packet.Spec{Src: fam.client, Dst: fam.other, Proto: packet.TCP, DstPort: 5000, TCPFlags: packet.SYN}},
 		{protectedNew, prIn, newSYN},
 	} {
-		if row[m.p], err = dp.measure(cfg, m.p, m.r, perCall(m.r, distinct(m.spec))); err != nil {
+		if row[m.p], err = dp.measure(m.p, m.r, perCall(m.r, distinct(m.spec))); err != nil {
 			return row, err
 		}
 	}
@@ -490,7 +488,7 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 	if _, _, err := mqOut.Run(frame, 1); err != nil {
 		return row, err
 	}
-	if row[masquerade], err = dp.measure(cfg, masquerade, mqOut, perCall(mqOut, same(frame))); err != nil {
+	if row[masquerade], err = dp.measure(masquerade, mqOut, perCall(mqOut, same(frame))); err != nil {
 		return row, err
 	}
 	return row, nil

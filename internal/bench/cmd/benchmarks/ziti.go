@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -76,7 +75,7 @@ func goBuild(ctx context.Context, dir, pkg string) (string, error) {
 // inNamespace runs fn in a fresh namespace, deleted afterwards: a
 // dataplane installs policy routing where it is created.
 func inNamespace(fn func() error) error {
-	ns, err := testenv.NewNamespace(fmt.Sprintf("zfwbench-%d-%08x", os.Getpid(), rand.Uint32()))
+	ns, err := testenv.NewNamespace(benchName())
 	if err != nil {
 		return err
 	}
