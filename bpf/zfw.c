@@ -467,6 +467,13 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *pkt,
 	return parse_l4(skb, pkt, off + hlen, tot - hlen, frag & IP_MF);
 }
 
+/* ipv6_ext_hdr: the extension headers parse_ipv6 walks past. */
+static __always_inline bool ipv6_ext_hdr(__u8 next)
+{
+	return next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS ||
+	       next == IPPROTO_FRAGMENT || next == IPPROTO_AH;
+}
+
 /* parse_ipv6 walks at most ZFW_MAX_IPV6_EXT_HDRS extension headers. */
 static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *pkt, __u32 off)
 {
@@ -499,9 +506,7 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *pkt,
 	for (i = 0; i < ZFW_MAX_IPV6_EXT_HDRS; i++) {
 		__u8 *hdr;
 
-		if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING &&
-		    next != IPPROTO_DSTOPTS && next != IPPROTO_FRAGMENT &&
-		    next != IPPROTO_AH)
+		if (!ipv6_ext_hdr(next))
 			break;
 		if (off > MAX_L4_OFFSET)
 			return PARSE_MALFORMED;
@@ -531,8 +536,7 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *pkt,
 			off += ((__u32)hdr[1] + 1) * 8;
 		}
 	}
-	if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING ||
-	    next == IPPROTO_DSTOPTS || next == IPPROTO_FRAGMENT || next == IPPROTO_AH)
+	if (ipv6_ext_hdr(next))
 		return PARSE_MALFORMED; /* chain longer than we walk */
 
 	pkt->proto = next;
