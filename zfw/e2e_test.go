@@ -67,6 +67,19 @@ func newRouter(t *testing.T, topo *testenv.Topology, opts zfw.Options) *router {
 // the connection's local (original destination) address.
 func echoTCP(t *testing.T, ns *testenv.Namespace, addr string) *tproxy.TCPListener {
 	t.Helper()
+	ln := listenTCP(t, ns, addr)
+	testenv.Serve(ln.Accept, func(c net.Conn) {
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			fmt.Fprintf(c, "%s %s\n", sc.Text(), c.LocalAddr())
+		}
+	})
+	return ln
+}
+
+// listenTCP opens a TPROXY TCP listener in ns, closed when the test ends.
+func listenTCP(t *testing.T, ns *testenv.Namespace, addr string) *tproxy.TCPListener {
+	t.Helper()
 	var ln *tproxy.TCPListener
 	err := ns.Do(func() error {
 		var err error
@@ -77,12 +90,6 @@ func echoTCP(t *testing.T, ns *testenv.Namespace, addr string) *tproxy.TCPListen
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	testenv.Serve(ln.Accept, func(c net.Conn) {
-		sc := bufio.NewScanner(c)
-		for sc.Scan() {
-			fmt.Fprintf(c, "%s %s\n", sc.Text(), c.LocalAddr())
-		}
-	})
 	return ln
 }
 
@@ -1137,16 +1144,7 @@ func TestEndToEndANewConnectionOnATupleTheListenerHoldsInTimeWait(t *testing.T) 
 	// A listener that answers and closes first: its side of every
 	// connection ends in TIME_WAIT.
 	listen := func(addr string) *tproxy.TCPListener {
-		var ln *tproxy.TCPListener
-		err := topo.Router.Do(func() error {
-			var err error
-			ln, err = tproxy.ListenTCP(t.Context(), netip.MustParseAddrPort(addr))
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
+		ln := listenTCP(t, topo.Router, addr)
 		testenv.Serve(ln.Accept, func(c net.Conn) { fmt.Fprintf(c, "bye %s\n", c.LocalAddr()) })
 		return ln
 	}
