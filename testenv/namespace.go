@@ -221,6 +221,20 @@ func (n *Namespace) DialTCP(dst string, timeout time.Duration) (net.Conn, error)
 	return c, err
 }
 
+// ReadProcNet reads a file of n's /proc/net, such as "tcp6" or "netstat".
+// It reads /proc/thread-self/net: /proc/net is /proc/self/net, which shows
+// the namespace of the process's main thread, not of the thread Do
+// switched.
+func (n *Namespace) ReadProcNet(name string) ([]byte, error) {
+	var b []byte
+	err := n.Do(func() error {
+		var err error
+		b, err = os.ReadFile(filepath.Join("/proc/thread-self/net", name))
+		return err
+	})
+	return b, err
+}
+
 // Do runs fn on an OS thread switched into the namespace and returns fn's
 // error. fn runs on a new goroutine locked to its thread while Do waits, so
 // the caller's own thread never changes namespace. Afterwards the thread is

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -28,6 +29,11 @@ func hostCmd(t *testing.T, name string, args ...string) (string, error) {
 	out, err := osexec.CommandContext(ctx, name, args...).CombinedOutput()
 	return string(out), err
 }
+
+// The main goroutine keeps the process's main thread to itself, so that Do
+// never runs on it: tests then see what a program whose main thread is busy
+// sees (TestReadProcNetReadsTheNamespacesTables depends on this).
+func init() { runtime.LockOSThread() }
 
 func TestDoRunsInNamespace(t *testing.T) {
 	n := NewTestNamespace(t, "do")
@@ -338,4 +344,37 @@ func TestWaitIPv6Ready(t *testing.T) {
 		t.Error("address still tentative after WaitIPv6Ready")
 	}
 	t.Logf("DAD took %v", time.Since(start).Round(time.Millisecond))
+}
+
+func TestReadProcNetReadsTheNamespacesTables(t *testing.T) {
+	n := NewTestNamespace(t, "procnet")
+	listen := func() (net.Listener, error) { return net.Listen("tcp4", "127.0.0.1:0") }
+	var inside net.Listener
+	if err := n.Do(func() (err error) { inside, err = listen(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer inside.Close()
+	host, err := listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+
+	// Do never runs on the main thread here (see init), whose namespace
+	// /proc/net would show.
+	for range 5 {
+		table, err := n.ReadProcNet("tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		entry := func(l net.Listener) string {
+			return fmt.Sprintf("0100007F:%04X 00000000:0000 0A", l.Addr().(*net.TCPAddr).Port)
+		}
+		if !strings.Contains(string(table), entry(inside)) {
+			t.Fatalf("the namespace's listener %s is not in its tcp table:\n%s", inside.Addr(), table)
+		}
+		if strings.Contains(string(table), entry(host)) {
+			t.Fatalf("the host's listener %s is in the namespace's tcp table:\n%s", host.Addr(), table)
+		}
+	}
 }

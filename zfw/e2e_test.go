@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -1160,8 +1161,8 @@ func TestEndToEndANewConnectionOnATupleTheListenerHoldsInTimeWait(t *testing.T) 
 		dst    netip.AddrPort
 		procfs string
 	}{
-		{topo.ClientAddr4.Addr(), netip.MustParseAddrPort("10.99.0.7:8080"), "/proc/net/tcp"},
-		{topo.ClientAddr6.Addr(), netip.MustParseAddrPort("[fd00:99::7]:8443"), "/proc/net/tcp6"},
+		{topo.ClientAddr4.Addr(), netip.MustParseAddrPort("10.99.0.7:8080"), "tcp"},
+		{topo.ClientAddr6.Addr(), netip.MustParseAddrPort("[fd00:99::7]:8443"), "tcp6"},
 	} {
 		t.Run(tc.dst.String(), func(t *testing.T) {
 			before, err := r.fw.Stats()
@@ -1217,6 +1218,12 @@ func TestEndToEndANewConnectionOnATupleTheListenerHoldsInTimeWait(t *testing.T) 
 	}
 }
 
+// The main goroutine keeps the process's main thread to itself, so that
+// testenv's Do never runs on it. A test that reads a namespace's state
+// through the wrong thread (as /proc/net would) then fails every time, not
+// only when the scheduler happens to pick another thread.
+func init() { runtime.LockOSThread() }
+
 // waitFor polls cond until it holds, failing the test after 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -1230,15 +1237,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // inTimeWait tells whether ns has a TCP socket from local to remote in
-// TIME_WAIT, read from procfs (/proc/net/tcp or tcp6).
+// TIME_WAIT, read from its /proc/net table procfs ("tcp" or "tcp6").
 func inTimeWait(t *testing.T, ns *testenv.Namespace, procfs string, local, remote netip.AddrPort) bool {
 	t.Helper()
-	var table []byte
-	if err := ns.Do(func() error {
-		var err error
-		table, err = os.ReadFile(procfs)
-		return err
-	}); err != nil {
+	table, err := ns.ReadProcNet(procfs)
+	if err != nil {
 		t.Fatal(err)
 	}
 	hexAddr := func(ap netip.AddrPort) string {

@@ -243,12 +243,7 @@ func dataplaneState(fw *zfw.Firewall, router *testenv.Namespace) string {
 		parts = append(parts, fmt.Sprintf("dataplane: %d steered, %d no listener, %d assign failed, %d denied, %d malformed, %d flow cache hits",
 			st.Steered, st.NoListener, st.AssignFailed, st.Denied, st.Malformed, st.FlowCacheHits))
 	}
-	var netstat []byte
-	err := router.Do(func() error {
-		var err error
-		netstat, err = os.ReadFile("/proc/net/netstat")
-		return err
-	})
+	netstat, err := router.ReadProcNet("netstat")
 	if err != nil {
 		return strings.Join(append(parts, "router netstat: "+err.Error()), "; ")
 	}
