@@ -110,14 +110,22 @@ func mustCreate[T any](tb testing.TB, what string) func(T, error) T {
 	}
 }
 
-func TestNetworkCarriesConnectionsToHostedServices(t *testing.T) {
+// startNetwork starts a real OpenZiti network for t and gives the test two
+// minutes to use it; unprivileged or -short runs skip.
+func startNetwork(t *testing.T) (*Network, context.Context) {
+	t.Helper()
 	testenv.RequirePrivileged(t)
 	if testing.Short() {
 		t.Skip("starts a real OpenZiti network")
 	}
 	n := StartTest(t, Options{Logger: testLogger(t)})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
+	return n, ctx
+}
+
+func TestNetworkCarriesConnectionsToHostedServices(t *testing.T) {
+	n, ctx := startNetwork(t)
 
 	echo := startEcho(t)
 	echoPort := strconv.Itoa(echo.Port)
@@ -214,13 +222,7 @@ func TestNetworkCarriesConnectionsToHostedServices(t *testing.T) {
 }
 
 func TestNetworkManagesEntitiesThroughTheCLI(t *testing.T) {
-	testenv.RequirePrivileged(t)
-	if testing.Short() {
-		t.Skip("starts a real OpenZiti network")
-	}
-	n := StartTest(t, Options{Logger: testLogger(t)})
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
+	n, ctx := startNetwork(t)
 
 	names := func(entityType, filter string) []string {
 		t.Helper()

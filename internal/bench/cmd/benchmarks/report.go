@@ -145,13 +145,13 @@ func writePerPacket(b *bytes.Buffer, cfg config, res packetResults) {
 func writeEndToEnd(b *bytes.Buffer, cfg config, res e2eResults) {
 	fmt.Fprintf(b, "## End to end (network namespaces, veth)\n\n")
 	fmt.Fprintf(b, "A client namespace connects through a veth to a TPROXY listener (`tproxy.ListenTCP` on 127.0.0.1) in the router namespace; both ends are Go (`internal/bench`: load clients, server). "+
-		"*Connections per second*: %d concurrent clients for %s, each connecting, sending one %d-byte request, reading the %d-byte response and closing. *Throughput*: one TCP stream for %s, counted by the receiver; the sending and the receiving thread are pinned to different CPUs, so that where the scheduler puts them does not decide the rate. "+
+		"*Connections per second*: %d concurrent clients for %s, each connecting, sending one %d-byte request, reading the %d-byte response and closing. *Throughput*: one TCP stream at a time, counted by the receiver: the mean rate of %d streams of %s, one after the other (the rate of a single stream varies by about a fifth from one stream to the next, however long it runs); the sending and the receiving thread are pinned to different CPUs, so that where the scheduler puts them does not decide the rate. "+
 		"*No interception* is a plain listener on the router's own address: the limit of this machine for the same client and server code. "+
 		"*zfw* is the dataplane on the router's client-facing interface with *n* intercepts registered (`Sync`); the client connects to the last one's address. "+
 		"*iptables TPROXY* is how OpenZiti's Go tunneler intercepts without a diverter: one mangle rule per intercept (`-p tcp -d ADDR --dport PORT -j TPROXY --on-ip 127.0.0.1 --on-port PORT --tproxy-mark 0x1/0x1`, the intercept's first IPv4 address and port range; the tunneler adds one per address, protocol and range, so real chains are longer) in a chain jumped to from PREROUTING, plus `ip rule fwmark 0x1/0x1 lookup 100` and `ip route add local 0.0.0.0/0 dev lo table 100`, all inside the router namespace. "+
 		"The tested service's rule is the **last** of the chain (the worst case of the linear scan; the tunneler inserts new rules at the top, so the oldest service is last). "+
 		"Median of %d rounds [min–max] (the limit's row: of all its measurements). Within a round the limit is measured before and after each configuration, and the rounds interleave the configurations; the ratio is the median over rounds of the configuration's result over the mean of the limit's just before and just after it. Client, router and server share the machine's %d cores.\n\n",
-		cfg.e2eClients, cfg.e2eDuration, bench.MessageSize, bench.MessageSize, cfg.e2eDuration, cfg.e2eRounds, describeMachine().cores)
+		cfg.e2eClients, cfg.e2eDuration, bench.MessageSize, bench.MessageSize, cfg.e2eStreams, cfg.streamDuration(), cfg.e2eRounds, describeMachine().cores)
 	fmt.Fprintf(b, "| configuration | connections/s | of the limit | Gbit/s, one stream | of the limit |\n|---|---|---|---|---|\n")
 	for _, r := range res.rows {
 		fmt.Fprintf(b, "| %s | %s [%s–%s] | %.0f%% | %.2f [%.2f–%.2f] | %.0f%% |\n", r.setup,
