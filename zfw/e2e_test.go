@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -1060,7 +1061,7 @@ func openTun(t *testing.T, ns *testenv.Namespace, name string) *os.File {
 
 // TestEndToEndTunnelMode: an intercepted UDP flow goes into the Ziti tun;
 // the "tunneler" (this test, on the tun's file) answers, and the XDP
-// program sends the reply straight back to the client.
+// program sends the reply straight back to the client. IPv4 and IPv6.
 func TestEndToEndTunnelMode(t *testing.T) {
 	topo := testenv.NewTestTopology(t)
 	r := newRouter(t, topo, zfw.Options{Interfaces: []zfw.Interface{{Name: topo.RouterClientIf, InterfaceSettings: zfw.InterfaceSettings{TunnelMode: true}}}})
@@ -1073,53 +1074,65 @@ func TestEndToEndTunnelMode(t *testing.T) {
 		t.Errorf("Tunnel() = %+v", got)
 	}
 	if err := r.fw.Register(ctx, intercept.Intercept{ServiceID: "tun-udp", Protocols: []intercept.Protocol{intercept.UDP},
-		Addresses: []netip.Prefix{netip.MustParsePrefix("10.91.0.0/24")}, Ports: []intercept.PortRange{{Low: 5353, High: 5353}}, TProxyPort: 1}); err != nil {
+		Addresses: []netip.Prefix{netip.MustParsePrefix("10.91.0.0/24"), netip.MustParsePrefix("fd00:91::/64")},
+		Ports:     []intercept.PortRange{{Low: 5353, High: 5353}}, TProxyPort: 1}); err != nil {
 		t.Fatal(err)
 	}
-	// The tunneler: answer the first UDP datagram to the service.
-	served := make(chan error, 1)
+	services := []netip.AddrPort{netip.MustParseAddrPort("10.91.0.5:5353"), netip.MustParseAddrPort("[fd00:91::5]:5353")}
+	// The tunneler: answer one UDP datagram to each service address.
+	served := make(chan error, len(services))
 	go func() {
 		buf := make([]byte, 2048)
 		tun.SetReadDeadline(time.Now().Add(10 * time.Second))
-		for {
+		for answered := 0; answered < len(services); {
 			n, err := tun.Read(buf)
 			if err != nil {
 				served <- fmt.Errorf("read tun: %w", err)
 				return
 			}
-			p := buf[:n]
-			if n < 28 || p[0]>>4 != 4 || p[9] != packet.UDP {
+			src, dst, udp, ok := udpInIP(buf[:n])
+			if !ok || len(udp) < 8 {
 				continue // IPv6 router solicitations and the like
 			}
-			src := netip.AddrFrom4([4]byte(p[12:16]))
-			dst := netip.AddrFrom4([4]byte(p[16:20]))
-			ihl := int(p[0]&0xf) * 4
-			sport, dport := binary.BigEndian.Uint16(p[ihl:]), binary.BigEndian.Uint16(p[ihl+2:])
-			if dst != netip.MustParseAddr("10.91.0.5") || dport != 5353 {
+			sport, dport := binary.BigEndian.Uint16(udp), binary.BigEndian.Uint16(udp[2:])
+			if !slices.Contains(services, netip.AddrPortFrom(dst, dport)) {
 				continue
 			}
 			reply := packet.Build(packet.Spec{Src: dst, Dst: src, Proto: packet.UDP, SrcPort: dport, DstPort: sport, Payload: []byte("from the tun")})
 			_, err = tun.Write(reply[14:]) // raw IP
 			served <- err
-			return
+			answered++
 		}
 	}()
-	got, err := udpAsk(topo.Client, "10.91.0.5:5353", "hello tun")
-	if err != nil {
-		t.Fatalf("client: %v", err)
-	}
-	if !strings.HasPrefix(got, "from the tun") {
-		t.Errorf("client got %q", got)
-	}
-	if err := <-served; err != nil {
-		t.Fatal(err)
+	for _, svc := range services {
+		before, err := r.fw.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := udpAsk(topo.Client, svc.String(), "hello tun")
+		if err != nil {
+			t.Fatalf("client to %s: %v", svc, err)
+		}
+		if !strings.HasPrefix(got, "from the tun") {
+			t.Errorf("client to %s got %q", svc, got)
+		}
+		if err := <-served; err != nil {
+			t.Fatal(err)
+		}
+		// The reply came back through the XDP program, not routed by
+		// the router's stack.
+		after, err := r.fw.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Tunneled <= before.Tunneled || after.TunReturned <= before.TunReturned {
+			t.Errorf("%s: tunneled %d → %d, returned %d → %d; want both counted", svc,
+				before.Tunneled, after.Tunneled, before.TunReturned, after.TunReturned)
+		}
 	}
 	st, err := r.fw.Stats()
 	if err != nil {
 		t.Fatal(err)
-	}
-	if st.Tunneled == 0 || st.TunReturned == 0 {
-		t.Errorf("stats %+v: want packets tunneled and returned", st)
 	}
 	// Tunnel mode off: the flow goes to its (absent) socket, not the tun.
 	if err := r.fw.SetTunnel(ctx, zfw.Tunnel{}); err != nil {
@@ -1131,6 +1144,22 @@ func TestEndToEndTunnelMode(t *testing.T) {
 	if after, _ := r.fw.Stats(); after.Tunneled != st.Tunneled || after.NoListener == 0 {
 		t.Errorf("with tunnel mode off: tunneled %d -> %d, no-listener drops %d", st.Tunneled, after.Tunneled, after.NoListener)
 	}
+}
+
+// udpInIP splits a raw IPv4 or IPv6 packet carrying UDP (no IPv6
+// extension headers) into its addresses and UDP header and payload.
+func udpInIP(p []byte) (src, dst netip.Addr, udp []byte, ok bool) {
+	switch {
+	case len(p) >= 20 && p[0]>>4 == 4 && p[9] == packet.UDP:
+		ihl := int(p[0]&0xf) * 4
+		if len(p) < ihl {
+			return src, dst, nil, false
+		}
+		return netip.AddrFrom4([4]byte(p[12:16])), netip.AddrFrom4([4]byte(p[16:20])), p[ihl:], true
+	case len(p) >= 40 && p[0]>>4 == 6 && p[6] == packet.UDP:
+		return netip.AddrFrom16([16]byte(p[8:24])), netip.AddrFrom16([16]byte(p[24:40])), p[40:], true
+	}
+	return src, dst, nil, false
 }
 
 // TestEndToEndANewConnectionOnATupleTheListenerHoldsInTimeWait: when the
