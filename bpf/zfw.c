@@ -1578,6 +1578,42 @@ static __always_inline bool inbound_fast_path(const struct packet *pkt, __u32 if
 	return true;
 }
 
+/* reply_likely: the packet goes from a lower port to a higher one, as a
+ * reply from a service to a client's ephemeral port does. */
+static __always_inline bool reply_likely(const struct packet *pkt)
+{
+	return bpf_ntohs(pkt->dport) > bpf_ntohs(pkt->sport);
+}
+
+/* session_result is what session_reply and session_inbound found. */
+struct session_result {
+	struct verdict v; /* session_inbound: the session's verdict */
+	__u8 track;       /* a ZFW_TRACK_* change of the session, or 0 */
+	__u8 steady;      /* the session may be served from the flow cache */
+};
+
+/*
+ * session_reply and session_inbound are admit_reply and inbound_fast_path
+ * as global functions: the verifier checks each once, on its own, rather
+ * than again on every path of zfw_ingress that reaches it. Arguments of a
+ * global function may be NULL as far as the verifier knows.
+ */
+__noinline int session_reply(const struct packet *pkt, __u32 ifindex, const struct config *cfg,
+			     struct session_result *r)
+{
+	if (!pkt || !cfg || !r)
+		return 0;
+	return admit_reply(pkt, ifindex, cfg, &r->track, &r->steady);
+}
+
+__noinline int session_inbound(const struct packet *pkt, __u32 ifindex, const struct config *cfg,
+			       struct session_result *r)
+{
+	if (!pkt || !cfg || !r)
+		return 0;
+	return inbound_fast_path(pkt, ifindex, cfg, &r->v, &r->track, &r->steady);
+}
+
 /* open_inbound records a session a rule admitted on its first packet. */
 static __always_inline bool open_inbound(const struct packet *pkt, __u32 ifindex, const struct verdict *v)
 {
@@ -2369,13 +2405,33 @@ static __always_inline int ingress_decide(struct __sk_buff *skb, struct packet *
 	if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_in(skb, pkt, ifindex))
 		return drop(skb, pkt, flags, ZFW_REASON_MALFORMED, NULL);
 	if (flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) {
-		__u8 track = 0, steady = 0;
+		struct session_result sr = {};
+		__u8 track, steady;
 		bool fast, reply;
 
 		if (pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
 			flow_forget(pkt, ifindex, cfg, false);
-		fast = inbound_fast_path(pkt, ifindex, cfg, &v, &track, &steady);
-		reply = !fast && !track && admit_reply(pkt, ifindex, cfg, &track, &steady);
+		/*
+		 * A session's tuple is in one of the two maps: egress records
+		 * an outbound session only where no inbound session holds the
+		 * tuple, and a packet that either map admits opens nothing. So
+		 * the order of the lookups decides what a packet costs, not
+		 * its verdict. A reply to an outbound session mostly comes
+		 * from a service port to a higher, ephemeral one; a packet of
+		 * an inbound session the other way round. The likelier map
+		 * goes first, and the other is read only on a miss.
+		 */
+		if (reply_likely(pkt)) {
+			reply = session_reply(pkt, ifindex, cfg, &sr);
+			fast = !reply && !sr.track && session_inbound(pkt, ifindex, cfg, &sr);
+		} else {
+			fast = session_inbound(pkt, ifindex, cfg, &sr);
+			reply = !fast && !sr.track && session_reply(pkt, ifindex, cfg, &sr);
+		}
+		track = sr.track;
+		steady = sr.steady;
+		if (fast)
+			v = sr.v;
 		if (steady && !(flags & ZFW_FLOW_UNCACHED) && session_cacheable(pkt, cfg) &&
 		    !(fast && v.action == ZFW_ACTION_TPROXY && pkt->proto == IPPROTO_UDP)) {
 			struct verdict pass = { .action = ZFW_ACTION_PASS };

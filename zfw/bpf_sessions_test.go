@@ -1,6 +1,7 @@
 package zfw
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -59,31 +60,44 @@ func TestSessionsOpenedOutwardAdmitReplies(t *testing.T) {
 	h.manage("lo", InterfaceSettings{DefaultDeny: true})
 	const syn, ack, fin, rst, psh = packet.SYN, packet.ACK, packet.FIN, packet.RST, packet.PSH
 
+	// The dataplane looks up the session map a packet's ports make
+	// likelier first (reply_likely): both orders must find the session.
+	ports := []struct {
+		name         string
+		host, server uint16
+	}{
+		{"from an ephemeral port", 40000, 443},
+		{"to a higher port", 1024, 50000},
+	}
 	for _, v6 := range []bool{false, true} {
-		name := "IPv4"
-		if v6 {
-			name = "IPv6"
-		}
-		t.Run(name+" handshake, data and close", func(t *testing.T) {
-			c := newConv(h.with(t), packet.TCP, v6)
-			c.expect(t, "SYN-ACK with no session", c.in(syn|ack, 5000, 1001), tcShot)
-			c.expect(t, "ACK for an unseen SYN", c.in(ack, 5001, 1001), tcShot)
-			if res := c.out(syn, 1000, 0); res.code != tcNext {
-				t.Fatalf("egress dropped or passed a SYN: code %d", res.code)
+		for _, pp := range ports {
+			name := "IPv4"
+			if v6 {
+				name = "IPv6"
 			}
-			c.expect(t, "data before the SYN-ACK", c.in(ack|psh, 5001, 1001), tcShot)
-			c.expect(t, "SYN-ACK", c.in(syn|ack, 5000, 1001), tcOK)
-			c.out(ack, 1001, 5001)
-			c.expect(t, "reply data", c.in(ack|psh, 5001, 1001), tcOK)
-			c.expect(t, "a new SYN from the server", c.in(syn, 9000, 0), tcShot)
-			// The host closes first: FIN 1001, the server ACKs 1002 and
-			// sends its FIN 6001, the host ACKs 6002: the session ends.
-			c.out(fin|ack, 1001, 6001)
-			c.expect(t, "ACK of the host's FIN", c.in(ack, 6001, 1002), tcOK)
-			c.expect(t, "server FIN", c.in(fin|ack, 6001, 1002), tcOK)
-			c.out(ack, 1002, 6002)
-			c.expect(t, "a packet after the close", c.in(ack, 6002, 1002), tcShot)
-		})
+			t.Run(name+" handshake, data and close, "+pp.name, func(t *testing.T) {
+				c := newConv(h.with(t), packet.TCP, v6)
+				c.host.SrcPort, c.host.DstPort = pp.host, pp.server
+				c.peer.SrcPort, c.peer.DstPort = pp.server, pp.host
+				c.expect(t, "SYN-ACK with no session", c.in(syn|ack, 5000, 1001), tcShot)
+				c.expect(t, "ACK for an unseen SYN", c.in(ack, 5001, 1001), tcShot)
+				if res := c.out(syn, 1000, 0); res.code != tcNext {
+					t.Fatalf("egress dropped or passed a SYN: code %d", res.code)
+				}
+				c.expect(t, "data before the SYN-ACK", c.in(ack|psh, 5001, 1001), tcShot)
+				c.expect(t, "SYN-ACK", c.in(syn|ack, 5000, 1001), tcOK)
+				c.out(ack, 1001, 5001)
+				c.expect(t, "reply data", c.in(ack|psh, 5001, 1001), tcOK)
+				c.expect(t, "a new SYN from the server", c.in(syn, 9000, 0), tcShot)
+				// The host closes first: FIN 1001, the server ACKs 1002 and
+				// sends its FIN 6001, the host ACKs 6002: the session ends.
+				c.out(fin|ack, 1001, 6001)
+				c.expect(t, "ACK of the host's FIN", c.in(ack, 6001, 1002), tcOK)
+				c.expect(t, "server FIN", c.in(fin|ack, 6001, 1002), tcOK)
+				c.out(ack, 1002, 6002)
+				c.expect(t, "a packet after the close", c.in(ack, 6002, 1002), tcShot)
+			})
+		}
 	}
 	t.Run("server closes first; its final ACK ends the session and passes", func(t *testing.T) {
 		c := newConv(h.with(t), packet.TCP, false)
@@ -348,6 +362,67 @@ func TestInboundSessionsTakeTheFastPath(t *testing.T) {
 			t.Errorf("second datagram: code %d, fast path %d -> %d", res.code, before, fast())
 		}
 	})
+}
+
+// TestSessionsAreFoundWhicheverWayTheirPortsPoint: the dataplane looks up
+// first the session map a packet's ports make likelier (a reply to an
+// outbound session mostly comes from a lower port to a higher one); a
+// session whose ports point the other way must still be found.
+func TestSessionsAreFoundWhicheverWayTheirPortsPoint(t *testing.T) {
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{DefaultDeny: true})
+	for i, tc := range []struct {
+		name               string
+		proto              uint8
+		inbound            bool   // the peer opens (a rule admits it); else the host
+		hostPort, peerPort uint16 // the host's port and the peer's
+	}{
+		{"TCP inbound, to a lower port", packet.TCP, true, 80, 41000},
+		{"TCP inbound, to a higher port", packet.TCP, true, 41000, 80},
+		{"UDP inbound, to a lower port", packet.UDP, true, 53, 41000},
+		{"UDP inbound, to a higher port", packet.UDP, true, 41000, 53},
+		{"UDP reply, to a higher port", packet.UDP, false, 41000, 53},
+		{"UDP reply, to a lower port", packet.UDP, false, 53, 41000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := h.with(t)
+			// A peer of its own, so that no other case's session or rule
+			// admits its packets.
+			peer := netip.AddrFrom4([4]byte{10, 60, 1, byte(i + 1)})
+			proto := intercept.TCP
+			if tc.proto == packet.UDP {
+				proto = intercept.UDP
+			}
+			if tc.inbound {
+				h.add(withSource(withProto(withAction(steer("10.50.0.1/32", tc.hostPort, tc.hostPort, 0), Pass), proto), peer.String()+"/32"))
+			}
+			in := packet.Spec{Src: peer, Dst: hostAddr, Proto: tc.proto, SrcPort: tc.peerPort, DstPort: tc.hostPort}
+			out := packet.Spec{Src: hostAddr, Dst: peer, Proto: tc.proto, SrcPort: tc.hostPort, DstPort: tc.peerPort}
+			if tc.proto == packet.TCP {
+				in.TCPFlags, out.TCPFlags = packet.SYN, packet.SYN|packet.ACK
+			}
+			// Open the session: the peer's first packet (admitted by the
+			// rule) or the host's.
+			if tc.inbound {
+				if res := h.run(in, 1); res.code != tcOK {
+					t.Fatalf("opening packet: code %d", res.code)
+				}
+			}
+			h.egress(out, 1)
+			in.TCPFlags = packet.ACK
+			before := h.stats()
+			if res := h.run(in, 1); res.code != tcOK {
+				t.Fatalf("packet of the session: code %d", res.code)
+			}
+			after := h.stats()
+			if tc.inbound && after.FastPath != before.FastPath+1 {
+				t.Errorf("fast path %d → %d: the inbound session was not found", before.FastPath, after.FastPath)
+			}
+			if !tc.inbound && after.Replies != before.Replies+1 {
+				t.Errorf("replies %d → %d: the outbound session was not found", before.Replies, after.Replies)
+			}
+		})
+	}
 }
 
 // TestOutboundFilter: with the outbound filter on, new flows leaving need
