@@ -1218,9 +1218,16 @@ func TestEndToEndANewConnectionOnATupleTheListenerHoldsInTimeWait(t *testing.T) 
 					}
 					defer c.Close()
 					c.SetDeadline(time.Now().Add(10 * time.Second))
-					line, err := bufio.NewReader(c).ReadString('\n')
+					r := bufio.NewReader(c)
+					line, err := r.ReadString('\n')
 					if want := fmt.Sprintf("bye %s\n", tc.dst); err != nil || line != want {
 						return fmt.Errorf("reply %q, %v; want %q", line, err, want)
+					}
+					// Close only after the listener's FIN: if ours came
+					// first, the listener would close passively and hold
+					// no TIME_WAIT.
+					if rest, err := io.ReadAll(r); err != nil || len(rest) > 0 {
+						return fmt.Errorf("after the reply: %q, %v; want the listener's FIN", rest, err)
 					}
 					return nil
 				})
