@@ -268,8 +268,8 @@ func (i *Interceptor) Enqueue(ev Event) {
 }
 
 // Run applies the queued events, one at a time and in order, until ctx is
-// done; then it returns ctx.Err(). Events still queued stay queued for a
-// later Run. Run leaves the intercepts in place when it returns; Close
+// done; then it returns ctx.Err(). The event being applied when ctx ends is
+// finished first; events still queued stay queued for a later Run. Run leaves the intercepts in place when it returns; Close
 // removes them. One Run at a time.
 func (i *Interceptor) Run(ctx context.Context) error {
 	i.queueMu.Lock()
@@ -290,7 +290,10 @@ func (i *Interceptor) Run(ctx context.Context) error {
 			if !ok {
 				break
 			}
-			i.applyEvent(ctx, ev)
+			// The event in hand is applied whole even if ctx ends
+			// meanwhile: cut short, it would be lost, neither applied nor
+			// queued.
+			i.applyEvent(context.WithoutCancel(ctx), ev)
 		}
 		select {
 		case <-ctx.Done():

@@ -452,10 +452,15 @@ func TestEventsAreAppliedInOrderOffTheSDKGoroutine(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	h := newHarness(t, true)
+	cancelled := make(chan struct{})
 	h.reg.onCall = func(call string) {
 		entered <- call
 		// The first call blocks until the test has sent every event.
 		once.Do(func() { <-release })
+		// The last goes on only once Run's context has ended.
+		if strings.HasPrefix(call, "register b") {
+			<-cancelled
+		}
 	}
 	zctx := &fakeContext{
 		events:   &fakeEventer{},
@@ -496,6 +501,7 @@ func TestEventsAreAppliedInOrderOffTheSDKGoroutine(t *testing.T) {
 	}
 	// Run finishes the event it is applying before it stops.
 	cancel()
+	close(cancelled)
 	<-done
 	if svc, ok := h.ic.Service("b"); !ok || svc.Name != "svc-b" {
 		t.Errorf("Service(b) = %+v, %v", svc, ok)
