@@ -2,16 +2,29 @@ package bpfobj
 
 import (
 	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/zfw-go/zfw/testenv"
 )
 
-// TestObjectsLoad proves the committed object passes this kernel's verifier.
+// VerifierBudget is what any one program may cost the verifier: a quarter
+// of the kernel's limit of 1,000,000 processed instructions, so that other
+// kernel builds, which count differently, and growth of the program stay
+// far from the limit.
+const VerifierBudget = 250_000
+
+// TestObjectsLoad proves the committed object passes this kernel's
+// verifier, and that every program stays within VerifierBudget.
 func TestObjectsLoad(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	var objs ZfwObjects
+	start := time.Now()
 	if err := LoadZfwObjects(&objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -20,11 +33,74 @@ func TestObjectsLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer objs.Close()
-	info, err := objs.ZfwIngress.Info()
+	t.Logf("load: %v", time.Since(start).Round(time.Millisecond))
+
+	progs := map[string]*ebpf.Program{
+		"zfw_ingress": objs.ZfwIngress,
+		"zfw_egress":  objs.ZfwEgress,
+		"zfw_tun_xdp": objs.ZfwTunXdp,
+	}
+	for _, name := range sortedKeys(progs) {
+		info, err := progs[name].Info()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		insns, ok := info.VerifiedInstructions()
+		if !ok {
+			t.Skipf("%s: this kernel does not report verified instructions (5.16 or later does)", name)
+		}
+		t.Logf("%s: %d verified instructions", name, insns)
+		if insns > VerifierBudget {
+			t.Errorf("%s verified in %d instructions, over the budget of %d; by function:\n%s",
+				name, insns, VerifierBudget, costByFunction(t, name))
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+var logInsn = regexp.MustCompile(`^\d+: \(`)
+
+// costByFunction loads the program alone with the verifier's instruction
+// log and counts the instructions logged while each of its global
+// functions was checked: where to look when a program grows.
+func costByFunction(t *testing.T, prog string) string {
+	spec, err := LoadZfw()
 	if err != nil {
-		t.Fatal(err)
+		return err.Error()
 	}
-	if insns, ok := info.VerifiedInstructions(); ok {
-		t.Logf("zfw_ingress: %d verified instructions", insns)
+	for name := range spec.Programs {
+		if name != prog {
+			delete(spec.Programs, name)
+		}
 	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelInstruction, LogSizeStart: 1 << 28},
+	})
+	if err != nil {
+		return fmt.Sprintf("reload with the verifier's log: %v", err)
+	}
+	defer coll.Close()
+	fn, order, counts := prog+" (entry)", []string{prog + " (entry)"}, map[string]int{}
+	for _, line := range strings.Split(coll.Programs[prog].VerifierLog, "\n") {
+		if rest, ok := strings.CutPrefix(line, "Validating "); ok {
+			fn = strings.Fields(rest)[0]
+			order = append(order, fn)
+		}
+		if logInsn.MatchString(line) {
+			counts[fn]++
+		}
+	}
+	var b strings.Builder
+	for _, fn := range order {
+		fmt.Fprintf(&b, "  %-28s %d\n", fn, counts[fn])
+	}
+	return b.String()
 }

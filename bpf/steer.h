@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * steer.h: delivery of intercepted flows to the tunneler's listener.
+ */
+#ifndef ZFW_STEER_H
+#define ZFW_STEER_H
+
+#include "events.h"
+
+/* sock_tuple fills t for a socket lookup in family and returns the
+ * length of its part of the union. */
+static __always_inline __u32 sock_tuple(struct bpf_sock_tuple *t, __u8 family, const __u32 *saddr,
+					const __u32 *daddr, __u16 sport, __u16 dport)
+{
+	if (family == 4) {
+		t->ipv4.saddr = saddr[0];
+		t->ipv4.daddr = daddr[0];
+		t->ipv4.sport = sport;
+		t->ipv4.dport = dport;
+		return sizeof(t->ipv4);
+	}
+	__builtin_memcpy(t->ipv6.saddr, saddr, 16);
+	__builtin_memcpy(t->ipv6.daddr, daddr, 16);
+	t->ipv6.sport = sport;
+	t->ipv6.dport = dport;
+	return sizeof(t->ipv6);
+}
+
+/*
+ * tuple_in_use: is the SYN's own tuple held by a socket of an earlier
+ * connection? Most often that is the tunneler's side in TIME_WAIT after it
+ * closed first, and the client reuses its port. Assigned to the listener,
+ * such a SYN would be dropped by the kernel as a duplicate of that socket
+ * for as long as it lives (a minute, for TIME_WAIT). Left to the kernel's
+ * own lookup, the old socket answers it, the client resets the old socket
+ * and its next SYN reaches the listener. A retransmitted SYN finds the
+ * request socket its first copy made, which answers it as it should. t is
+ * scratch space.
+ */
+static __always_inline bool tuple_in_use(struct __sk_buff *skb, const struct packet *pkt,
+					 struct bpf_sock_tuple *t)
+{
+	__u32 tlen = sock_tuple(t, pkt->family, pkt->saddr, pkt->daddr, pkt->sport, pkt->dport);
+	struct bpf_sock *sk;
+	bool in_use;
+
+	sk = (struct bpf_sock *)bpf_skc_lookup_tcp(skb, t, tlen, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return false;
+	/* With no socket on the tuple the lookup falls back to a listener on
+	 * the original destination, which holds nothing. */
+	in_use = sk->state != BPF_TCP_LISTEN;
+	bpf_sk_release(sk);
+	return in_use;
+}
+
+/*
+ * steer marks the packet so the fwmark rule routes it to local delivery,
+ * and for the first packet of a flow assigns it to the listener at the
+ * loopback address of its family. Later TCP segments need no lookup: once
+ * marked, the kernel finds the accepted socket by its 4-tuple.
+ */
+ZFW_STAGE int steer(struct __sk_buff *skb, const struct packet *pkt, const struct verdict *v,
+		    __u32 mark, __u32 iface_flags)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__u32 tlen;
+	long err;
+
+	if (!pkt || !v)
+		return TC_ACT_SHOT;
+	skb->mark = mark;
+	if (pkt->proto == IPPROTO_TCP && !opens_connection(pkt)) {
+		count(ZFW_STAT_TPROXY);
+		return TC_ACT_OK;
+	}
+	if (pkt->proto == IPPROTO_TCP && tuple_in_use(skb, pkt, &t)) {
+		count(ZFW_STAT_TUPLE_IN_USE);
+		return TC_ACT_OK; /* marked: the kernel finds the old socket */
+	}
+	__builtin_memset(&t, 0, sizeof(t));
+
+	if (pkt->family == 4) {
+		t.ipv4.daddr = bpf_htonl(0x7f000001);
+		t.ipv4.dport = bpf_htons(v->tproxy_port);
+		tlen = sizeof(t.ipv4);
+	} else {
+		t.ipv6.daddr[3] = bpf_htonl(1);
+		t.ipv6.dport = bpf_htons(v->tproxy_port);
+		tlen = sizeof(t.ipv6);
+	}
+	/* TCP and UDP take separate paths: the verifier tracks the two
+	 * lookups' socket types apart. */
+	if (pkt->proto == IPPROTO_TCP) {
+		sk = (struct bpf_sock *)bpf_skc_lookup_tcp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
+		if (sk && sk->state != BPF_TCP_LISTEN) {
+			bpf_sk_release(sk);
+			sk = NULL;
+		}
+	} else {
+		sk = bpf_sk_lookup_udp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
+	}
+	if (!sk) {
+		count(ZFW_STAT_NO_LISTENER);
+		return drop(skb, pkt, iface_flags, ZFW_REASON_NO_LISTENER, v);
+	}
+	err = bpf_sk_assign(skb, sk, 0);
+	bpf_sk_release(sk);
+	if (err) {
+		count(ZFW_STAT_ASSIGN_FAILED);
+		return drop(skb, pkt, iface_flags, ZFW_REASON_ASSIGN_FAILED, v);
+	}
+	count(ZFW_STAT_TPROXY);
+	if (iface_flags & ZFW_IFACE_VERBOSE)
+		emit(skb, pkt, ZFW_EVENT_STEER, 0, v);
+	return TC_ACT_OK;
+}
+
+/*
+ * keeps_steering: a TCP connection that was steered stays steered after a
+ * rule change, until it closes. Its accepted socket lives on in the
+ * tunneler; only new connections (SYNs) see the new rules.
+ */
+static __always_inline bool keeps_steering(const struct packet *pkt, const struct match_value *mv)
+{
+	return mv->action == ZFW_ACTION_TPROXY && pkt->proto == IPPROTO_TCP &&
+	       !opens_connection(pkt);
+}
+
+#endif /* ZFW_STEER_H */
