@@ -113,7 +113,7 @@ func (d *Dataplane) attachHook(a *attachment, dir direction) (hook, error) {
 		case !errors.Is(err, ebpf.ErrNotSupported):
 			return hook{}, fmt.Errorf("attach %s %s (tcx): %w", a.ifname, dir.name, err)
 		}
-		d.log.WithField("interface", a.ifname).Info("TCX not supported by this kernel; using a clsact filter")
+		d.log.WithField("interface", a.ifname).Infof("TCX needs Linux 6.6 or later and kernel %s has none: attached with a clsact filter instead", kernelRelease())
 	}
 	f, err := d.attachClsact(a, dir, prog)
 	if err != nil {

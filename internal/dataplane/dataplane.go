@@ -123,12 +123,13 @@ func (d *Dataplane) open() error {
 		if err := os.MkdirAll(tmp, 0o700); err != nil {
 			return fmt.Errorf("create pin folder %s: %w", tmp, err)
 		}
-		var objs bpfobj.ZfwObjects
-		if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: tmp}}); err != nil {
+		// Maps only: the programs are loaded (and verified) once, below.
+		var m bpfobj.ZfwMaps
+		if err := spec.LoadAndAssign(&m, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: tmp}}); err != nil {
 			os.RemoveAll(tmp)
 			return loadError(err)
 		}
-		objs.Close()
+		m.Close()
 		if err := os.Rename(tmp, pin); err != nil {
 			os.RemoveAll(tmp)
 			if !errors.Is(err, os.ErrExist) && !errors.Is(err, unix.ENOTEMPTY) {
@@ -202,9 +203,9 @@ var (
 func loadError(err error) error {
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
-		return fmt.Errorf("load BPF objects: verifier rejected the program: %+v", ve)
+		err = fmt.Errorf("verifier rejected the program: %+v", ve)
 	}
-	return fmt.Errorf("load BPF objects: %w", err)
+	return fmt.Errorf("load BPF objects: %w", explainLoad(err, requirements()))
 }
 
 // Adopted reports whether Open found a dataplane left by an earlier process.
