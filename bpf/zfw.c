@@ -14,6 +14,11 @@
  * host.h, policy.h, steer.h, sessions.h, masquerade.h, ddos.h, ot.h,
  * tunnel.h, events.h); shared structs are in include/zfw.h. Stages marked
  * ZFW_STAGE are global functions, verified once each (see packet.h).
+ * Parse and the flow cache are inlined into zfw_ingress instead, by
+ * measurement: a packet the cache settles then pays no call, and together
+ * they cost the verifier some 3,000 instructions of the entry's total
+ * (internal/bpfobj's load test prints each function's share when a
+ * program goes over its budget).
  *
  * Which features run is decided per packet from the interface's settings
  * (diag_map), not by load-time constants (const volatile): one program

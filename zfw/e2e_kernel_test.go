@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
@@ -41,18 +40,7 @@ func TestNewAttachesWithTCXOrSaysWhyNot(t *testing.T) {
 	logger, hook := logtest.NewNullLogger()
 	logger.SetLevel(logrus.DebugLevel)
 	r := newRouter(t, topo, zfw.Options{Logger: logger})
-	ln := echoTCP(t, topo.Router, "127.0.0.1:0")
-	if err := r.fw.Register(context.Background(), tcpIntercept("kernel", "10.94.0.0/24", 4040, ln)); err != nil {
-		t.Fatal(err)
-	}
-	c, err := topo.Client.DialTCP("10.94.0.9:4040", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if got, err := ask(c, "x"); err != nil || got != "x 10.94.0.9:4040" {
-		t.Fatalf("reply %q, %v", got, err)
-	}
+	r.steersTCP("kernel", "10.94.0.0/24", "10.94.0.9", 4040)
 
 	var said []string
 	for _, e := range hook.AllEntries() {

@@ -332,21 +332,31 @@ func TestEndToEndRestartAdoptsKeptDataplane(t *testing.T) {
 	}
 }
 
-func TestEndToEndLegacyTCAttach(t *testing.T) {
-	topo := testenv.NewTestTopology(t)
-	r := newRouter(t, topo, zfw.Options{LegacyTC: true})
-	ln := echoTCP(t, topo.Router, "127.0.0.1:0")
-	if err := r.fw.Register(context.Background(), tcpIntercept("legacy", "10.95.0.0/24", 5050, ln)); err != nil {
+// steersTCP registers a TCP intercept of prefix:port for a new echo
+// listener and checks that one exchange with addr:port reaches it with its
+// original destination.
+func (r *router) steersTCP(id, prefix, addr string, port uint16) {
+	t := r.t
+	t.Helper()
+	ln := echoTCP(t, r.topo.Router, "127.0.0.1:0")
+	if err := r.fw.Register(context.Background(), tcpIntercept(id, prefix, port, ln)); err != nil {
 		t.Fatal(err)
 	}
-	c, err := topo.Client.DialTCP("10.95.0.9:5050", 5*time.Second)
+	dst := net.JoinHostPort(addr, fmt.Sprint(port))
+	c, err := r.topo.Client.DialTCP(dst, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if got, err := ask(c, "x"); err != nil || got != "x 10.95.0.9:5050" {
-		t.Errorf("reply %q, %v", got, err)
+	if got, err := ask(c, "x"); err != nil || got != "x "+dst {
+		t.Fatalf("reply %q, %v; want %q", got, err, "x "+dst)
 	}
+}
+
+func TestEndToEndLegacyTCAttach(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	r := newRouter(t, topo, zfw.Options{LegacyTC: true})
+	r.steersTCP("legacy", "10.95.0.0/24", "10.95.0.9", 5050)
 	if err := r.fw.Close(); err != nil {
 		t.Fatal(err)
 	}
