@@ -5,7 +5,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev bpftool iproute2
 PKGS := ./...
 
-.PHONY: all build generate check-generated test test-unit demo bench lint deps-bpf deps-run ziti
+.PHONY: all build generate check-generated test test-unit test-kernels demo bench lint deps-bpf deps-run deps-kernels ziti
 
 all: build
 
@@ -57,6 +57,26 @@ ziti:
 # ZFW_REQUIRE_PRIVILEGED=1) a skipped privileged test fails the run.
 test: deps-run lint check-generated ziti
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+# The kernel matrix: the load test, the BPF test-run tests and namespace
+# end-to-end tests on Debian 12's stock 6.1 kernel booted under qemu (TCG)
+# from a busybox initramfs, and natively on the host's kernel; one summary
+# line per kernel, results in .cache/kernels/results.json (git-ignored).
+test-kernels: deps-kernels
+	$(GO) run ./internal/kernels/cmd/kernelmatrix -cache .cache/kernels
+
+# qemu, a static busybox, iproute2 (copied into the guest), and apt's
+# package lists (the kernel is fetched with apt-get download, never installed).
+deps-kernels:
+	@missing=""; \
+	command -v qemu-system-x86_64 >/dev/null || missing="$$missing qemu-system-x86"; \
+	dpkg -s busybox-static >/dev/null 2>&1 || missing="$$missing busybox-static"; \
+	{ command -v ip >/dev/null && command -v tc >/dev/null; } || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ] || ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then apt-get update -qq; fi; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 test-unit:
 	$(GO) test -race -count=1 ./intercept/... ./internal/policy/... ./internal/maps/... ./zfw/zfwtest/...

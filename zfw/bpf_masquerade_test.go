@@ -201,8 +201,10 @@ func TestIdleMasqueradeMappingsAreCollected(t *testing.T) {
 	h.manage("lo", InterfaceSettings{Masquerade: true})
 	h.egress(packet.Spec{Src: addr("10.1.1.5"), Dst: addr("10.60.0.2"), Proto: packet.UDP, SrcPort: 5000, DstPort: 53}, 1)
 	objs := h.f.dp.Objects()
-	if mapLen(t, objs.MasqueradeMap) != 1 || mapLen(t, objs.MasqueradeReverseMap) != 1 {
-		t.Fatal("no mapping recorded")
+	// The collector runs every millisecond here and may already have
+	// taken the mapping, so the counter, not the map, shows it was made.
+	if h.stats().Masqueraded != 1 {
+		t.Fatal("no mapping recorded: the datagram was not translated")
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for mapLen(t, objs.MasqueradeMap)+mapLen(t, objs.MasqueradeReverseMap) != 0 {

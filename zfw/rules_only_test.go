@@ -81,7 +81,8 @@ func TestRulesOnlyKeepsWhatTheOwnerSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	links := func() []string {
-		// The dataplane pins its links in <pin>/links.
+		// The dataplane pins its TCX links in <pin>/links; on kernels
+		// without TCX (before 6.6) it attaches clsact filters instead.
 		entries, err := os.ReadDir(filepath.Join(pin, "links"))
 		if err != nil {
 			t.Fatal(err)
@@ -90,11 +91,20 @@ func TestRulesOnlyKeepsWhatTheOwnerSet(t *testing.T) {
 		for _, e := range entries {
 			names = append(names, e.Name())
 		}
+		for _, dir := range []string{"ingress", "egress"} {
+			out, err := ns.Exec(ctx, "tc", "filter", "show", "dev", "lo", dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out) > 0 {
+				names = append(names, "clsact "+dir)
+			}
+		}
 		return names
 	}
 	before := links()
 	if len(before) == 0 {
-		t.Fatal("owner left no pinned link")
+		t.Fatal("owner left no attachment: no pinned link, no clsact filter")
 	}
 
 	var cfg bpfobj.ZfwConfig

@@ -1,0 +1,229 @@
+package kernels
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Config is one run of the matrix.
+type Config struct {
+	// RepoDir is the module the test binaries are built from.
+	RepoDir string
+	// CacheDir holds unpacked kernels, binaries, initramfs images and
+	// logs (.cache/kernels, git-ignored).
+	CacheDir string
+	// GoTool is the go command.
+	GoTool string
+	// Plan is the steps every kernel runs.
+	Plan []Step
+	// QEMU runs the guests.
+	QEMU QEMU
+	// Busybox is a static busybox binary.
+	Busybox string
+	// Tools are host binaries the tests exec (ip, tc), copied into guests
+	// with their shared libraries.
+	Tools []string
+	// Debian boots Debian's stock amd64 kernel from apt.
+	Debian bool
+	// Host tests the running kernel: booted under qemu when its image is
+	// in /boot, else natively.
+	Host bool
+	// Out receives progress and the one-line summaries.
+	Out io.Writer
+	// LogTail is how many lines of a failed run's log are printed.
+	LogTail int
+}
+
+// Run runs the matrix and returns its report; the error says which
+// kernels failed (the report is complete either way, when not nil).
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	rep := &Report{Time: time.Now().UTC(), Plan: cfg.Plan}
+	for _, d := range []string{"bin", "logs"} {
+		if err := os.MkdirAll(filepath.Join(cfg.CacheDir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("kernels: %w", err)
+		}
+	}
+	fmt.Fprintf(cfg.Out, "kernels: building test binaries\n")
+	bins, err := BuildTestBinaries(ctx, cfg.GoTool, cfg.RepoDir, filepath.Join(cfg.CacheDir, "bin"), cfg.Plan)
+	if err != nil {
+		return nil, err
+	}
+	var failed []string
+	record := func(r *Result) {
+		rep.Results = append(rep.Results, r)
+		if !r.Pass {
+			failed = append(failed, r.Kernel)
+			printTail(cfg.Out, r.Log, cfg.LogTail)
+		}
+		fmt.Fprintln(cfg.Out, r.Summary())
+	}
+	if cfg.Host {
+		record(cfg.hostRow(ctx, bins))
+	}
+	if cfg.Debian {
+		fmt.Fprintf(cfg.Out, "kernels: fetching %s's kernel\n", DebianMetapackage)
+		k, err := FetchDebianKernel(ctx, filepath.Join(cfg.CacheDir, "debian"))
+		if err != nil {
+			record(&Result{Label: DebianMetapackage, Mode: "qemu", Kernel: DebianMetapackage, Error: err.Error()})
+		} else {
+			record(cfg.qemuRow(ctx, k, bins))
+		}
+	}
+	if len(failed) > 0 {
+		return rep, fmt.Errorf("kernels: failed on %s", strings.Join(failed, ", "))
+	}
+	return rep, nil
+}
+
+// hostRow tests the running kernel: under qemu if /boot has its image,
+// else natively.
+func (cfg Config) hostRow(ctx context.Context, bins map[string]string) *Result {
+	release, err := hostRelease()
+	if err != nil {
+		return &Result{Label: "host", Mode: "native", Kernel: "host", Error: err.Error()}
+	}
+	if img := "/boot/vmlinuz-" + release; fileExists(img) {
+		k := &Kernel{Release: release, Image: img}
+		if mods := "/lib/modules/" + release; fileExists(mods) {
+			k.ModulesDir = mods
+		}
+		r := cfg.qemuRow(ctx, k, bins)
+		r.Label = "host"
+		return r
+	}
+	fmt.Fprintf(cfg.Out, "kernels: %s (host): no /boot/vmlinuz-%s, running natively\n", release, release)
+	r := &Result{Label: "host", Mode: "native", Kernel: release, Log: cfg.logPath("host-" + release)}
+	took, err := RunNative(ctx, bins, cfg.Plan, r.Log)
+	r.Seconds = took.Seconds()
+	r.finish(err, cfg.Plan)
+	return r
+}
+
+// qemuRow boots k with an initramfs holding the plan and reads the
+// results from its console.
+func (cfg Config) qemuRow(ctx context.Context, k *Kernel, bins map[string]string) *Result {
+	r := &Result{Label: k.Release, Mode: "qemu", Package: k.Package, Kernel: k.Release, Log: cfg.logPath(k.Release)}
+	initrd, err := cfg.initramfs(ctx, k, bins)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	fmt.Fprintf(cfg.Out, "kernels: booting %s under qemu (TCG, up to %s)\n", k.Release, cfg.QEMU.Timeout)
+	took, err := cfg.QEMU.Boot(ctx, k, initrd, r.Log)
+	r.Seconds = took.Seconds()
+	r.finish(err, cfg.Plan)
+	return r
+}
+
+// finish reads the run's transcript and decides the row.
+func (r *Result) finish(runErr error, plan []Step) {
+	f, err := os.Open(r.Log)
+	if err == nil {
+		r.Transcript, err = ParseTranscript(f)
+		f.Close()
+	}
+	if r.Transcript != nil && r.Transcript.Kernel != "" {
+		r.Kernel = r.Transcript.Kernel
+	}
+	var checkErr error
+	if r.Transcript != nil {
+		checkErr = r.Transcript.Check(plan)
+	}
+	if all := errors.Join(runErr, err, checkErr); all != nil {
+		r.Error = strings.ReplaceAll(all.Error(), "\n", "; ")
+		return
+	}
+	r.Pass = true
+}
+
+// initramfs writes k's initramfs into the cache and returns its path.
+func (cfg Config) initramfs(ctx context.Context, k *Kernel, bins map[string]string) (string, error) {
+	if libs, err := SharedLibraries(ctx, cfg.Busybox); err != nil || len(libs) > 0 {
+		return "", fmt.Errorf("kernels: %s is not a static busybox (install busybox-static): %v", cfg.Busybox, err)
+	}
+	spec := &Initramfs{Busybox: cfg.Busybox, Tools: cfg.Tools, TestBinaries: bins, Plan: cfg.Plan, ModulesDir: k.ModulesDir}
+	for _, t := range cfg.Tools {
+		libs, err := SharedLibraries(ctx, t)
+		if err != nil {
+			return "", err
+		}
+		for _, l := range libs {
+			if !slices.Contains(spec.Libraries, l) {
+				spec.Libraries = append(spec.Libraries, l)
+			}
+		}
+	}
+	if k.ModulesDir != "" {
+		tree, err := OpenModuleTree(k.ModulesDir)
+		if err != nil {
+			return "", err
+		}
+		if spec.Modules, err = tree.Resolve(GuestModules); err != nil {
+			return "", err
+		}
+	}
+	dir := filepath.Join(cfg.CacheDir, "initramfs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("kernels: %w", err)
+	}
+	dst := filepath.Join(dir, k.Release+".cpio.gz")
+	if err := spec.WriteFile(dst); err != nil {
+		return "", err
+	}
+	return dst, nil
+}
+
+func (cfg Config) logPath(name string) string {
+	return filepath.Join(cfg.CacheDir, "logs", name+".log")
+}
+
+// LookTools finds the named binaries on PATH.
+func LookTools(names ...string) ([]string, error) {
+	var paths []string
+	for _, n := range names {
+		p, err := exec.LookPath(n)
+		if err != nil {
+			return nil, fmt.Errorf("kernels: %s (install iproute2): %w", n, err)
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// printTail prints the last n lines of a run's log.
+func printTail(w io.Writer, path string, n int) {
+	if path == "" || n <= 0 {
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		fmt.Fprintf(w, "kernels: no log: %v\n", err)
+		return
+	}
+	defer f.Close()
+	var ring []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		ring = append(ring, strings.TrimRight(sc.Text(), "\r"))
+		if len(ring) > n {
+			ring = ring[1:]
+		}
+	}
+	fmt.Fprintf(w, "----- last %d lines of %s -----\n%s\n-----\n", len(ring), path, strings.Join(ring, "\n"))
+}
