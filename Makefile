@@ -84,7 +84,8 @@ test-unit:
 demo: deps-run
 	$(GO) run ./examples/demo
 
-# Writes BENCHMARKS.md from one run (a few minutes; needs root and the
-# ziti binary, which the ziti target builds once).
-bench: deps-run ziti
+# Writes BENCHMARKS.md from one run (about twenty minutes; needs root and
+# the ziti binary, which the ziti target builds once). The kernel matrix
+# runs first: its load times and verifier counts are a section of the report.
+bench: deps-run ziti test-kernels
 	$(GO) run ./internal/bench/cmd/benchmarks -o BENCHMARKS.md

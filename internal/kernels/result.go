@@ -126,6 +126,19 @@ type Report struct {
 	Results []*Result `json:"results"`
 }
 
+// ReadReport reads a matrix that WriteJSON wrote.
+func ReadReport(path string) (*Report, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("kernels: read results: %w", err)
+	}
+	var rep Report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		return nil, fmt.Errorf("kernels: decode results %s: %w", path, err)
+	}
+	return &rep, nil
+}
+
 // WriteJSON writes rep to path atomically (a temporary file renamed).
 func (rep *Report) WriteJSON(path string) error {
 	data, err := json.MarshalIndent(rep, "", "  ")

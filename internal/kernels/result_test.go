@@ -77,4 +77,14 @@ func TestReportJSON(t *testing.T) {
 	if len(back.Results) != 1 || back.Results[0].Verified["zfw_ingress"] != 250308 || len(back.Results[0].Steps) != 2 || !back.Results[0].Pass {
 		t.Errorf("read back %+v", back)
 	}
+	got, err := ReadReport(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Results) != 1 || got.Results[0].Summary() != rep.Results[0].Summary() {
+		t.Errorf("ReadReport: %+v, want %+v", got.Results, rep.Results)
+	}
+	if _, err := ReadReport(filepath.Join(t.TempDir(), "none.json")); err == nil {
+		t.Error("ReadReport of a missing file succeeded")
+	}
 }

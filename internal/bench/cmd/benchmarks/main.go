@@ -23,12 +23,15 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/zfw-go/zfw/internal/kernels"
 )
 
 func main() {
 	out := flag.String("o", "BENCHMARKS.md", "file to write")
 	quick := flag.Bool("quick", false, "a fast smoke run: few rounds, small counts (its numbers are not for publishing)")
 	verbose := flag.Bool("v", false, "log progress")
+	kernelResults := flag.String("kernels", defaultKernels, "the kernel matrix's results (make test-kernels)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		log.Fatal("benchmarks: needs root (BPF test runs, network namespaces)")
@@ -42,6 +45,7 @@ func main() {
 		logger.SetLevel(logrus.WarnLevel)
 	}
 	cfg.log = logger
+	cfg.kernels = *kernelResults
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	start := time.Now()
@@ -89,8 +93,15 @@ type config struct {
 	zitiCreates int
 	zitiRefresh string
 
+	// kernels is the kernel matrix's results file (defaultKernels).
+	kernels string
+
 	log logrus.FieldLogger
 }
+
+// defaultKernels is where make test-kernels leaves its results, from the
+// repository's top folder, where make bench runs.
+const defaultKernels = ".cache/kernels/results.json"
 
 func fullConfig() config {
 	return config{
@@ -99,6 +110,7 @@ func fullConfig() config {
 		e2eCounts: []int{1, 1000, 10000}, e2eRounds: 7, e2eDuration: 2 * time.Second, e2eClients: 4, e2eStreams: 5,
 		cpCounts: []int{1000, 10000, 100000}, cpRounds: 3,
 		zitiCLICalls: 1000, zitiCLIRounds: 3, zitiServices: 10000, zitiRegRounds: 5, zitiCreates: 5,
+		kernels: defaultKernels,
 	}
 }
 
@@ -110,6 +122,7 @@ func quickConfig() config {
 		e2eCounts: []int{1, 100}, e2eRounds: 1, e2eDuration: 300 * time.Millisecond, e2eClients: 2, e2eStreams: 1,
 		cpCounts: []int{1000}, cpRounds: 1,
 		zitiCLICalls: 50, zitiCLIRounds: 3, zitiServices: 1000, zitiRegRounds: 2, zitiCreates: 1, zitiRefresh: "1s",
+		kernels: defaultKernels,
 	}
 }
 
@@ -129,12 +142,16 @@ type results struct {
 	e2e     e2eResults
 	control controlResults
 	ziti    zitiResults
+	kernels *kernels.Report
 }
 
 func run(ctx context.Context, cfg config, out string) error {
 	var r results
 	var err error
 	r.machine = describeMachine()
+	if r.kernels, err = readKernels(cfg); err != nil {
+		return fmt.Errorf("kernels: %w", err)
+	}
 	// The OpenZiti section comes last: fail now, not minutes later, when
 	// it cannot run.
 	if _, err := zitiBinary(ctx); err != nil {

@@ -51,6 +51,7 @@ func TestQuickRunWritesEveryReportSection(t *testing.T) {
 		"| in process, one connection per call |",
 		"### Registering services through intercept/ziti",
 		fmt.Sprintf("| %s | %d |", count(cfg.zitiServices), cfg.zitiRegRounds),
+		"## Kernels (`make test-kernels`)",
 		"## Why the numbers look like this",
 	} {
 		if !strings.Contains(md, want) {

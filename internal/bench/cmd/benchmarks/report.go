@@ -19,6 +19,7 @@ func report(cfg config, r results) []byte {
 	writeEndToEnd(&b, cfg, r.e2e)
 	writeControlPlane(&b, r.control, r.packets)
 	writeZiti(&b, r.ziti)
+	writeKernels(&b, cfg, r.kernels)
 	writeWhy(&b, cfg, r, g)
 	return b.Bytes()
 }
