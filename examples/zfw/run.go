@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "zfw: no dataplane was running: created one at %s with no interface attached; "+
 			"the program that attaches it (examples/edge-router, or a tunneler built on zfw) adopts its rules when it starts\n", cmd.PinPath)
 	}
-	err = execute(ctx, cmd, ctl, stdout)
+	err = execute(ctx, cmd, ctl, stdout, stderr)
 	if cerr := closeCtl(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -118,13 +118,20 @@ func connect(ctx context.Context, pin, socket string, create bool) (ctl control.
 }
 
 // execute runs the operation.
-func execute(ctx context.Context, cmd zfwargs.Command, ctl control.Controller, stdout io.Writer) error {
+func execute(ctx context.Context, cmd zfwargs.Command, ctl control.Controller, stdout, stderr io.Writer) error {
 	switch cmd.Op {
 	case zfwargs.OpInsert:
 		_, err := ctl.Insert(ctx, cmd.Rule)
 		return err
 	case zfwargs.OpDelete:
 		_, err := ctl.Delete(ctx, cmd.Rule.Match)
+		if errors.Is(err, zfw.ErrNotFound) {
+			// As the C zfw: deleting what is not there succeeds. OpenZiti's
+			// router deletes every intercept at each service change and
+			// restart, and logs any other exit as an error.
+			fmt.Fprintf(stderr, "zfw: %v: nothing to delete\n", err)
+			return nil
+		}
 		return err
 	case zfwargs.OpFlush:
 		return ctl.Flush(ctx)

@@ -334,7 +334,18 @@ func Parse(args []string) (Command, error) {
 		if r.Source, err = prefix(values['o'], values['n'], given['o'], given['n']); err != nil {
 			return Command{}, err
 		}
-		if r.Source.Addr().Is4() != r.Destination.Addr().Is4() {
+		switch {
+		case r.Source.Addr().Is4() == r.Destination.Addr().Is4():
+		case r.Source.Bits() == 0:
+			// Any source, whichever family it is written in: OpenZiti's
+			// router passes -o 0.0.0.0 -n 0 with IPv6 intercepts too,
+			// and the C zfw takes it as any source.
+			any := netip.IPv4Unspecified()
+			if r.Destination.Addr().Is6() {
+				any = netip.IPv6Unspecified()
+			}
+			r.Source = netip.PrefixFrom(any, 0)
+		default:
 			return Command{}, fmt.Errorf("source %s and destination %s are of different address families", r.Source, r.Destination)
 		}
 	}

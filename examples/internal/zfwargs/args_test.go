@@ -43,6 +43,11 @@ func TestParseAccepts(t *testing.T) {
 		Destination: netip.MustParsePrefix("fd00::/64"), Protocol: intercept.UDP,
 		Ports: intercept.PortRange{Low: 1, High: 65535},
 	}, TProxyPort: 5000}
+	router6 := control.Rule{Match: control.Match{
+		Destination: netip.MustParsePrefix("fd00::1/128"), Source: netip.MustParsePrefix("::/0"), Protocol: intercept.TCP,
+		Ports: intercept.PortRange{Low: 80, High: 80},
+	}, TProxyPort: 38123, ServiceID: "3TqdLrTn2A2F9vSi5JkQpx"}
+	any4 := zitiRule()
 	masked := noSource
 	masked.Destination = netip.MustParsePrefix("100.64.0.0/24")
 	masked.TProxyPort, masked.ServiceID = 0, ""
@@ -70,6 +75,10 @@ func TestParseAccepts(t *testing.T) {
 		{"pass-through", "-I -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443 -t 0", Command{Op: OpInsert, Rule: pass}},
 		{"deny", "-I -d -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443", Command{Op: OpInsert, Rule: deny}},
 		{"ipv6", "-I -c fd00:: -m 64 -p udp -l 1 -h 65535 -t 5000", Command{Op: OpInsert, Rule: udp6}},
+		// OpenZiti's router: any source is 0.0.0.0/0 whatever the family.
+		{"router's ipv6 insert", "-I -c fd00::1 -m 128 -p tcp -o 0.0.0.0 -n 0 -l 80 -h 80 -t 38123 -s 3TqdLrTn2A2F9vSi5JkQpx", Command{Op: OpInsert, Rule: router6}},
+		{"router's ipv6 delete", "-D -c fd00::1 -m 128 -p tcp -o 0.0.0.0 -n 0 -l 80 -h 80", Command{Op: OpDelete, Rule: control.Rule{Match: router6.Match}}},
+		{"any source written in ipv6", "-I -c 100.64.0.2 -m 32 -p tcp -o :: -n 0 -l 443 -h 443 -t 38123 -s 3TqdLrTn2A2F9vSi5JkQpx", Command{Op: OpInsert, Rule: any4}},
 		{"host bits masked", "-I -c 100.64.0.9 -m 24 -p tcp -l 443 -h 443 -t 0", Command{Op: OpInsert, Rule: masked}},
 		{"list", "-L", Command{Op: OpList}},
 		{"list intercepts", "-L -i", Command{Op: OpList, OnlyIntercepts: true}},
@@ -114,6 +123,7 @@ func TestParseRefuses(t *testing.T) {
 		{"negative prefix", "-I -c 10.0.0.0 -m -1 -p tcp -l 80 -h 90 -t 4000", "bad prefix length"},
 		{"bad source prefix", base + " -o 10.1.0.0 -n x", `bad prefix length "x" for -n (--oprefix-len)`},
 		{"mixed families", base + " -o fd00:: -n 8", "different address families"},
+		{"mixed families, v4 source", "-I -c fd00:: -m 64 -p tcp -l 80 -h 90 -t 4000 -o 10.0.0.0 -n 8", "different address families"},
 		{"unknown protocol", "-I -c 10.0.0.0 -m 24 -p icmp -l 80 -h 90 -t 4000", `unknown protocol "icmp" for -p (--protocol): tcp or udp`},
 		{"low above high", "-I -c 10.0.0.0 -m 24 -p tcp -l 91 -h 90 -t 4000", "low port 91 is above high port 90"},
 		{"port zero", "-I -c 10.0.0.0 -m 24 -p tcp -l 0 -h 90 -t 4000", `bad port "0" for -l (--low-port): 1 to 65535`},
