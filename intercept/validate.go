@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"unicode/utf8"
 
 	"github.com/zfw-go/zfw/internal/policy"
 )
@@ -47,7 +48,7 @@ func (e *FieldError) Error() string {
 //
 //   - ServiceID: required; at most policy.MaxServiceIDLen bytes; only
 //     printable ASCII, no spaces.
-//   - ServiceName: at most policy.MaxServiceNameLen bytes; no ASCII
+//   - ServiceName: at most policy.MaxServiceNameLen bytes; valid UTF-8; no ASCII
 //     control characters (the dataplane stores it NUL-terminated, and
 //     listings print it).
 //   - Protocols: at least one; each TCP or UDP. Duplicates are allowed.
@@ -74,24 +75,13 @@ func (i Intercept) Validate() error {
 		})
 	}
 
-	switch {
-	case i.ServiceID == "":
+	if i.ServiceID == "" {
 		bad("service id", "", "required")
-	case len(i.ServiceID) > policy.MaxServiceIDLen:
-		bad("service id", i.ServiceID, "%d bytes, at most %d", len(i.ServiceID), policy.MaxServiceIDLen)
-	default:
-		for k := 0; k < len(i.ServiceID); k++ {
-			if c := i.ServiceID[k]; c <= ' ' || c > '~' {
-				bad("service id", i.ServiceID, "byte %d is %#02x; only printable ASCII without spaces is allowed", k, c)
-				break
-			}
-		}
+	} else if err := CheckServiceID(i.ServiceID); err != nil {
+		bad("service id", i.ServiceID, "%v", err)
 	}
-
-	if len(i.ServiceName) > policy.MaxServiceNameLen {
-		bad("service name", i.ServiceName, "%d bytes, at most %d", len(i.ServiceName), policy.MaxServiceNameLen)
-	} else if k := controlByte(i.ServiceName); k >= 0 {
-		bad("service name", i.ServiceName, "byte %d is the control character %#02x", k, i.ServiceName[k])
+	if err := CheckServiceName(i.ServiceName); err != nil {
+		bad("service name", i.ServiceName, "%v", err)
 	}
 
 	if len(i.Protocols) == 0 {
@@ -107,8 +97,8 @@ func (i Intercept) Validate() error {
 		bad("addresses", "", "at least one prefix required")
 	}
 	for k, p := range i.Addresses {
-		if reason := prefixProblem(p); reason != "" {
-			bad(index("addresses", k), prefixText(p), "%s", reason)
+		if err := CheckPrefix(p); err != nil {
+			bad(index("addresses", k), prefixText(p), "%v", err)
 		}
 	}
 
@@ -125,8 +115,8 @@ func (i Intercept) Validate() error {
 	}
 
 	for k, p := range i.SourcePrefixes {
-		if reason := prefixProblem(p); reason != "" {
-			bad(index("source prefixes", k), prefixText(p), "%s", reason)
+		if err := CheckPrefix(p); err != nil {
+			bad(index("source prefixes", k), prefixText(p), "%v", err)
 		}
 	}
 
@@ -134,8 +124,8 @@ func (i Intercept) Validate() error {
 		bad("interfaces", "", "%d distinct names, at most %d", n, policy.MaxRuleInterfaces)
 	}
 	for k, name := range i.Interfaces {
-		if reason := ifnameProblem(name); reason != "" {
-			bad(index("interfaces", k), name, "%s", reason)
+		if err := CheckInterfaceName(name); err != nil {
+			bad(index("interfaces", k), name, "%v", err)
 		}
 	}
 
@@ -151,16 +141,53 @@ func index(field string, k int) string {
 	return fmt.Sprintf("%s[%d]", field, k)
 }
 
-// prefixProblem says what is wrong with an address or source prefix, or
-// returns "" if nothing is.
-func prefixProblem(p netip.Prefix) string {
+// The checks below are the ones Validate applies to each field, for the
+// other ways in (the rules API, the control socket, the CLI) to apply the
+// same. Each error says what is wrong with the value, not which field it
+// was: the caller names that.
+
+// CheckServiceID reports why id cannot be a service id: more than
+// policy.MaxServiceIDLen bytes, or a byte that is not printable ASCII (or
+// is a space). The dataplane stores ids, and listings print them.
+func CheckServiceID(id string) error {
+	if len(id) > policy.MaxServiceIDLen {
+		return fmt.Errorf("%d bytes, at most %d", len(id), policy.MaxServiceIDLen)
+	}
+	for k := 0; k < len(id); k++ {
+		if c := id[k]; c <= ' ' || c > '~' {
+			return fmt.Errorf("byte %d is %#02x; only printable ASCII without spaces is allowed", k, c)
+		}
+	}
+	return nil
+}
+
+// CheckServiceName reports why name cannot be a service name: more than
+// policy.MaxServiceNameLen bytes, not valid UTF-8, or an ASCII control
+// character (the dataplane stores it NUL-terminated, and listings print
+// it).
+func CheckServiceName(name string) error {
+	if len(name) > policy.MaxServiceNameLen {
+		return fmt.Errorf("%d bytes, at most %d", len(name), policy.MaxServiceNameLen)
+	}
+	if !utf8.ValidString(name) {
+		return errors.New("not valid UTF-8")
+	}
+	if k := controlByte(name); k >= 0 {
+		return fmt.Errorf("byte %d is the control character %#02x", k, name[k])
+	}
+	return nil
+}
+
+// CheckPrefix reports why p cannot be an address or source prefix: not
+// valid, or IPv4-mapped IPv6 once masked (which no packet carries).
+func CheckPrefix(p netip.Prefix) error {
 	if !p.IsValid() {
-		return "not a valid prefix"
+		return errors.New("not a valid prefix")
 	}
 	if p.Masked().Addr().Is4In6() {
-		return "IPv4-mapped IPv6 prefix; give the IPv4 prefix instead"
+		return errors.New("IPv4-mapped IPv6 prefix; give the IPv4 prefix instead")
 	}
-	return ""
+	return nil
 }
 
 // prefixText formats a prefix for FieldError.Value; the zero Prefix,
@@ -172,22 +199,22 @@ func prefixText(p netip.Prefix) string {
 	return p.String()
 }
 
-// ifnameProblem applies the kernel's dev_valid_name to an interface name
-// and says what is wrong with it, or returns "" if nothing is.
-func ifnameProblem(name string) string {
+// CheckInterfaceName applies the kernel's dev_valid_name to an interface
+// name.
+func CheckInterfaceName(name string) error {
 	if name == "" || len(name) > maxIfnameLen {
-		return fmt.Sprintf("name is %d bytes; interface names are 1 to %d bytes", len(name), maxIfnameLen)
+		return fmt.Errorf("name is %d bytes; interface names are 1 to %d bytes", len(name), maxIfnameLen)
 	}
 	if name == "." || name == ".." {
-		return fmt.Sprintf("%q is not an interface name", name)
+		return fmt.Errorf("%q is not an interface name", name)
 	}
 	for k := 0; k < len(name); k++ {
 		switch c := name[k]; c {
 		case 0, '/', ':', ' ', '\t', '\n', '\v', '\f', '\r', 0xa0:
-			return fmt.Sprintf("byte %d is %#02x; NUL, '/', ':' and whitespace are not allowed", k, c)
+			return fmt.Errorf("byte %d is %#02x; NUL, '/', ':' and whitespace are not allowed", k, c)
 		}
 	}
-	return ""
+	return nil
 }
 
 // controlByte returns the index of the first ASCII control byte (NUL to

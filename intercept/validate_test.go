@@ -96,6 +96,8 @@ func TestValidateErrorNamesFieldAndLimit(t *testing.T) {
 			"service name", "we\x00b", "byte 2 is the control character 0x00"},
 		{"service name with newline", func(ic *Intercept) { ic.ServiceName = "web\n" },
 			"service name", "web\n", "control character 0x0a"},
+		{"service name not UTF-8", func(ic *Intercept) { ic.ServiceName = "web\xff" },
+			"service name", "web\xff", "not valid UTF-8"},
 		{"no protocols", func(ic *Intercept) { ic.Protocols = nil },
 			"protocols", "", "at least one of tcp, udp required"},
 		{"unknown protocol", func(ic *Intercept) { ic.Protocols = []Protocol{TCP, "sctp"} },

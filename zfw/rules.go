@@ -7,8 +7,11 @@ import (
 	"io"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/policy"
@@ -272,6 +275,17 @@ func bitsOrZero(p netip.Prefix) int {
 	return p.Bits()
 }
 
+// printable returns s as it is when it is valid UTF-8 without control
+// characters or blanks that would break a column, else quoted with Go's
+// escapes: what a dataplane pinned by another version holds must not
+// reach an operator's terminal raw.
+func printable(s string) string {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
 // WriteTable prints rules in the column layout of `zfw -L`: type, service
 // id, protocol, origin, destination, mapping and interfaces, followed by
 // the counts against the map limits.
@@ -283,13 +297,13 @@ func WriteTable(w io.Writer, rules []RuleInfo, u Usage) error {
 		if r.Action == Deny {
 			typ = "deny"
 		}
-		sid := r.ServiceID
+		sid := printable(r.ServiceID)
 		if sid == "" {
 			sid = "-"
 		}
 		ifs := "all"
 		if len(r.Interfaces) > 0 {
-			ifs = strings.Join(r.Interfaces, ",")
+			ifs = printable(strings.Join(r.Interfaces, ","))
 		}
 		dir := "ingress"
 		if r.Egress {
@@ -325,8 +339,16 @@ func (f *Firewall) compileRule(r Rule) (*policy.Rule, error) {
 	default:
 		return nil, fmt.Errorf("action %d: must be Pass, Deny or TProxy", r.Action)
 	}
-	if !r.Destination.IsValid() {
-		return nil, fmt.Errorf("destination: invalid prefix")
+	// The checks intercept.Validate applies to the same fields, so that
+	// every way in (Register, this API, the control socket, the CLI)
+	// refuses the same input.
+	if err := intercept.CheckPrefix(r.Destination); err != nil {
+		return nil, fmt.Errorf("destination %s: %w", prefixText(r.Destination), err)
+	}
+	if r.Source.IsValid() {
+		if err := intercept.CheckPrefix(r.Source); err != nil {
+			return nil, fmt.Errorf("source %s: %w", r.Source, err)
+		}
 	}
 	if r.Source.IsValid() && r.Source.Addr().Is4() != r.Destination.Addr().Is4() {
 		return nil, fmt.Errorf("source %s: family differs from destination %s", r.Source, r.Destination)
@@ -337,11 +359,19 @@ func (f *Firewall) compileRule(r Rule) (*policy.Rule, error) {
 	if r.Ports.Low > r.Ports.High {
 		return nil, fmt.Errorf("ports: low %d > high %d", r.Ports.Low, r.Ports.High)
 	}
-	if len(r.ServiceID) > policy.MaxServiceIDLen {
-		return nil, fmt.Errorf("service id is %d bytes, at most %d", len(r.ServiceID), policy.MaxServiceIDLen)
+	if err := intercept.CheckServiceID(r.ServiceID); err != nil {
+		return nil, fmt.Errorf("service id %q: %w", r.ServiceID, err)
 	}
 	if len(r.Interfaces) > policy.MaxRuleInterfaces {
 		return nil, fmt.Errorf("interfaces: %d listed, at most %d", len(r.Interfaces), policy.MaxRuleInterfaces)
+	}
+	for k, name := range r.Interfaces {
+		if err := intercept.CheckInterfaceName(name); err != nil {
+			return nil, fmt.Errorf("interfaces[%d] %q: %w", k, name, err)
+		}
+		if slices.Contains(r.Interfaces[:k], name) {
+			return nil, fmt.Errorf("interfaces[%d] %q: listed twice", k, name)
+		}
 	}
 	pr := &policy.Rule{
 		ServiceID: r.ServiceID, Proto: proto,
@@ -362,6 +392,15 @@ func (f *Firewall) compileRule(r Rule) (*policy.Rule, error) {
 		pr.Interfaces = append(pr.Interfaces, idx)
 	}
 	return pr, nil
+}
+
+// prefixText formats a prefix for an error; the zero Prefix, which has no
+// text of its own, is "(none)".
+func prefixText(p netip.Prefix) string {
+	if !p.IsValid() {
+		return "(none)"
+	}
+	return p.String()
 }
 
 func sortInterfaces(list []Interface) {

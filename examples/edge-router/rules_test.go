@@ -150,7 +150,7 @@ func TestCheckRules(t *testing.T) {
 		{"same match twice", "r.txt", "-I -c 10.0.0.1 -m 32 -p tcp -l 443 -h 443 -t 0\n-I -c 10.0.0.1 -m 32 -p tcp -l 443 -h 443 -t 7000", []string{"r.txt:2: same match as r.txt:1"}},
 		{"same match as any source", "r.txt", "-I -c 10.0.0.1 -m 32 -p tcp -l 443 -h 443 -t 0\n-I -c 10.0.0.1 -m 32 -o 0.0.0.0 -n 0 -p tcp -l 443 -h 443 -d", []string{"r.txt:2: same match as r.txt:1"}},
 		{"egress tproxy", "r.json", `[{"action":"tproxy","protocol":"tcp","destination":"10.0.0.1","ports":1,"tproxyPort":9,"egress":true}]`, []string{"r.json[0]: ", "egress rules pass or deny"}},
-		{"long service id", "r.txt", "-I -c 10.0.0.1 -m 32 -p tcp -l 443 -h 443 -t 9 -s " + strings.Repeat("x", 40), []string{"r.txt:1: ", "service id is 40 bytes"}},
+		{"long service id", "r.txt", "-I -c 10.0.0.1 -m 32 -p tcp -l 443 -h 443 -t 9 -s " + strings.Repeat("x", 40), []string{"r.txt:1: ", "service id", "40 bytes, at most 32"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode"
 
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/policy"
@@ -294,6 +295,66 @@ func TestRulesAPI(t *testing.T) {
 	for i, r := range bad {
 		if _, err := fw.Rules().Add(ctx, r); err == nil {
 			t.Errorf("bad rule %d accepted", i)
+		}
+	}
+}
+
+// The rules API refuses what Register refuses, with an error naming the
+// field: it is also what the control socket and the CLI reach.
+func TestRulesAddRefusesWhatRegisterRefuses(t *testing.T) {
+	fw := zfwtest.New(t, zfw.Interface{Name: "eth0"}, zfw.Interface{Name: "eth1"})
+	base := zfw.Rule{Action: zfw.Pass, Protocol: intercept.TCP, Destination: netip.MustParsePrefix("10.0.0.0/8"), Ports: intercept.PortRange{Low: 1, High: 1}}
+	for _, tt := range []struct {
+		name  string
+		edit  func(*zfw.Rule)
+		field string
+	}{
+		{"newline in the service id", func(r *zfw.Rule) { r.ServiceID = "svc\nfake rule" }, `service id "svc\nfake rule": byte 3 is 0x0a`},
+		{"escape in the service id", func(r *zfw.Rule) { r.ServiceID = "\x1b[31m" }, "service id"},
+		{"space in the service id", func(r *zfw.Rule) { r.ServiceID = "a b" }, "service id"},
+		{"service id too long", func(r *zfw.Rule) { r.ServiceID = strings.Repeat("x", 33) }, "service id"},
+		{"IPv4-mapped destination", func(r *zfw.Rule) { r.Destination = netip.MustParsePrefix("::ffff:10.0.0.0/104") }, "destination ::ffff:10.0.0.0/104: IPv4-mapped"},
+		{"IPv4-mapped source", func(r *zfw.Rule) {
+			r.Destination = netip.MustParsePrefix("fd00::/8")
+			r.Source = netip.MustParsePrefix("::ffff:10.0.0.0/104")
+		}, "source ::ffff:10.0.0.0/104: IPv4-mapped"},
+		{"no destination", func(r *zfw.Rule) { r.Destination = netip.Prefix{} }, "destination (none): not a valid prefix"},
+		{"repeated interface", func(r *zfw.Rule) { r.Interfaces = []string{"eth0", "eth1", "eth0"} }, `interfaces[2] "eth0": listed twice`},
+		{"bad interface name", func(r *zfw.Rule) { r.Interfaces = []string{"eth0/x"} }, `interfaces[0] "eth0/x": byte 4 is 0x2f`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := base
+			tt.edit(&r)
+			_, err := fw.Rules().Add(context.Background(), r)
+			if err == nil || !strings.Contains(err.Error(), tt.field) {
+				t.Errorf("Add: %v, want an error with %q", err, tt.field)
+			}
+		})
+	}
+	if n := len(fw.Rules().List()); n != 0 {
+		t.Errorf("%d rules stored after refusals", n)
+	}
+}
+
+// A listing prints no control byte, whatever a rule holds.
+func TestListingsPrintNoControlByte(t *testing.T) {
+	rules := []zfw.RuleInfo{{
+		Action: zfw.Pass, Protocol: intercept.TCP, Destination: netip.MustParsePrefix("10.0.0.0/8"),
+		Ports: intercept.PortRange{Low: 1, High: 1}, ServiceID: "a\x1b[2Jb\nc", Interfaces: []string{"eth\t0"},
+	}}
+	var sb strings.Builder
+	if err := zfw.WriteTable(&sb, rules, zfw.Usage{}); err != nil {
+		t.Fatal(err)
+	}
+	out := sb.String()
+	for i, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if k := strings.IndexFunc(line, unicode.IsControl); k >= 0 {
+			t.Errorf("line %d has control character %q at %d: %q", i, line[k], k, line)
+		}
+	}
+	for _, want := range []string{`"a\x1b[2Jb\nc"`, `"eth\t0"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("listing lacks %s:\n%s", want, out)
 		}
 	}
 }
