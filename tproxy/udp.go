@@ -19,10 +19,17 @@ import (
 
 // Defaults for the zero fields of UDPOptions.
 const (
-	DefaultIdleTimeout = 30 * time.Second
-	DefaultBacklog     = 128
-	DefaultQueueLen    = 64
+	DefaultIdleTimeout    = 30 * time.Second
+	DefaultBacklog        = 128
+	DefaultQueueLen       = 64
+	DefaultMaxSessions    = 16384
+	DefaultMaxQueuedBytes = 32 << 20
 )
+
+// evictIdle is how long a session must have been idle before a new one
+// may take its place when MaxSessions are open (or IdleTimeout, if that
+// is shorter): a flood of new flows cannot push out flows in use.
+const evictIdle = time.Second
 
 // UDPOptions configures ListenUDP. The zero value is ready to use.
 type UDPOptions struct {
@@ -40,6 +47,20 @@ type UDPOptions struct {
 	// Zero means DefaultQueueLen.
 	QueueLen int
 
+	// MaxSessions bounds the sessions open at once, accepted or waiting
+	// for Accept, so that flows from rotated or spoofed source ports
+	// cannot exhaust memory. A new flow beyond it takes the place of the
+	// session idle longest if that one has been idle for a second (or
+	// IdleTimeout, if shorter); otherwise its datagram is dropped and
+	// counted (UDPStats.Refused). Open sessions keep working. Zero means
+	// DefaultMaxSessions.
+	MaxSessions int
+
+	// MaxQueuedBytes bounds the datagram bytes waiting for Read in all
+	// sessions together; a datagram beyond it is dropped and counted
+	// (UDPStats.MemoryDrops). Zero means DefaultMaxQueuedBytes.
+	MaxQueuedBytes int
+
 	// Logger, if set, receives debug messages about sessions and drops,
 	// and warnings about failed reads.
 	Logger logrus.FieldLogger
@@ -54,6 +75,10 @@ type UDPStats struct {
 	QueueDrops   uint64 // datagrams dropped because their session's queue was full
 	BacklogDrops uint64 // datagrams dropped because the Accept backlog was full
 	ReadErrors   uint64 // failed reads of the socket, and truncated datagrams
+	Refused      uint64 // new sessions refused: MaxSessions open, none idle long enough to give way
+	Evicted      uint64 // idle sessions ended to make room for a new one
+	MemoryDrops  uint64 // datagrams dropped because MaxQueuedBytes were queued
+	QueuedBytes  int    // datagram bytes waiting for Read now
 }
 
 // maxDatagram is the largest UDP payload the listener reads whole.
@@ -89,9 +114,11 @@ type UDPListener struct {
 	mu       sync.Mutex
 	sessions map[flowKey]*UDPSession // nil once closed
 	senders  map[netip.AddrPort]*sender
+	queued   int // bytes waiting in the queues of open sessions; guarded by mu
 
 	datagrams, started, expired    atomic.Uint64
 	queueDrops, backlogDrops, errs atomic.Uint64
+	refused, evicted, memoryDrops  atomic.Uint64
 }
 
 // ListenUDP opens a transparent UDP socket on addr. Address families are
@@ -139,6 +166,10 @@ func (o *UDPOptions) resolve() error {
 		return fmt.Errorf("negative Backlog %d", o.Backlog)
 	case o.QueueLen < 0:
 		return fmt.Errorf("negative QueueLen %d", o.QueueLen)
+	case o.MaxSessions < 0:
+		return fmt.Errorf("negative MaxSessions %d", o.MaxSessions)
+	case o.MaxQueuedBytes < 0:
+		return fmt.Errorf("negative MaxQueuedBytes %d", o.MaxQueuedBytes)
 	}
 	if o.IdleTimeout == 0 {
 		o.IdleTimeout = DefaultIdleTimeout
@@ -148,6 +179,12 @@ func (o *UDPOptions) resolve() error {
 	}
 	if o.QueueLen == 0 {
 		o.QueueLen = DefaultQueueLen
+	}
+	if o.MaxSessions == 0 {
+		o.MaxSessions = DefaultMaxSessions
+	}
+	if o.MaxQueuedBytes == 0 {
+		o.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
 	return nil
 }
@@ -187,7 +224,7 @@ func (l *UDPListener) Port() uint16 { return l.laddr.Port() }
 // Stats returns the listener's counters.
 func (l *UDPListener) Stats() UDPStats {
 	l.mu.Lock()
-	active := len(l.sessions)
+	active, queued := len(l.sessions), l.queued
 	l.mu.Unlock()
 	return UDPStats{
 		Datagrams:    l.datagrams.Load(),
@@ -197,6 +234,10 @@ func (l *UDPListener) Stats() UDPStats {
 		QueueDrops:   l.queueDrops.Load(),
 		BacklogDrops: l.backlogDrops.Load(),
 		ReadErrors:   l.errs.Load(),
+		Refused:      l.refused.Load(),
+		Evicted:      l.evicted.Load(),
+		MemoryDrops:  l.memoryDrops.Load(),
+		QueuedBytes:  queued,
 	}
 }
 
@@ -303,10 +344,19 @@ func (l *UDPListener) deliver(key flowKey, d []byte) {
 	if l.sessions == nil {
 		return
 	}
+	if l.queued+len(d) > l.opts.MaxQueuedBytes {
+		l.memoryDrops.Add(1)
+		l.debug(key, "tproxy: udp queued bytes at their bound; datagram dropped")
+		return
+	}
 	s := l.sessions[key]
 	if s == nil {
+		if len(l.sessions) >= l.opts.MaxSessions && !l.evictLocked() {
+			l.refused.Add(1)
+			l.debug(key, "tproxy: udp sessions at their bound, none idle; datagram dropped")
+			return
+		}
 		s = newSession(l, key)
-		s.queue <- d // the queue is empty and has room for one
 		select {
 		case l.backlog <- s:
 		default:
@@ -314,18 +364,36 @@ func (l *UDPListener) deliver(key flowKey, d []byte) {
 			l.debug(key, "tproxy: udp accept backlog full; datagram dropped")
 			return
 		}
+		s.enqueueLocked(d) // the queue is empty and has room for one
 		l.sessions[key] = s
 		l.started.Add(1)
 		l.debug(key, "tproxy: udp session started")
 		return
 	}
 	s.touch()
-	select {
-	case s.queue <- d:
-	default:
+	if !s.enqueueLocked(d) {
 		l.queueDrops.Add(1)
 		l.debug(key, "tproxy: udp session queue full; datagram dropped")
 	}
+}
+
+// evictLocked ends the session idle longest if it has been idle for
+// evictIdle (or IdleTimeout, if shorter), and reports whether it did.
+// l.mu must be held.
+func (l *UDPListener) evictLocked() bool {
+	var oldest *UDPSession
+	for _, s := range l.sessions {
+		if oldest == nil || s.last.Load() < oldest.last.Load() {
+			oldest = s
+		}
+	}
+	if oldest == nil || l.now()-time.Duration(oldest.last.Load()) < min(evictIdle, l.opts.IdleTimeout) {
+		return false
+	}
+	oldest.endLocked(io.EOF)
+	l.evicted.Add(1)
+	l.debug(oldest.key, "tproxy: udp session evicted for a new one")
+	return true
 }
 
 // debug logs msg about the flow of key, if there is a Logger.
@@ -395,6 +463,9 @@ type UDPSession struct {
 	over bool          // done is closed; guarded by l.mu
 	// sender: s holds a reference on l.senders[key.dst]; guarded by l.mu.
 	sender bool
+	// bytes in queue, counted in l.queued while the session is open;
+	// guarded by l.mu.
+	bytes int
 }
 
 func newSession(l *UDPListener, key flowKey) *UDPSession {
@@ -429,6 +500,31 @@ func pktinfo(src netip.Addr) []byte {
 
 func (s *UDPSession) touch() { s.last.Store(int64(s.l.now())) }
 
+// enqueueLocked queues d for Read unless the queue is full. l.mu must be
+// held.
+func (s *UDPSession) enqueueLocked(d []byte) bool {
+	select {
+	case s.queue <- d:
+		s.bytes += len(d)
+		s.l.queued += len(d)
+		return true
+	default:
+		return false
+	}
+}
+
+// dequeued gives back to the listener's bound the bytes of a datagram
+// Read took from the queue. An ended session gave all of its bytes back
+// when it ended.
+func (s *UDPSession) dequeued(d []byte) {
+	s.l.mu.Lock()
+	if !s.over {
+		s.bytes -= len(d)
+		s.l.queued -= len(d)
+	}
+	s.l.mu.Unlock()
+}
+
 // endLocked ends the session for reason and forgets it. l.mu must be held.
 func (s *UDPSession) endLocked(reason error) {
 	if s.over {
@@ -436,6 +532,10 @@ func (s *UDPSession) endLocked(reason error) {
 	}
 	s.over = true
 	s.err = reason
+	// What is still queued stays readable (after expiry) but no longer
+	// counts against the listener's bound: the session is gone from it.
+	s.l.queued -= s.bytes
+	s.bytes = 0
 	close(s.done)
 	if s.sender {
 		s.sender = false
@@ -473,6 +573,7 @@ func (s *UDPSession) Read(b []byte) (int, error) {
 	}
 	select {
 	case d := <-s.queue:
+		s.dequeued(d)
 		return copy(b, d), nil
 	case <-s.done:
 		return s.readEnded(b)
