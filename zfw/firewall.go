@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 
@@ -417,32 +418,45 @@ func (f *Firewall) SetInterface(ctx context.Context, name string, s InterfaceSet
 	return f.setInterface(name, st.index, s)
 }
 
-func (f *Firewall) setInterface(name string, index int, s InterfaceSettings) error {
-	var v bpfobj.ZfwIfaceSettings
-	if s.DefaultDeny {
-		v.Flags |= uint32(bpfobj.ZfwIfaceFlagZFW_IFACE_DEFAULT_DENY)
-	}
-	if s.PerInterfaceRules {
-		v.Flags |= uint32(bpfobj.ZfwIfaceFlagZFW_IFACE_PER_INTERFACE)
-	}
-	for _, b := range []struct {
-		on   bool
+// settingBits pairs each of s's settings with its diag_map bit.
+func settingBits(s *InterfaceSettings) []struct {
+	on   *bool
+	flag bpfobj.ZfwIfaceFlag
+} {
+	return []struct {
+		on   *bool
 		flag bpfobj.ZfwIfaceFlag
 	}{
-		{s.Verbose, bpfobj.ZfwIfaceFlagZFW_IFACE_VERBOSE},
-		{s.ICMPEcho, bpfobj.ZfwIfaceFlagZFW_IFACE_ICMP_ECHO},
-		{s.DisableSSH, bpfobj.ZfwIfaceFlagZFW_IFACE_SSH_DISABLE},
-		{s.VRRP, bpfobj.ZfwIfaceFlagZFW_IFACE_VRRP},
-		{s.EAPOL, bpfobj.ZfwIfaceFlagZFW_IFACE_EAPOL},
-		{s.PassNonTuple, bpfobj.ZfwIfaceFlagZFW_IFACE_PASS_NON_TUPLE},
-		{s.DisableIPv6, bpfobj.ZfwIfaceFlagZFW_IFACE_IPV6DISABLE},
-		{s.OutboundFilter, bpfobj.ZfwIfaceFlagZFW_IFACE_OUTBOUND_FILTER},
-		{s.Masquerade, bpfobj.ZfwIfaceFlagZFW_IFACE_MASQUERADE},
-		{s.DDoSProtection, bpfobj.ZfwIfaceFlagZFW_IFACE_DDOS},
-		{s.OTFiltering, bpfobj.ZfwIfaceFlagZFW_IFACE_OT_FILTERING},
-		{s.TunnelMode, bpfobj.ZfwIfaceFlagZFW_IFACE_TUNNEL_MODE},
-	} {
-		if b.on {
+		{&s.DefaultDeny, bpfobj.ZfwIfaceFlagZFW_IFACE_DEFAULT_DENY},
+		{&s.PerInterfaceRules, bpfobj.ZfwIfaceFlagZFW_IFACE_PER_INTERFACE},
+		{&s.Verbose, bpfobj.ZfwIfaceFlagZFW_IFACE_VERBOSE},
+		{&s.ICMPEcho, bpfobj.ZfwIfaceFlagZFW_IFACE_ICMP_ECHO},
+		{&s.DisableSSH, bpfobj.ZfwIfaceFlagZFW_IFACE_SSH_DISABLE},
+		{&s.VRRP, bpfobj.ZfwIfaceFlagZFW_IFACE_VRRP},
+		{&s.EAPOL, bpfobj.ZfwIfaceFlagZFW_IFACE_EAPOL},
+		{&s.PassNonTuple, bpfobj.ZfwIfaceFlagZFW_IFACE_PASS_NON_TUPLE},
+		{&s.DisableIPv6, bpfobj.ZfwIfaceFlagZFW_IFACE_IPV6DISABLE},
+		{&s.OutboundFilter, bpfobj.ZfwIfaceFlagZFW_IFACE_OUTBOUND_FILTER},
+		{&s.Masquerade, bpfobj.ZfwIfaceFlagZFW_IFACE_MASQUERADE},
+		{&s.DDoSProtection, bpfobj.ZfwIfaceFlagZFW_IFACE_DDOS},
+		{&s.OTFiltering, bpfobj.ZfwIfaceFlagZFW_IFACE_OT_FILTERING},
+		{&s.TunnelMode, bpfobj.ZfwIfaceFlagZFW_IFACE_TUNNEL_MODE},
+	}
+}
+
+// settingsFromFlags reads a diag_map value back into settings.
+func settingsFromFlags(flags uint32) InterfaceSettings {
+	var s InterfaceSettings
+	for _, b := range settingBits(&s) {
+		*b.on = flags&uint32(b.flag) != 0
+	}
+	return s
+}
+
+func (f *Firewall) setInterface(name string, index int, s InterfaceSettings) error {
+	var v bpfobj.ZfwIfaceSettings
+	for _, b := range settingBits(&s) {
+		if *b.on {
 			v.Flags |= uint32(b.flag)
 		}
 	}
@@ -462,13 +476,26 @@ func (f *Firewall) setInterface(name string, index int, s InterfaceSettings) err
 	return nil
 }
 
-// Interfaces lists the attached interfaces and their settings.
+// Interfaces lists the attached interfaces and their settings. A
+// RulesOnly Firewall lists those its owner set, read from the dataplane
+// (an interface gone from this namespace is named by its index).
 func (f *Firewall) Interfaces() []Interface {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := make([]Interface, 0, len(f.ifaces))
 	for name, st := range f.ifaces {
 		out = append(out, Interface{Name: name, InterfaceSettings: st.settings})
+	}
+	if f.opts.RulesOnly {
+		var index uint32
+		var v bpfobj.ZfwIfaceSettings
+		for it := f.tbl.m.Diag.Iterate(); it.Next(&index, &v); {
+			name := fmt.Sprintf("if%d", index)
+			if ifc, err := net.InterfaceByIndex(int(index)); err == nil {
+				name = ifc.Name
+			}
+			out = append(out, Interface{Name: name, InterfaceSettings: settingsFromFlags(v.Flags)})
+		}
 	}
 	sortInterfaces(out)
 	return out

@@ -136,6 +136,13 @@ func execute(ctx context.Context, cmd zfwargs.Command, ctl control.Controller, s
 	case zfwargs.OpFlush:
 		return ctl.Flush(ctx)
 	case zfwargs.OpList:
+		if cmd.Interfaces {
+			ifs, err := ctl.Interfaces(ctx)
+			if err != nil {
+				return err
+			}
+			return writeInterfaces(stdout, ifs)
+		}
 		l, err := ctl.List(ctx)
 		if err != nil {
 			return err

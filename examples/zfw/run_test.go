@@ -125,6 +125,47 @@ func exercise(t *testing.T, p place) {
 	}
 }
 
+// zfw -L -E lists the interfaces the owner manages with their settings,
+// through its control socket and, once it has gone, from the kept
+// dataplane; with neither it fails, as OpenZiti's start-up scripts expect
+// of a zfw that is not running.
+func TestListInterfacesShowsTheOwnersSettings(t *testing.T) {
+	p := newPlace(t)
+	ns := testenv.NewTestNamespace(t, "cli")
+	var fw *zfw.Firewall
+	err := ns.Do(func() error {
+		var err error
+		fw, err = zfw.New(zfw.Options{PinPath: p.pin, KeepOnClose: true, Interfaces: []zfw.Interface{
+			{Name: "lo", InterfaceSettings: zfw.InterfaceSettings{Verbose: true, ICMPEcho: true}},
+		}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.serve(t, fw)
+	want := []string{"lo\n", "verbose                 :1", "icmp echo               :1", "masquerade              :0", "ipv6 enable             :1"}
+	check := func(how, out string) {
+		t.Helper()
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("zfw -L -E %s lacks %q:\n%s", how, w, out)
+			}
+		}
+	}
+	check("through the owner", p.must(t, "-L -E"))
+	if err := fw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	kept := place{pin: p.pin, socket: filepath.Join(t.TempDir(), "none.sock")}
+	check("on the kept dataplane", kept.must(t, "--list --list-diag"))
+
+	none := place{pin: p.pin + "-none", socket: kept.socket}
+	if code, _, errOut := none.zfwRun(t, "-L -E"); code == 0 || !strings.Contains(errOut, "no dataplane") {
+		t.Errorf("-L -E with no dataplane: exit %d, %q; want a failure saying so", code, errOut)
+	}
+}
+
 func TestRunThroughControlSocket(t *testing.T) {
 	p := newPlace(t)
 	fw := p.owner(t, false)

@@ -10,6 +10,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/zfw-go/zfw/zfw"
 )
 
 // Client talks to a control socket. It is safe for concurrent use;
@@ -72,6 +74,15 @@ func (c *Client) Flush(ctx context.Context) error {
 func (c *Client) Version(ctx context.Context) (string, error) {
 	resp, err := c.do(ctx, request{Op: opVersion})
 	return resp.Server, err
+}
+
+// Interfaces implements Controller.
+func (c *Client) Interfaces(ctx context.Context) ([]zfw.Interface, error) {
+	resp, err := c.do(ctx, request{Op: opInterfaces})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Interfaces, nil
 }
 
 func (c *Client) do(ctx context.Context, req request) (response, error) {

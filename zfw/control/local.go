@@ -30,6 +30,9 @@ type Controller interface {
 	// Flush removes every rule added through the rules API; the
 	// intercepts the owner registered stay.
 	Flush(ctx context.Context) error
+	// Interfaces lists the interfaces the dataplane manages, with their
+	// settings, sorted by name.
+	Interfaces(ctx context.Context) ([]zfw.Interface, error)
 	// Version is the version of the program that runs the operations.
 	Version(ctx context.Context) (string, error)
 }
@@ -145,6 +148,14 @@ func (l *Local) Flush(ctx context.Context) error {
 		return fmt.Errorf("flush: %w", err)
 	}
 	return nil
+}
+
+// Interfaces implements Controller.
+func (l *Local) Interfaces(ctx context.Context) ([]zfw.Interface, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return l.fw.Interfaces(), nil
 }
 
 // Version implements Controller.

@@ -210,6 +210,8 @@ func (s *Server) answer(ctx context.Context, line []byte) response {
 		err = s.ctl.Flush(ctx)
 	case opVersion:
 		resp.Server, err = s.ctl.Version(ctx)
+	case opInterfaces:
+		resp.Interfaces, err = s.ctl.Interfaces(ctx)
 	default:
 		err = fmt.Errorf("unknown operation %q", req.Op)
 	}

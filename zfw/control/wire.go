@@ -37,6 +37,8 @@ const (
 	opList    = "list"
 	opFlush   = "flush"
 	opVersion = "version"
+	// opInterfaces lists the managed interfaces and their settings.
+	opInterfaces = "interfaces"
 )
 
 type request struct {
@@ -54,6 +56,8 @@ type response struct {
 	Change   Change   `json:"change,omitzero"`
 	Listing  *Listing `json:"listing,omitempty"`
 	Server   string   `json:"server,omitzero"`
+	// Interfaces answers opInterfaces; never nil in that answer.
+	Interfaces []zfw.Interface `json:"interfaces,omitempty"`
 }
 
 // remoteError is an error the server reported.

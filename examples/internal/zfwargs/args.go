@@ -37,6 +37,9 @@ type Command struct {
 	Rule control.Rule
 	// OnlyIntercepts and OnlyPassthrough filter -L (-i, -f).
 	OnlyIntercepts, OnlyPassthrough bool
+	// Interfaces makes -L list the managed interfaces and their
+	// settings instead of the rules (-E).
+	Interfaces bool
 	// PinPath and Socket override where the dataplane is (--pin-path,
 	// --control-socket).
 	PinPath, Socket string
@@ -73,6 +76,7 @@ var options = []option{
 	{short: 'r', long: "route", help: "accepted and ignored: no route is needed per prefix"},
 	{short: 'i', long: "intercepts", help: "with -L: only TPROXY rules"},
 	{short: 'f', long: "passthrough", help: "with -L: only pass-through rules"},
+	{short: 'E', long: "list-diag", help: "with -L: the managed interfaces and their settings (exit 0 while a dataplane runs)"},
 	{long: "pin-path", arg: "DIR", help: "pin folder of the dataplane (default $ZFW_PIN_PATH or /sys/fs/bpf/zfw)"},
 	{long: "control-socket", arg: "PATH", help: "control socket of its owner (default $ZFW_CONTROL_SOCKET or /run/zfw/<pin folder name>.sock)"},
 
@@ -100,7 +104,6 @@ var options = []option{
 	{short: 'Q', long: "disable-ebpf", unsupported: true},
 	{short: 'M', long: "monitor", arg: "IFNAME", unsupported: true},
 	{short: 'W', long: "write-log", arg: "FILE", unsupported: true},
-	{short: 'E', long: "list-diag", unsupported: true},
 	{short: 'G', long: "list-gc-sessions", unsupported: true},
 	{short: 'Y', long: "list-ddos-saddr", unsupported: true},
 	{short: 'U', long: "list-ddos-dports", unsupported: true},
@@ -291,7 +294,7 @@ func Parse(args []string) (Command, error) {
 	allowed := map[Operation]string{
 		OpInsert: "IcmonplhtsNdr",
 		OpDelete: "DcmonplhtsNr",
-		OpList:   "Lif",
+		OpList:   "LifE",
 		OpFlush:  "Fr",
 	}[cmd.Op]
 	// In command-line order, so the message names the first misfit.
@@ -310,6 +313,9 @@ func Parse(args []string) (Command, error) {
 		cmd.OnlyIntercepts, cmd.OnlyPassthrough = given['i'] != nil, given['f'] != nil
 		if cmd.OnlyIntercepts && cmd.OnlyPassthrough {
 			return Command{}, errors.New("-i (--intercepts) and -f (--passthrough) cannot be combined")
+		}
+		if cmd.Interfaces = given['E'] != nil; cmd.Interfaces && (cmd.OnlyIntercepts || cmd.OnlyPassthrough) {
+			return Command{}, errors.New("-E (--list-diag) lists interfaces; -i and -f filter rules")
 		}
 		return cmd, nil
 	}

@@ -83,6 +83,8 @@ func TestParseAccepts(t *testing.T) {
 		{"list", "-L", Command{Op: OpList}},
 		{"list intercepts", "-L -i", Command{Op: OpList, OnlyIntercepts: true}},
 		{"list passthrough", "--list --passthrough", Command{Op: OpList, OnlyPassthrough: true}},
+		{"list interfaces", "-L -E", Command{Op: OpList, Interfaces: true}},
+		{"list interfaces, long", "--list --list-diag", Command{Op: OpList, Interfaces: true}},
 		{"flush", "-F", Command{Op: OpFlush}},
 		{"flush with route", "-F -r", Command{Op: OpFlush}},
 		{"locations", "-L --pin-path /sys/fs/bpf/r1 --control-socket=/tmp/s", Command{Op: OpList, PinPath: "/sys/fs/bpf/r1", Socket: "/tmp/s"}},
@@ -144,6 +146,8 @@ func TestParseRefuses(t *testing.T) {
 		{"filter with insert", base + " -i", "-i (--intercepts) does not go with -I"},
 		{"deny with delete", "-D -d -c 10.0.0.0 -m 24 -p tcp -l 80 -h 90", "-d (--disable) does not go with -D"},
 		{"both list filters", "-L -i -f", "cannot be combined"},
+		{"interfaces and a rule filter", "-L -E -i", "-E (--list-diag) lists interfaces"},
+		{"interfaces without -L", "-F -E", "option -E (--list-diag) does not go with -F (--flush)"},
 		{"C zfw interface setting", "-e eth0 -d", "option -e (--icmp-echo) of the C zfw is not supported"},
 		{"C zfw egress", base + " -z egress", "option -z (--direction) of the C zfw is not supported"},
 	}
