@@ -95,7 +95,7 @@ func TestParseRulesRefuses(t *testing.T) {
 		{"bad line among good ones", "r.txt", "-I -c 10.0.0.0 -m 24 -p tcp -l 1 -h 2 -t 0\n-I -c 10.0.0.0 -m 24 -p icmp -l 1 -h 2 -t 0\n-I -c 10.0.0.0 -m 33 -p tcp -l 1 -h 2 -t 0",
 			[]string{`r.txt:2: unknown protocol "icmp"`, `r.txt:3: bad prefix length "33"`}},
 		{"location options", "r.txt", "-I -c 10.0.0.0 -m 24 -p tcp -l 1 -h 2 -t 0 --pin-path /sys/fs/bpf/x", []string{"r.txt:1: --pin-path and --control-socket do not belong"}},
-		{"interface setting", "r.txt", "zfw -e eth0", []string{"r.txt:1: option -e (--icmp-echo) of the C zfw is not supported"}},
+		{"interface setting", "r.txt", "zfw -e eth0", []string{"r.txt:1: only -I (insert) lines"}},
 		{"JSON syntax", "r.json", "[{]", []string{"r.json: bad JSON at line 1, column 3"}},
 		{"JSON object", "r.json", `{"action":"pass"}`, []string{"r.json: ", "is not a list"}},
 		{"JSON unknown field", "r.json", `[{"action":"pass","protocol":"tcp","destination":"10.0.0.1","ports":1,"port":2}]`, []string{"r.json[0].port: unknown field"}},

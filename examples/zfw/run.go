@@ -135,6 +135,13 @@ func execute(ctx context.Context, cmd zfwargs.Command, ctl control.Controller, s
 		return err
 	case zfwargs.OpFlush:
 		return ctl.Flush(ctx)
+	case zfwargs.OpSetInterface:
+		if _, owner := ctl.(*control.Client); !owner {
+			// The settings of an interface belong to the process that
+			// attached it: it keeps them across its own restarts.
+			return fmt.Errorf("%s: interface settings change through the dataplane's owner, and none serves a control socket here (start it, or point %s / --control-socket at its socket)", cmd.Setting, envSocket)
+		}
+		return ctl.SetInterface(ctx, cmd.Interface, cmd.Setting, !cmd.Off)
 	case zfwargs.OpList:
 		if cmd.Interfaces {
 			ifs, err := ctl.Interfaces(ctx)

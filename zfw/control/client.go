@@ -85,6 +85,12 @@ func (c *Client) Interfaces(ctx context.Context) ([]zfw.Interface, error) {
 	return resp.Interfaces, nil
 }
 
+// SetInterface implements Controller.
+func (c *Client) SetInterface(ctx context.Context, name, setting string, on bool) error {
+	_, err := c.do(ctx, request{Op: opSetInterface, Interface: name, Setting: setting, On: on})
+	return err
+}
+
 func (c *Client) do(ctx context.Context, req request) (response, error) {
 	req.Version = ProtocolVersion
 	b, err := json.Marshal(req)

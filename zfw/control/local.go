@@ -33,6 +33,11 @@ type Controller interface {
 	// Interfaces lists the interfaces the dataplane manages, with their
 	// settings, sorted by name.
 	Interfaces(ctx context.Context) ([]zfw.Interface, error)
+	// SetInterface turns setting (one of Settings) on or off on the
+	// managed interface name, or on every one for AllInterfaces, live.
+	// An interface the dataplane does not manage is an error wrapping
+	// zfw.ErrNotFound.
+	SetInterface(ctx context.Context, name, setting string, on bool) error
 	// Version is the version of the program that runs the operations.
 	Version(ctx context.Context) (string, error)
 }
@@ -156,6 +161,30 @@ func (l *Local) Interfaces(ctx context.Context) ([]zfw.Interface, error) {
 		return nil, err
 	}
 	return l.fw.Interfaces(), nil
+}
+
+// SetInterface implements Controller.
+func (l *Local) SetInterface(ctx context.Context, name, setting string, on bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	found := false
+	for _, ifc := range l.fw.Interfaces() {
+		if name != AllInterfaces && ifc.Name != name {
+			continue
+		}
+		found = true
+		s := ifc.InterfaceSettings
+		if err := ApplySetting(&s, setting, on); err != nil {
+			return err
+		}
+		if err := l.fw.SetInterface(ctx, ifc.Name, s); err != nil {
+			return fmt.Errorf("%s %s: %w", setting, ifc.Name, err)
+		}
+	}
+	if !found {
+		return fmt.Errorf("%s %s: not an interface the dataplane manages: %w", setting, name, zfw.ErrNotFound)
+	}
+	return nil
 }
 
 // Version implements Controller.

@@ -212,11 +212,16 @@ func (s *Server) answer(ctx context.Context, line []byte) response {
 		resp.Server, err = s.ctl.Version(ctx)
 	case opInterfaces:
 		resp.Interfaces, err = s.ctl.Interfaces(ctx)
+	case opSetInterface:
+		err = s.ctl.SetInterface(ctx, req.Interface, req.Setting, req.On)
 	default:
 		err = fmt.Errorf("unknown operation %q", req.Op)
 	}
 	if err != nil {
 		return errorResponse(err)
+	}
+	if req.Op == opSetInterface {
+		s.log.WithFields(logrus.Fields{"interface": req.Interface, "setting": req.Setting, "on": req.On}).Info("control socket: interface setting changed")
 	}
 	if req.Op == opInsert || req.Op == opDelete || req.Op == opFlush {
 		s.log.WithFields(logrus.Fields{"op": req.Op, "change": resp.Change}).Debug("control socket: rules changed")

@@ -39,6 +39,8 @@ const (
 	opVersion = "version"
 	// opInterfaces lists the managed interfaces and their settings.
 	opInterfaces = "interfaces"
+	// opSetInterface turns one setting of an interface (or all) on or off.
+	opSetInterface = "set-interface"
 )
 
 type request struct {
@@ -46,6 +48,10 @@ type request struct {
 	Op      string `json:"op"`
 	Rule    *Rule  `json:"rule,omitempty"`
 	Match   *Match `json:"match,omitempty"`
+	// Interface, Setting and On are opSetInterface's.
+	Interface string `json:"interface,omitzero"`
+	Setting   string `json:"setting,omitzero"`
+	On        bool   `json:"on,omitzero"`
 }
 
 type response struct {

@@ -28,6 +28,9 @@ const (
 	OpFlush             // -F
 	OpVersion           // -V
 	OpHelp              // --help
+	// OpSetInterface turns one interface setting on or off (-e, -v, -x,
+	// -P, -T, -R, -w, -a, -b, -k, -6, -q, -S, with -d for off).
+	OpSetInterface
 )
 
 // Command is a parsed command line.
@@ -40,6 +43,10 @@ type Command struct {
 	// Interfaces makes -L list the managed interfaces and their
 	// settings instead of the rules (-E).
 	Interfaces bool
+	// Interface, Setting (a control.Settings name) and Off are
+	// OpSetInterface's; Interface may be control.AllInterfaces.
+	Interface, Setting string
+	Off                bool
 	// PinPath and Socket override where the dataplane is (--pin-path,
 	// --control-socket).
 	PinPath, Socket string
@@ -53,6 +60,8 @@ type option struct {
 	help  string
 	// unsupported names a C zfw option this zfw does not implement.
 	unsupported bool
+	// setting: an interface setting, named by long (control.Settings).
+	setting bool
 }
 
 var options = []option{
@@ -72,7 +81,7 @@ var options = []option{
 	{short: 't', long: "tproxy-port", arg: "PORT", help: "listener port on the loopback address; 0 passes to the host"},
 	{short: 's', long: "service-id", arg: "ID", help: "service the rule intercepts"},
 	{short: 'N', long: "interface", arg: "IFNAME", help: "apply on this interface only (repeatable)"},
-	{short: 'd', long: "disable", help: "with -I: a rule that drops"},
+	{short: 'd', long: "disable", help: "with -I: a rule that drops; with an interface setting: turn it off"},
 	{short: 'r', long: "route", help: "accepted and ignored: no route is needed per prefix"},
 	{short: 'i', long: "intercepts", help: "with -L: only TPROXY rules"},
 	{short: 'f', long: "passthrough", help: "with -L: only pass-through rules"},
@@ -80,23 +89,24 @@ var options = []option{
 	{long: "pin-path", arg: "DIR", help: "pin folder of the dataplane (default $ZFW_PIN_PATH or /sys/fs/bpf/zfw)"},
 	{long: "control-socket", arg: "PATH", help: "control socket of its owner (default $ZFW_CONTROL_SOCKET or /run/zfw/<pin folder name>.sock)"},
 
-	// The C zfw's other options: interface settings, attachment,
-	// monitoring and the like belong to the process that owns the
-	// dataplane here.
+	// Interface settings, changed live through the dataplane's owner.
+	{short: '6', long: "ipv6-enable", arg: "IFNAME", setting: true, help: "IPv6 on the interface (IFNAME or all; -d drops all IPv6 there)"},
+	{short: 'e', long: "icmp-echo", arg: "IFNAME", setting: true, help: "admit ICMP echo on a default-deny interface (IFNAME or all; -d turns it off)"},
+	{short: 'v', long: "verbose", arg: "IFNAME", setting: true, help: "an event for every drop (IFNAME or all; -d turns it off)"},
+	{short: 'x', long: "disable-ssh", arg: "IFNAME", setting: true, help: "no default SSH to the interface's own addresses (IFNAME or all; -d turns it off)"},
+	{short: 'P', long: "per-interface-rules", arg: "IFNAME", setting: true, help: "only rules that name the interface apply there (IFNAME or all; -d turns it off)"},
+	{short: 'T', long: "set-tun-mode", arg: "IFNAME", setting: true, help: "intercepted flows go into the Ziti tun (IFNAME or all; -d turns it off)"},
+	{short: 'R', long: "vrrp-enable", arg: "IFNAME", setting: true, help: "admit VRRP (IFNAME or all; -d turns it off)"},
+	{short: 'w', long: "enable-eapol", arg: "IFNAME", setting: true, help: "admit EAPOL (IFNAME or all; -d turns it off)"},
+	{short: 'a', long: "ddos-filtering", arg: "IFNAME", setting: true, help: "SYN-flood protection (IFNAME or all; -d turns it off)"},
+	{short: 'b', long: "outbound-filtering", arg: "IFNAME", setting: true, help: "new outbound flows need an egress rule (IFNAME or all; -d turns it off)"},
+	{short: 'k', long: "masquerade", arg: "IFNAME", setting: true, help: "source-NAT what leaves to the interface's address (IFNAME or all; -d turns it off)"},
+	{short: 'q', long: "pass-non-tuple", arg: "IFNAME", setting: true, help: "admit protocols other than TCP and UDP (IFNAME or all; -d turns it off)"},
+	{short: 'S', long: "ot-filtering", arg: "IFNAME", setting: true, help: "DNP3 and Modbus/TCP filtering (IFNAME or all; -d turns it off)"},
+
+	// The C zfw's other options: attachment, monitoring and the like
+	// belong to the process that owns the dataplane here.
 	{short: 'z', long: "direction", arg: "DIR", unsupported: true},
-	{short: '6', long: "ipv6-enable", arg: "IFNAME", unsupported: true},
-	{short: 'e', long: "icmp-echo", arg: "IFNAME", unsupported: true},
-	{short: 'v', long: "verbose", arg: "IFNAME", unsupported: true},
-	{short: 'x', long: "disable-ssh", arg: "IFNAME", unsupported: true},
-	{short: 'P', long: "per-interface-rules", arg: "IFNAME", unsupported: true},
-	{short: 'T', long: "set-tun-mode", arg: "IFNAME", unsupported: true},
-	{short: 'R', long: "vrrp-enable", arg: "IFNAME", unsupported: true},
-	{short: 'w', long: "enable-eapol", arg: "IFNAME", unsupported: true},
-	{short: 'a', long: "ddos-filtering", arg: "IFNAME", unsupported: true},
-	{short: 'b', long: "outbound-filtering", arg: "IFNAME", unsupported: true},
-	{short: 'k', long: "masquerade", arg: "IFNAME", unsupported: true},
-	{short: 'q', long: "pass-non-tuple", arg: "IFNAME", unsupported: true},
-	{short: 'S', long: "ot-filtering", arg: "IFNAME", unsupported: true},
 	{short: 'X', long: "set-tc-filter", arg: "IFNAME", unsupported: true},
 	{short: 'O', long: "object-file", arg: "FILE", unsupported: true},
 	{short: 'H', long: "init-tc", arg: "IFNAME", unsupported: true},
@@ -235,15 +245,16 @@ func Parse(args []string) (Command, error) {
 		return Command{}, err
 	}
 	var (
-		cmd    Command
-		ops    []*option
-		values = make(map[rune]string) // last value of each short option
-		given  = make(map[rune]*option)
+		cmd     Command
+		setting *option // the interface setting given, if any
+		ops     []*option
+		values  = make(map[rune]string) // last value of each short option
+		given   = make(map[rune]*option)
 	)
 	for _, s := range settings {
 		o := s.opt
 		if o.unsupported {
-			return Command{}, fmt.Errorf("option %s of the C zfw is not supported: this zfw only changes rules (-I, -D, -L, -F); the program that owns the dataplane sets interfaces up", o.name())
+			return Command{}, fmt.Errorf("option %s of the C zfw is not supported: this zfw changes rules (-I, -D, -L, -F) and interface settings (-e, -v, ...); the program that owns the dataplane attaches interfaces", o.name())
 		}
 		switch o.long {
 		case "pin-path":
@@ -252,6 +263,12 @@ func Parse(args []string) (Command, error) {
 		case "control-socket":
 			cmd.Socket = s.value
 			continue
+		}
+		if o.setting {
+			if setting != nil && setting != o {
+				return Command{}, fmt.Errorf("%s and %s: give one interface setting at a time", setting.name(), o.name())
+			}
+			setting = o
 		}
 		switch o.short {
 		case 'I', 'D', 'L', 'F':
@@ -272,9 +289,12 @@ func Parse(args []string) (Command, error) {
 	if cmd.Op == OpHelp || cmd.Op == OpVersion {
 		return cmd, nil
 	}
+	if setting != nil {
+		return interfaceSetting(settings, setting)
+	}
 	switch len(ops) {
 	case 0:
-		return Command{}, errors.New("no operation: give one of -I (insert), -D (delete), -L (list), -F (flush) or -V (version)")
+		return Command{}, errors.New("no operation: give one of -I (insert), -D (delete), -L (list), -F (flush), -V (version) or an interface setting such as -e <ifname|all>")
 	case 1:
 	default:
 		return Command{}, fmt.Errorf("%s and %s cannot be combined: give one operation", ops[0].name(), ops[1].name())
@@ -391,6 +411,36 @@ func Parse(args []string) (Command, error) {
 			return Command{}, errors.New("-s (--service-id) is empty")
 		}
 		r.ServiceID = values['s']
+	}
+	return cmd, nil
+}
+
+// interfaceSetting is the command of an interface setting option: the
+// setting, its interface (or all), and -d to turn it off; nothing else
+// but where the dataplane is.
+func interfaceSetting(settings []setting, o *option) (Command, error) {
+	cmd := Command{Op: OpSetInterface, Setting: o.long}
+	for _, s := range settings {
+		switch {
+		case s.opt == o:
+			if s.value == "" {
+				return Command{}, fmt.Errorf("option %s needs an interface name or all", o.name())
+			}
+			if s.value != control.AllInterfaces {
+				if err := intercept.CheckInterfaceName(s.value); err != nil {
+					return Command{}, fmt.Errorf("option %s: interface %q: %w", o.name(), s.value, err)
+				}
+			}
+			cmd.Interface = s.value
+		case s.opt.short == 'd':
+			cmd.Off = true
+		case s.opt.long == "pin-path":
+			cmd.PinPath = s.value
+		case s.opt.long == "control-socket":
+			cmd.Socket = s.value
+		default:
+			return Command{}, fmt.Errorf("option %s does not go with %s", s.opt.name(), o.name())
+		}
 	}
 	return cmd, nil
 }
