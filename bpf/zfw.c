@@ -69,10 +69,10 @@ ZFW_STAGE int ingress_untupled(struct __sk_buff *skb, struct packet *pkt, const 
 	case PARSE_OTHER:
 		count(ZFW_STAT_OTHER_PROTO);
 		if ((flags & ZFW_IFACE_MASQUERADE) && echo_reply(pkt) && masquerade_in(skb, pkt, ifindex))
-			return drop(skb, pkt, flags, ZFW_REASON_MALFORMED, NULL);
+			return drop(skb, pkt, flags, ZFW_REASON_MASQUERADE, NULL);
 		if ((flags & ZFW_IFACE_MASQUERADE) && icmp_error(pkt) &&
 		    masquerade_icmp_error(skb, pkt, ifindex))
-			return drop(skb, pkt, flags, ZFW_REASON_MALFORMED, NULL);
+			return drop(skb, pkt, flags, ZFW_REASON_MASQUERADE, NULL);
 		if (!(flags & ZFW_IFACE_DEFAULT_DENY))
 			return TC_ACT_OK;
 		if (admit_echo_reply(pkt, ifindex, cfg)) {
@@ -134,7 +134,7 @@ ZFW_STAGE int ingress_guard(struct __sk_buff *skb, struct packet *pkt, const str
 		return drop(skb, pkt, flags, ZFW_REASON_BANNED, NULL);
 	}
 	if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_in(skb, pkt, ifindex))
-		return drop(skb, pkt, flags, ZFW_REASON_MALFORMED, NULL);
+		return drop(skb, pkt, flags, ZFW_REASON_MASQUERADE, NULL);
 	return ZFW_GO_ON;
 }
 
@@ -439,7 +439,7 @@ ZFW_STAGE int egress_tuple(struct __sk_buff *skb, struct packet *pkt, const stru
 			emit(skb, pkt, ZFW_EVENT_SESSION, track, NULL);
 	}
 	if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_out(skb, pkt, ifindex))
-		return drop(skb, pkt, flags, ZFW_REASON_MALFORMED, NULL);
+		return drop(skb, pkt, flags, ZFW_REASON_MASQUERADE, NULL);
 	return ZFW_NEXT;
 }
 
@@ -473,7 +473,7 @@ ZFW_STAGE int egress_untupled(struct __sk_buff *skb, struct packet *pkt, const s
 			bpf_map_update_elem(&icmp_echo_map, &k, &st, BPF_ANY);
 			count(ZFW_STAT_TRACKED);
 			if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_out(skb, pkt, ifindex))
-				return drop(skb, pkt, flags, ZFW_REASON_MALFORMED, NULL);
+				return drop(skb, pkt, flags, ZFW_REASON_MASQUERADE, NULL);
 		}
 		break;
 	}

@@ -1,14 +1,20 @@
 package zfw
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+
+	"github.com/zfw-go/zfw/internal/bpfobj"
 	"github.com/zfw-go/zfw/internal/packet"
+	"github.com/zfw-go/zfw/internal/wire"
 )
 
 // frameAddrs reads the addresses and ports of a frame Build made.
@@ -340,4 +346,39 @@ func TestMasqueradeAvoidsPortsOfHostSockets(t *testing.T) {
 			t.Errorf("translated to %s, want port 40404 kept", src)
 		}
 	})
+}
+
+// TestMasqueradeWithoutAFreePortDropsWithItsOwnReason: when every port
+// to a remote end is taken, a new flow there is dropped, counted, and
+// reported as a failed translation, not as a malformed packet.
+func TestMasqueradeWithoutAFreePortDropsWithItsOwnReason(t *testing.T) {
+	h := newHarness(t)
+	h.manage("lo", InterfaceSettings{Masquerade: true, Verbose: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := h.f.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := addr("10.60.0.2")
+	k := bpfobj.ZfwMasqKey{Ifindex: 1, Remote: wire.Addr(remote), Rport: wire.Port16(53), Proto: 17, Family: 4}
+	v := bpfobj.ZfwMasqValue{Origin: wire.Addr(addr("10.3.0.1")), Oport: wire.Port16(1)}
+	m := h.f.dp.Objects().MasqueradeMap
+	for p := 1024; p < 65536; p++ {
+		k.Tport = wire.Port16(uint16(p))
+		if err := m.Update(&k, &v, ebpf.UpdateAny); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := h.egress(packet.Spec{Src: addr("10.2.0.1"), Dst: remote, Proto: packet.UDP, SrcPort: 5000, DstPort: 53}, 1)
+	if res.code != tcShot {
+		t.Fatalf("egress code %#x, want a drop", res.code)
+	}
+	if st := h.stats(); st.MasqueradeNoPort != 1 {
+		t.Errorf("%d packets counted without a free port, want 1", st.MasqueradeNoPort)
+	}
+	ev := next(t, ch, EventDrop)
+	if ev.Reason != ReasonMasquerade || !strings.Contains(ev.String(), "masquerade translation failed") {
+		t.Errorf("drop event %+v (%s), want a failed translation", ev, ev)
+	}
 }

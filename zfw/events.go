@@ -95,6 +95,7 @@ const (
 	ReasonDNP3Blocked  = DropReason(bpfobj.ZfwReasonZFW_REASON_DNP3BLOCKED)
 	ReasonDNP3Dir      = DropReason(bpfobj.ZfwReasonZFW_REASON_DNP3DIRECTION)
 	ReasonModbus       = DropReason(bpfobj.ZfwReasonZFW_REASON_MODBUS_UNEXPECTED)
+	ReasonMasquerade   = DropReason(bpfobj.ZfwReasonZFW_REASON_MASQUERADE)
 )
 
 func (r DropReason) String() string {
@@ -121,6 +122,8 @@ func (r DropReason) String() string {
 		return "DNP3 direction bit set"
 	case ReasonModbus:
 		return "Modbus response without a request"
+	case ReasonMasquerade:
+		return "masquerade translation failed"
 	}
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }

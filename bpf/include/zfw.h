@@ -538,6 +538,8 @@ enum reason {
 	ZFW_REASON_DNP3_BLOCKED = 8,   /* function code not allowed     */
 	ZFW_REASON_DNP3_DIRECTION = 9, /* outstation frame with DIR set */
 	ZFW_REASON_MODBUS_UNEXPECTED = 10, /* response to no request    */
+	ZFW_REASON_MASQUERADE = 11,    /* translation failed: no free port, or
+					* the rewrite of addresses and checksums */
 };
 
 /* The event layout's version (an enum so that Go sees it). */

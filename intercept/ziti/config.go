@@ -467,12 +467,12 @@ func parseAddress(s string) (Address, error) {
 	name := strings.ToLower(strings.TrimSuffix(s, "."))
 	if domain, ok := strings.CutPrefix(name, "*."); ok {
 		if err := checkHostname(domain); err != nil {
-			return Address{}, fmt.Errorf("wildcard %q: %v", s, err)
+			return Address{}, fmt.Errorf("wildcard %q: %w", s, err)
 		}
 		return Address{Kind: Wildcard, Name: name}, nil
 	}
 	if err := checkHostname(name); err != nil {
-		return Address{}, fmt.Errorf("%q is not an IP address, CIDR or hostname: %v", s, err)
+		return Address{}, fmt.Errorf("%q is not an IP address, CIDR or hostname: %w", s, err)
 	}
 	return Address{Kind: Hostname, Name: name}, nil
 }

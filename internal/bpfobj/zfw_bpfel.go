@@ -400,6 +400,7 @@ const (
 	ZfwReasonZFW_REASON_DNP3BLOCKED       ZfwReason = 8
 	ZfwReasonZFW_REASON_DNP3DIRECTION     ZfwReason = 9
 	ZfwReasonZFW_REASON_MODBUS_UNEXPECTED ZfwReason = 10
+	ZfwReasonZFW_REASON_MASQUERADE        ZfwReason = 11
 )
 
 type ZfwRuleKind uint32
