@@ -284,3 +284,37 @@ func (d *Dataplane) DetachTunXDP(ifname string) error {
 	}
 	return nil
 }
+
+// RemoveFilters deletes, from every interface of the namespace, the
+// clsact filters this package attaches (named zfw_ingress and
+// zfw_egress). On kernels without TCX that is how a kept dataplane stays
+// attached, and no pin holds the filters: removing the pins alone would
+// leave them running. Only Uninstall calls it: another dataplane in the
+// same namespace would lose its filters too.
+func (d *Dataplane) RemoveFilters() error {
+	return d.inNetns(func() error {
+		links, err := d.nl.LinkList()
+		if err != nil {
+			return fmt.Errorf("remove filters: list interfaces: %w", err)
+		}
+		var errs []error
+		for _, l := range links {
+			for _, dir := range directions {
+				filters, err := d.nl.FilterList(l, dir.parent)
+				if err != nil {
+					continue // no clsact qdisc
+				}
+				for _, f := range filters {
+					bf, ok := f.(*netlink.BpfFilter)
+					if !ok || bf.Name != "zfw_"+dir.name {
+						continue
+					}
+					if err := d.nl.FilterDel(bf); err != nil && !errors.Is(err, unix.ENOENT) {
+						errs = append(errs, fmt.Errorf("remove %s filter of %s: %w", dir.name, l.Attrs().Name, err))
+					}
+				}
+			}
+		}
+		return errors.Join(errs...)
+	})
+}

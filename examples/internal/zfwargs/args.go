@@ -31,6 +31,8 @@ const (
 	// OpSetInterface turns one interface setting on or off (-e, -v, -x,
 	// -P, -T, -R, -w, -a, -b, -k, -6, -q, -S, with -d for off).
 	OpSetInterface
+	// OpUninstall removes a dataplane nobody owns (-Q).
+	OpUninstall
 )
 
 // Command is a parsed command line.
@@ -85,6 +87,7 @@ var options = []option{
 	{short: 'r', long: "route", help: "accepted and ignored: no route is needed per prefix"},
 	{short: 'i', long: "intercepts", help: "with -L: only TPROXY rules"},
 	{short: 'f', long: "passthrough", help: "with -L: only pass-through rules"},
+	{short: 'Q', long: "disable-ebpf", help: "remove a dataplane nobody owns: detach it everywhere, remove its routing and pins"},
 	{short: 'E', long: "list-diag", help: "with -L: the managed interfaces and their settings (exit 0 while a dataplane runs)"},
 	{long: "pin-path", arg: "DIR", help: "pin folder of the dataplane (default $ZFW_PIN_PATH or /sys/fs/bpf/zfw)"},
 	{long: "control-socket", arg: "PATH", help: "control socket of its owner (default $ZFW_CONTROL_SOCKET or /run/zfw/<pin folder name>.sock)"},
@@ -111,7 +114,7 @@ var options = []option{
 	{short: 'O', long: "object-file", arg: "FILE", unsupported: true},
 	{short: 'H', long: "init-tc", arg: "IFNAME", unsupported: true},
 	{short: 'Z', long: "init-xdp", arg: "IFNAME", unsupported: true},
-	{short: 'Q', long: "disable-ebpf", unsupported: true},
+
 	{short: 'M', long: "monitor", arg: "IFNAME", unsupported: true},
 	{short: 'W', long: "write-log", arg: "FILE", unsupported: true},
 	{short: 'G', long: "list-gc-sessions", unsupported: true},
@@ -271,7 +274,7 @@ func Parse(args []string) (Command, error) {
 			setting = o
 		}
 		switch o.short {
-		case 'I', 'D', 'L', 'F':
+		case 'I', 'D', 'L', 'F', 'Q':
 			if !containsOpt(ops, o) {
 				ops = append(ops, o)
 			}
@@ -308,14 +311,17 @@ func Parse(args []string) (Command, error) {
 		cmd.Op = OpList
 	case 'F':
 		cmd.Op = OpFlush
+	case 'Q':
+		cmd.Op = OpUninstall
 	}
 
 	// Which options go with which operation.
 	allowed := map[Operation]string{
-		OpInsert: "IcmonplhtsNdr",
-		OpDelete: "DcmonplhtsNr",
-		OpList:   "LifE",
-		OpFlush:  "Fr",
+		OpInsert:    "IcmonplhtsNdr",
+		OpDelete:    "DcmonplhtsNr",
+		OpList:      "LifE",
+		OpFlush:     "Fr",
+		OpUninstall: "Q",
 	}[cmd.Op]
 	// In command-line order, so the message names the first misfit.
 	for _, s := range settings {
@@ -339,7 +345,7 @@ func Parse(args []string) (Command, error) {
 		}
 		return cmd, nil
 	}
-	if cmd.Op == OpFlush {
+	if cmd.Op == OpFlush || cmd.Op == OpUninstall {
 		return cmd, nil
 	}
 

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/zfw-go/zfw/testenv"
+	"github.com/zfw-go/zfw/zfw"
+)
+
+// zfw -Q removes a kept dataplane, all of it: its pins, its policy
+// routing and its attachments, TCX links or (LegacyTC, and kernels
+// without TCX) clsact filters. With the owner running it refuses.
+func TestUninstallRemovesAKeptDataplane(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tcx", true: "clsact"}[legacy], func(t *testing.T) {
+			p := newPlace(t)
+			ns := testenv.NewTestNamespace(t, "q")
+			var fw *zfw.Firewall
+			err := ns.Do(func() error {
+				var err error
+				fw, err = zfw.New(zfw.Options{PinPath: p.pin, KeepOnClose: true, LegacyTC: legacy, Interfaces: []zfw.Interface{{Name: "lo"}}})
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.serve(t, fw)
+			if code, _, errOut := p.zfwRun(t, "-Q"); code != 1 || !strings.Contains(errOut, "owned by the process serving") {
+				t.Errorf("-Q with the owner running: exit %d, %q; want a refusal", code, errOut)
+			}
+			if err := fw.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if attached(t, ns) == 0 || !strings.Contains(exec(t, ns, "ip", "rule", "show"), "fwmark") {
+				t.Fatal("the kept dataplane is not attached with its routing: nothing to prove")
+			}
+
+			q := place{pin: p.pin, socket: filepath.Join(t.TempDir(), "none.sock")}
+			for i := range 2 { // a second -Q finds nothing and succeeds
+				var code int
+				var errOut string
+				ns.Do(func() error {
+					code, _, errOut = q.zfwRun(t, "-Q")
+					return nil
+				})
+				if code != 0 {
+					t.Fatalf("-Q (%d): exit %d: %s", i, code, errOut)
+				}
+			}
+			if _, err := os.Stat(p.pin); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("pins at %s after -Q: %v", p.pin, err)
+			}
+			if n := attached(t, ns); n != 0 {
+				t.Errorf("%d programs still attached to lo after -Q", n)
+			}
+			if out := exec(t, ns, "ip", "rule", "show"); strings.Contains(out, "fwmark") {
+				t.Errorf("policy routing left after -Q:\n%s", out)
+			}
+		})
+	}
+}
+
+// attached counts the programs on lo in ns: TCX links and tc filters.
+func attached(t *testing.T, ns *testenv.Namespace) int {
+	t.Helper()
+	n := 0
+	err := ns.Do(func() error {
+		lo, err := netInterfaceIndex("lo")
+		if err != nil {
+			return err
+		}
+		for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+			if r, err := link.QueryPrograms(link.QueryOptions{Target: lo, Attach: at}); err == nil {
+				n += len(r.Programs)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"ingress", "egress"} {
+		if strings.Contains(exec(t, ns, "tc", "filter", "show", "dev", "lo", dir), "bpf") {
+			n++
+		}
+	}
+	return n
+}
+
+func exec(t *testing.T, ns *testenv.Namespace, name string, args ...string) string {
+	t.Helper()
+	out, err := ns.Exec(context.Background(), name, args...)
+	if err != nil {
+		t.Fatalf("%s %v: %v: %s", name, args, err, out)
+	}
+	return string(out)
+}
+
+func netInterfaceIndex(name string) (int, error) {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return 0, err
+	}
+	return ifc.Index, nil
+}
