@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -248,11 +249,11 @@ func Parse(args []string) (Command, error) {
 		return Command{}, err
 	}
 	var (
-		cmd     Command
-		setting *option // the interface setting given, if any
-		ops     []*option
-		values  = make(map[rune]string) // last value of each short option
-		given   = make(map[rune]*option)
+		cmd       Command
+		ifSetting *option // the interface setting given, if any
+		ops       []*option
+		values    = make(map[rune]string) // last value of each short option
+		given     = make(map[rune]*option)
 	)
 	for _, s := range settings {
 		o := s.opt
@@ -268,10 +269,10 @@ func Parse(args []string) (Command, error) {
 			continue
 		}
 		if o.setting {
-			if setting != nil && setting != o {
-				return Command{}, fmt.Errorf("%s and %s: give one interface setting at a time", setting.name(), o.name())
+			if ifSetting != nil && ifSetting != o {
+				return Command{}, fmt.Errorf("%s and %s: give one interface setting at a time", ifSetting.name(), o.name())
 			}
-			setting = o
+			ifSetting = o
 		}
 		switch o.short {
 		case 'I', 'D', 'L', 'F', 'Q':
@@ -292,8 +293,18 @@ func Parse(args []string) (Command, error) {
 	if cmd.Op == OpHelp || cmd.Op == OpVersion {
 		return cmd, nil
 	}
-	if setting != nil {
-		return interfaceSetting(settings, setting)
+	if ifSetting != nil && ifSetting.short == '6' && len(ops) == 1 && ops[0].short == 'L' {
+		// The C zfw's -L -6 all lists its IPv6 table; -L here lists
+		// both families.
+		if values['6'] != control.AllInterfaces {
+			return Command{}, fmt.Errorf("-L -6 takes all (got %q): the listing has both families", values['6'])
+		}
+		ifSetting = nil
+		delete(given, '6')
+		settings = slices.DeleteFunc(settings, func(s setting) bool { return s.opt.short == '6' })
+	}
+	if ifSetting != nil {
+		return interfaceSetting(settings, ifSetting)
 	}
 	switch len(ops) {
 	case 0:
