@@ -8,6 +8,7 @@ import (
 	"unicode"
 
 	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/zfw/control"
 )
 
 // writeInterfaces prints `zfw -L -E`: each managed interface and its
@@ -20,32 +21,16 @@ func writeInterfaces(w io.Writer, ifs []zfw.Interface) error {
 	}
 	rule := strings.Repeat("-", 34)
 	for _, ifc := range ifs {
-		s := ifc.InterfaceSettings
 		name := ifc.Name
 		if strings.IndexFunc(name, unicode.IsControl) >= 0 {
 			name = strconv.Quote(name) // never a control byte on the terminal
 		}
 		fmt.Fprintf(w, "%s\n%s\n", name, rule)
-		for _, f := range []struct {
-			name string
-			on   bool
-		}{
-			{"default deny", s.DefaultDeny},
-			{"icmp echo", s.ICMPEcho},
-			{"verbose", s.Verbose},
-			{"ssh disable", s.DisableSSH},
-			{"per interface", s.PerInterfaceRules},
-			{"tun mode intercept", s.TunnelMode},
-			{"vrrp enable", s.VRRP},
-			{"eapol enable", s.EAPOL},
-			{"pass non tuple", s.PassNonTuple},
-			{"ipv6 enable", !s.DisableIPv6},
-			{"outbound filter", s.OutboundFilter},
-			{"masquerade", s.Masquerade},
-			{"ddos filtering", s.DDoSProtection},
-			{"ot filtering", s.OTFiltering},
-		} {
-			fmt.Fprintf(w, "%-24s:%d\n", f.name, bit(f.on))
+		// Default deny has no option of its own in the C zfw; the rest are
+		// the settings its options change.
+		fmt.Fprintf(w, "%-24s:%d\n", "default deny", bit(ifc.DefaultDeny))
+		for _, st := range control.States(ifc.InterfaceSettings) {
+			fmt.Fprintf(w, "%-24s:%d\n", st.Label, bit(st.On))
 		}
 		fmt.Fprintln(w, rule)
 	}

@@ -42,3 +42,34 @@ func TestEverySettingTurnsOneFieldOnAndOff(t *testing.T) {
 		t.Error("an unknown setting was accepted")
 	}
 }
+
+func TestStatesReadWhatApplySettingWrote(t *testing.T) {
+	labels := map[string]bool{}
+	for _, name := range Settings() {
+		for _, on := range []bool{true, false} {
+			var s zfw.InterfaceSettings
+			if !on { // start from the opposite, so the read cannot be the zero value by chance
+				for _, n := range Settings() {
+					ApplySetting(&s, n, true)
+				}
+			}
+			if err := ApplySetting(&s, name, on); err != nil {
+				t.Fatal(err)
+			}
+			for _, st := range States(s) {
+				if st.Name == name && st.On != on {
+					t.Errorf("%s set %v, States says %v", name, on, st.On)
+				}
+			}
+		}
+	}
+	for _, st := range States(zfw.InterfaceSettings{}) {
+		if st.Label == "" || labels[st.Label] {
+			t.Errorf("%s: label %q empty or repeated", st.Name, st.Label)
+		}
+		labels[st.Label] = true
+	}
+	if n := len(States(zfw.InterfaceSettings{})); n != len(Settings()) {
+		t.Errorf("%d states for %d settings", n, len(Settings()))
+	}
+}
