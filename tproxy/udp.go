@@ -115,6 +115,9 @@ type UDPListener struct {
 	sessions map[flowKey]*UDPSession // nil once closed
 	senders  map[netip.AddrPort]*sender
 	queued   int // bytes waiting in the queues of open sessions; guarded by mu
+	// evictNotBefore: until then no session can have been idle long
+	// enough to give way (see evictLocked); guarded by mu.
+	evictNotBefore time.Duration
 
 	datagrams, started, expired    atomic.Uint64
 	queueDrops, backlogDrops, errs atomic.Uint64
@@ -381,13 +384,24 @@ func (l *UDPListener) deliver(key flowKey, d []byte) {
 // evictIdle (or IdleTimeout, if shorter), and reports whether it did.
 // l.mu must be held.
 func (l *UDPListener) evictLocked() bool {
+	now := l.now()
+	if now < l.evictNotBefore {
+		return false // a flood of refusals costs no scan
+	}
 	var oldest *UDPSession
 	for _, s := range l.sessions {
 		if oldest == nil || s.last.Load() < oldest.last.Load() {
 			oldest = s
 		}
 	}
-	if oldest == nil || l.now()-time.Duration(oldest.last.Load()) < min(evictIdle, l.opts.IdleTimeout) {
+	if oldest == nil {
+		return false
+	}
+	// Activity only moves a session's last use forward, and new sessions
+	// start now: no session can give way before the oldest one could.
+	wait := min(evictIdle, l.opts.IdleTimeout)
+	if last := time.Duration(oldest.last.Load()); now-last < wait {
+		l.evictNotBefore = last + wait
 		return false
 	}
 	oldest.endLocked(io.EOF)
