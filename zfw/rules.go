@@ -120,22 +120,35 @@ func (rs *Rules) Add(ctx context.Context, r Rule) (uint32, error) {
 	return pr.ID, nil
 }
 
-// Delete removes a rule added with Add.
-func (rs *Rules) Delete(ctx context.Context, id uint32) error {
+// Delete removes rules added with Add, all of them or, on any error,
+// none.
+func (rs *Rules) Delete(ctx context.Context, ids ...uint32) error {
 	f := rs.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.check(ctx); err != nil {
 		return err
 	}
-	r := f.tbl.rules[id]
-	if r == nil || r.Intercept {
-		return fmt.Errorf("delete rule %d: %w", id, ErrNotFound)
+	for _, id := range ids {
+		if r := f.tbl.rules[id]; r == nil || r.Intercept {
+			return fmt.Errorf("delete rule %d: %w", id, ErrNotFound)
+		}
 	}
-	if err := f.change(nil, []uint32{id}); err != nil {
-		return fmt.Errorf("delete rule %d: %w", id, err)
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := f.change(nil, slices.Compact(slices.Sorted(slices.Values(ids)))); err != nil {
+		return fmt.Errorf("delete %s: %w", ruleCount(ids), err)
 	}
 	return nil
+}
+
+// ruleCount names rules in messages: "rule 7", "3 rules".
+func ruleCount(ids []uint32) string {
+	if len(ids) == 1 {
+		return fmt.Sprintf("rule %d", ids[0])
+	}
+	return fmt.Sprintf("%d rules", len(ids))
 }
 
 // Replace swaps the rule id, added with Add, for r in one all-or-nothing

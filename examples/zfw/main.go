@@ -5,8 +5,12 @@
 //	zfw -V
 //	zfw -I -c 10.0.0.0 -m 24 -p tcp -o 0.0.0.0 -n 0 -l 80 -h 80 -t 34567 -s <service id> [-N eth0]
 //	zfw -D -c 10.0.0.0 -m 24 -p tcp -o 0.0.0.0 -n 0 -l 80 -h 80 [-N eth0]
-//	zfw -L [-i|-f]
-//	zfw -F
+//	zfw -I -z egress -c 10.0.0.0 -m 24 -p tcp -l 443 -h 443 -t 0|-d
+//	zfw -L [-i|-f] [-z ingress|egress]
+//	zfw -L -E
+//	zfw -F [-z ingress|egress]
+//	zfw -e|-v|-x|-P|-T|-R|-w|-a|-b|-k|-6|-q|-S <ifname|all> [-d]
+//	zfw -Q
 //
 // Each -I adds one rule: destination prefix, source prefix, protocol and
 // port range, steered to the listener 127.0.0.1:<-t> (or [::1]) and
@@ -14,7 +18,9 @@
 // and -d drops them. Inserting a rule that exists changes nothing;
 // inserting one with the same match but another listener or service
 // replaces it, and one naming another interface (-N) extends it to that
-// interface too. -D removes the rule with that match (from that
+// interface too. With -z egress the rule decides new flows leaving an
+// interface whose outbound filter (-b) is on: it passes (-t 0) or drops
+// (-d) them. -D removes the rule with that match (from that
 // interface only, with -N); a rule that is not there is an error. -F
 // removes every rule added this way; intercepts that the owning process
 // registered stay.

@@ -65,8 +65,8 @@ func (c *Client) List(ctx context.Context) (Listing, error) {
 }
 
 // Flush implements Controller.
-func (c *Client) Flush(ctx context.Context) error {
-	_, err := c.do(ctx, request{Op: opFlush})
+func (c *Client) Flush(ctx context.Context, d Direction) error {
+	_, err := c.do(ctx, request{Op: opFlush, Direction: d})
 	return err
 }
 

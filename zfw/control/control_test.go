@@ -240,7 +240,7 @@ func TestFlushKeepsIntercepts(t *testing.T) {
 			if len(l.Rules) != 3 || l.Usage.Rules != 3 || l.Usage.MaxRules != 128 {
 				t.Fatalf("before flush: %d rules, usage %+v; want 3 of 128", len(l.Rules), l.Usage)
 			}
-			if err := c.Flush(ctx); err != nil {
+			if err := c.Flush(ctx, BothDirections); err != nil {
 				t.Fatal(err)
 			}
 			want := []string{`tproxy udp 10.30.0.1/32 53 port 7000 sid "svc" on all`}
@@ -269,5 +269,59 @@ func TestSocketPath(t *testing.T) {
 		if got := SocketPath(pin); got != want {
 			t.Errorf("SocketPath(%q) = %q, want %q", pin, got, want)
 		}
+	}
+}
+
+// Flush with a direction removes that direction's rules only, and an
+// egress rule is told from an ingress one of the same match.
+func TestFlushOfOneDirectionKeepsTheOther(t *testing.T) {
+	pass := func(egress bool) Rule {
+		r := rule(0, "")
+		r.Egress = egress
+		return r
+	}
+	directions := func(c Controller) []bool {
+		l, err := c.List(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []bool
+		for _, ri := range l.Rules {
+			out = append(out, ri.Egress)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		flush Direction
+		want  []bool // the Egress of the rules left
+	}{
+		{BothDirections, nil},
+		{Ingress, []bool{true}},
+		{Egress, []bool{false}},
+	} {
+		for cname, mk := range controllers(t) {
+			t.Run(fmt.Sprintf("%s/%q", cname, tc.flush), func(t *testing.T) {
+				c, _ := mk(t)
+				ctx := context.Background()
+				for _, egress := range []bool{false, true} {
+					if got, err := c.Insert(ctx, pass(egress)); err != nil || got != Added {
+						t.Fatalf("insert (egress %v): %q, %v; want a rule added", egress, got, err)
+					}
+				}
+				if got := directions(c); len(got) != 2 {
+					t.Fatalf("before flush: egress of the rules %v, want two rules", got)
+				}
+				if err := c.Flush(ctx, tc.flush); err != nil {
+					t.Fatal(err)
+				}
+				if got := directions(c); !slices.Equal(got, tc.want) {
+					t.Errorf("after flush: egress of the rules %v, want %v", got, tc.want)
+				}
+			})
+		}
+	}
+	c, _ := serve(t, memFirewall(t))
+	if err := c.Flush(context.Background(), "sideways"); err == nil || !strings.Contains(err.Error(), "ingress or egress") {
+		t.Errorf("Flush(sideways) = %v, want a refusal naming the directions", err)
 	}
 }

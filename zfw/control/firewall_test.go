@@ -66,7 +66,7 @@ func TestSocketOnKernelDataplane(t *testing.T) {
 	if _, err := c.Delete(ctx, rule(0, "").Match); !errors.Is(err, zfw.ErrNotFound) {
 		t.Fatalf("delete again: %v, want ErrNotFound", err)
 	}
-	if err := c.Flush(ctx); err != nil {
+	if err := c.Flush(ctx, BothDirections); err != nil {
 		t.Fatal(err)
 	}
 	if u := fw.Usage(); u.Rules != 0 || u.Prefixes6 != 0 {

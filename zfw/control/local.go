@@ -27,9 +27,10 @@ type Controller interface {
 	// List returns every installed rule, intercepts included, and how
 	// full the maps are.
 	List(ctx context.Context) (Listing, error)
-	// Flush removes every rule added through the rules API; the
-	// intercepts the owner registered stay.
-	Flush(ctx context.Context) error
+	// Flush removes every rule of direction d (both for BothDirections)
+	// added through the rules API, all or none; the intercepts the owner
+	// registered stay.
+	Flush(ctx context.Context, d Direction) error
 	// Interfaces lists the interfaces the dataplane manages, with their
 	// settings, sorted by name.
 	Interfaces(ctx context.Context) ([]zfw.Interface, error)
@@ -146,11 +147,26 @@ func (l *Local) List(ctx context.Context) (Listing, error) {
 }
 
 // Flush implements Controller.
-func (l *Local) Flush(ctx context.Context) error {
+func (l *Local) Flush(ctx context.Context, d Direction) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.fw.Rules().Flush(ctx); err != nil {
-		return fmt.Errorf("flush: %w", err)
+	if err := d.check(); err != nil {
+		return err
+	}
+	if d == BothDirections {
+		if err := l.fw.Rules().Flush(ctx); err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
+		return nil
+	}
+	var ids []uint32
+	for _, r := range l.fw.Rules().List() {
+		if !r.Intercept && d.holds(r.Egress) {
+			ids = append(ids, r.ID)
+		}
+	}
+	if err := l.fw.Rules().Delete(ctx, ids...); err != nil {
+		return fmt.Errorf("flush %s: %w", d, err)
 	}
 	return nil
 }

@@ -32,6 +32,32 @@ type Match struct {
 	Ports       intercept.PortRange `json:"ports"`
 	// Interfaces the rule applies on (-N); none means all of them.
 	Interfaces []string `json:"interfaces,omitzero"`
+	// Egress: the rule decides new flows leaving an interface whose
+	// outbound filter is on (-z egress), and only passes or drops.
+	Egress bool `json:"egress,omitzero"`
+}
+
+// Direction limits Flush to the rules of one direction.
+type Direction string
+
+// Directions.
+const (
+	BothDirections Direction = ""
+	Ingress        Direction = "ingress"
+	Egress         Direction = "egress"
+)
+
+func (d Direction) check() error {
+	switch d {
+	case BothDirections, Ingress, Egress:
+		return nil
+	}
+	return fmt.Errorf("direction %q: ingress or egress", string(d))
+}
+
+// holds reports whether a rule of the given direction is d's.
+func (d Direction) holds(egress bool) bool {
+	return d == BothDirections || (d == Egress) == egress
 }
 
 func (m Match) String() string {
@@ -42,6 +68,9 @@ func (m Match) String() string {
 	s := fmt.Sprintf("%s %s from %s ports %s", m.Protocol, m.Destination, src, m.Ports)
 	if len(m.Interfaces) > 0 {
 		s += " on " + strings.Join(m.Interfaces, ",")
+	}
+	if m.Egress {
+		s += " (egress)"
 	}
 	return s
 }
@@ -56,6 +85,7 @@ func (r Rule) zfwRule() zfw.Rule {
 		Ports:       r.Ports,
 		ServiceID:   r.ServiceID,
 		Interfaces:  r.Interfaces,
+		Egress:      r.Egress,
 	}
 	switch {
 	case r.Deny:

@@ -207,7 +207,7 @@ func (s *Server) answer(ctx context.Context, line []byte) response {
 		l, err = s.ctl.List(ctx)
 		resp.Listing = &l
 	case opFlush:
-		err = s.ctl.Flush(ctx)
+		err = s.ctl.Flush(ctx, req.Direction)
 	case opVersion:
 		resp.Server, err = s.ctl.Version(ctx)
 	case opInterfaces:

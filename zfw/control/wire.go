@@ -52,6 +52,8 @@ type request struct {
 	Interface string `json:"interface,omitzero"`
 	Setting   string `json:"setting,omitzero"`
 	On        bool   `json:"on,omitzero"`
+	// Direction is opFlush's; empty flushes both.
+	Direction Direction `json:"direction,omitzero"`
 }
 
 type response struct {

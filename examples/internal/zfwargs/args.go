@@ -50,6 +50,9 @@ type Command struct {
 	// OpSetInterface's; Interface may be control.AllInterfaces.
 	Interface, Setting string
 	Off                bool
+	// Direction (-z) puts -I and -D in the egress rules, and limits -L
+	// and -F to one direction's rules.
+	Direction control.Direction
 	// PinPath and Socket override where the dataplane is (--pin-path,
 	// --control-socket).
 	PinPath, Socket string
@@ -89,6 +92,7 @@ var options = []option{
 	{short: 'i', long: "intercepts", help: "with -L: only TPROXY rules"},
 	{short: 'f', long: "passthrough", help: "with -L: only pass-through rules"},
 	{short: 'Q', long: "disable-ebpf", help: "remove a dataplane nobody owns: detach it everywhere, remove its routing and pins"},
+	{short: 'z', long: "direction", arg: "ingress|egress", help: "with -I/-D: an egress rule (-t 0 or -d only); with -L/-F: only that direction's rules"},
 	{short: 'E', long: "list-diag", help: "with -L: the managed interfaces and their settings (exit 0 while a dataplane runs)"},
 	{long: "pin-path", arg: "DIR", help: "pin folder of the dataplane (default $ZFW_PIN_PATH or /sys/fs/bpf/zfw)"},
 	{long: "control-socket", arg: "PATH", help: "control socket of its owner (default $ZFW_CONTROL_SOCKET or /run/zfw/<pin folder name>.sock)"},
@@ -110,7 +114,6 @@ var options = []option{
 
 	// The C zfw's other options: attachment, monitoring and the like
 	// belong to the process that owns the dataplane here.
-	{short: 'z', long: "direction", arg: "DIR", unsupported: true},
 	{short: 'X', long: "set-tc-filter", arg: "IFNAME", unsupported: true},
 	{short: 'O', long: "object-file", arg: "FILE", unsupported: true},
 	{short: 'H', long: "init-tc", arg: "IFNAME", unsupported: true},
@@ -328,10 +331,10 @@ func Parse(args []string) (Command, error) {
 
 	// Which options go with which operation.
 	allowed := map[Operation]string{
-		OpInsert:    "IcmonplhtsNdr",
-		OpDelete:    "DcmonplhtsNr",
-		OpList:      "LifE",
-		OpFlush:     "Fr",
+		OpInsert:    "IcmonplhtsNdrz",
+		OpDelete:    "DcmonplhtsNrz",
+		OpList:      "LifEz",
+		OpFlush:     "Frz",
 		OpUninstall: "Q",
 	}[cmd.Op]
 	// In command-line order, so the message names the first misfit.
@@ -346,7 +349,21 @@ func Parse(args []string) (Command, error) {
 			return Command{}, fmt.Errorf("option %s needs %s", given[pair[0]].name(), lookupShort(pair[1]).name())
 		}
 	}
+	if given['z'] != nil {
+		switch d := control.Direction(values['z']); d {
+		case control.Ingress, control.Egress:
+			cmd.Direction = d
+		default:
+			return Command{}, fmt.Errorf("bad direction %q for %s: ingress or egress", values['z'], given['z'].name())
+		}
+		if cmd.Op == OpInsert || cmd.Op == OpDelete {
+			cmd.Rule.Egress = cmd.Direction == control.Egress
+		}
+	}
 	if cmd.Op == OpList {
+		if given['E'] != nil && given['z'] != nil {
+			return Command{}, errors.New("-E (--list-diag) lists interfaces; -z limits a listing of rules")
+		}
 		cmd.OnlyIntercepts, cmd.OnlyPassthrough = given['i'] != nil, given['f'] != nil
 		if cmd.OnlyIntercepts && cmd.OnlyPassthrough {
 			return Command{}, errors.New("-i (--intercepts) and -f (--passthrough) cannot be combined")
@@ -416,6 +433,9 @@ func Parse(args []string) (Command, error) {
 		if r.TProxyPort, err = port(values['t'], given['t'], 0); err != nil {
 			return Command{}, err
 		}
+	}
+	if r.Egress && r.TProxyPort != 0 {
+		return Command{}, fmt.Errorf("-z egress: an egress rule passes (-t 0) or drops (-d) new outbound flows; only arriving packets are steered to a listener (got -t %d)", r.TProxyPort)
 	}
 	if given['d'] != nil {
 		if r.TProxyPort != 0 {

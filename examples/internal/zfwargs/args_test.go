@@ -51,6 +51,10 @@ func TestParseAccepts(t *testing.T) {
 	masked := noSource
 	masked.Destination = netip.MustParsePrefix("100.64.0.0/24")
 	masked.TProxyPort, masked.ServiceID = 0, ""
+	egress := pass
+	egress.Egress = true
+	egressDeny := deny
+	egressDeny.Egress = true
 
 	tests := []struct {
 		name string
@@ -97,6 +101,13 @@ func TestParseAccepts(t *testing.T) {
 		{"flush with route", "-F -r", Command{Op: OpFlush}},
 		{"locations", "-L --pin-path /sys/fs/bpf/r1 --control-socket=/tmp/s", Command{Op: OpList, PinPath: "/sys/fs/bpf/r1", Socket: "/tmp/s"}},
 		{"end of options", "-L --", Command{Op: OpList}},
+		{"egress pass", "-I -z egress -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443 -t 0", Command{Op: OpInsert, Rule: egress, Direction: control.Egress}},
+		{"egress deny", "-I --direction=egress -d -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443", Command{Op: OpInsert, Rule: egressDeny, Direction: control.Egress}},
+		{"egress delete", "-D -z egress -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443", Command{Op: OpDelete, Rule: control.Rule{Match: egress.Match}, Direction: control.Egress}},
+		{"ingress insert", "-I -z ingress -c 100.64.0.2 -m 32 -p tcp -l 443 -h 443 -t 0", Command{Op: OpInsert, Rule: pass, Direction: control.Ingress}},
+		{"list egress", "-L -z egress", Command{Op: OpList, Direction: control.Egress}},
+		{"flush ingress with routes", "-F -z ingress -r", Command{Op: OpFlush, Direction: control.Ingress}},
+		{"flush egress", "-F -z egress", Command{Op: OpFlush, Direction: control.Egress}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -163,7 +174,10 @@ func TestParseRefuses(t *testing.T) {
 		{"a bad interface name", "-e eth0/1", `interface "eth0/1"`},
 		{"interfaces without -L", "-F -E", "option -E (--list-diag) does not go with -F (--flush)"},
 		{"C zfw monitor", "-M eth0", "option -M (--monitor) of the C zfw is not supported"},
-		{"C zfw egress", base + " -z egress", "option -z (--direction) of the C zfw is not supported"},
+		{"egress to a listener", base + " -z egress", "-z egress: an egress rule passes (-t 0) or drops (-d)"},
+		{"bad direction", "-L -z inwards", `bad direction "inwards" for -z (--direction): ingress or egress`},
+		{"direction of interfaces", "-L -E -z egress", "-E (--list-diag) lists interfaces; -z limits a listing of rules"},
+		{"direction with a setting", "-e eth0 -z egress", "does not go with -e (--icmp-echo)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,15 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/zfw-go/zfw/examples/internal/zfwargs"
+	"github.com/zfw-go/zfw/zfw/control"
+)
+
+// flushRules is -F: every rule added with -I goes (only one direction's
+// with -z), all at once; the intercepts the owner registered stay.
+func flushRules(ctx context.Context, cmd zfwargs.Command, ctl control.Controller, _, _ io.Writer) error {
+	return ctl.Flush(ctx, cmd.Direction)
+}
