@@ -29,38 +29,52 @@ static __always_inline bool banned(const struct packet *pkt, __u64 now)
 	return false;
 }
 
-/* count_syn counts a SYN to a protected port; returns true when it puts
- * its source over the threshold, which bans the source. */
-static __always_inline bool count_syn(const struct packet *pkt, const struct config *cfg, __u64 now)
+/* What SYN-flood protection makes of a packet. */
+enum ddos_verdict {
+	DDOS_PASS,
+	DDOS_BANNED,      /* this SYN put its source over the threshold */
+	DDOS_NOT_ALLOWED, /* a protected port, a source not on the allow-list */
+};
+
+/*
+ * ddos_check judges a connection opened to a protected port (to any port
+ * when none is protected). With ports protected and an allow-list, only
+ * listed sources get through, and nothing is counted: the C zfw's rule,
+ * which gates nothing while no port is protected. Otherwise each source's
+ * SYNs are counted per second, and one over the threshold bans it.
+ */
+static __always_inline int ddos_check(const struct packet *pkt, const struct config *cfg, __u64 now)
 {
 	struct addr_key k = {};
 	struct syn_count *sc;
 	__u16 port = bpf_ntohs(pkt->dport);
 
 	if (!opens_connection(pkt))
-		return false;
+		return DDOS_PASS;
 	if (cfg->protected_ports && !bpf_map_lookup_elem(&ddos_dport_map, &port))
-		return false;
+		return DDOS_PASS;
 	source_key(pkt, &k);
+	if (cfg->protected_ports && cfg->allowed_sources)
+		return bpf_map_lookup_elem(&ddos_allow_map, &k) ? DDOS_PASS : DDOS_NOT_ALLOWED;
 	sc = bpf_map_lookup_elem(&syn_count_map, &k);
 	if (!sc) {
 		struct syn_count n = { .window = now, .count = 1 };
 
 		bpf_map_update_elem(&syn_count_map, &k, &n, BPF_ANY);
-		return false;
+		return DDOS_PASS;
 	}
 	if (now - sc->window >= 1000000000ULL) {
 		sc->window = now;
 		sc->count = 0;
 	}
 	if (++sc->count <= cfg->syn_per_sec)
-		return false;
+		return DDOS_PASS;
 	struct ban b = { .until = now + cfg->ban_ns, .since = now };
 
 	bpf_map_update_elem(&ddos_saddr_map, &k, &b, BPF_ANY);
 	bpf_map_delete_elem(&syn_count_map, &k);
 	count(ZFW_STAT_BANS);
-	return true;
+	return DDOS_BANNED;
 }
 
 #endif /* ZFW_DDOS_H */

@@ -221,6 +221,16 @@ struct {
 	__type(value, __u8);
 } ddos_dport_map SEC(".maps");
 
+/* The DDoS allow-list (zfw -y): sources that may open connections to
+ * protected ports once any is listed. Written only by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct addr_key);
+	__type(value, __u8);
+} ddos_allow_map SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 256);

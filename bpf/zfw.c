@@ -127,11 +127,17 @@ ZFW_STAGE int ingress_guard(struct __sk_buff *skb, struct packet *pkt, const str
 			return drop(skb, pkt, flags, why, NULL);
 		}
 	}
-	if ((flags & ZFW_IFACE_DDOS) && count_syn(pkt, cfg, bpf_ktime_get_ns())) {
-		if (flags & ZFW_IFACE_VERBOSE)
-			emit(skb, pkt, ZFW_EVENT_BAN, ZFW_REASON_BANNED, NULL);
-		count(ZFW_STAT_BANNED);
-		return drop(skb, pkt, flags, ZFW_REASON_BANNED, NULL);
+	if (flags & ZFW_IFACE_DDOS) {
+		switch (ddos_check(pkt, cfg, bpf_ktime_get_ns())) {
+		case DDOS_BANNED:
+			if (flags & ZFW_IFACE_VERBOSE)
+				emit(skb, pkt, ZFW_EVENT_BAN, ZFW_REASON_BANNED, NULL);
+			count(ZFW_STAT_BANNED);
+			return drop(skb, pkt, flags, ZFW_REASON_BANNED, NULL);
+		case DDOS_NOT_ALLOWED:
+			count(ZFW_STAT_NOT_ALLOWED);
+			return drop(skb, pkt, flags, ZFW_REASON_NOT_ALLOWED, NULL);
+		}
 	}
 	if ((flags & ZFW_IFACE_MASQUERADE) && masquerade_in(skb, pkt, ifindex))
 		return drop(skb, pkt, flags, ZFW_REASON_MASQUERADE, NULL);

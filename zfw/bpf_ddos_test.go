@@ -2,6 +2,7 @@ package zfw
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +96,80 @@ func TestBansEnd(t *testing.T) {
 	s.SrcPort++
 	if code := h.runFrame(packet.Build(s), packet.Spec{}, 1).code; code != tcOK {
 		t.Errorf("after the ban ended: code %d", code)
+	}
+}
+
+// TestDDoSAllowListGatesProtectedPorts: with ports protected and any
+// source on the allow-list, only listed sources open connections to
+// those ports, and none of their SYNs counts towards a ban; other ports,
+// packets of open connections, and every port while none is protected
+// are not gated; the last source off the list brings the threshold back.
+func TestDDoSAllowListGatesProtectedPorts(t *testing.T) {
+	const limit = 5
+	ctx := context.Background()
+	h := newHarnessWith(t, Options{SYNFlood: SYNFlood{SYNsPerSecond: limit, BanDuration: time.Hour}})
+	h.manage("lo", InterfaceSettings{DDoSProtection: true, Verbose: true})
+	events, err := h.f.Events(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	friend, stranger := addr("192.168.7.1"), addr("192.168.7.2")
+	send := func(src string, port, sport uint16, flags uint8) uint32 {
+		s := packet.Spec{Src: addr(src), Dst: addr("10.9.0.5"), Proto: packet.TCP, SrcPort: sport, DstPort: port, TCPFlags: flags}
+		return h.runFrame(packet.Build(s), packet.Spec{}, 1).code
+	}
+	d := h.f.DDoS()
+	if err := d.AllowSources(ctx, friend, friend); err != nil {
+		t.Fatal(err)
+	}
+	// No port protected: the list gates nothing.
+	if code := send(stranger.String(), 443, 1000, packet.SYN); code != tcOK {
+		t.Fatalf("stranger's SYN with no port protected: code %d, want pass", code)
+	}
+	if err := d.ProtectPorts(ctx, 443); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		src   netip.Addr
+		port  uint16
+		flags uint8
+		want  uint32
+	}{
+		{"a listed source's SYN", friend, 443, packet.SYN, tcOK},
+		{"a stranger's SYN to the protected port", stranger, 443, packet.SYN, tcShot},
+		{"a stranger's SYN to another port", stranger, 80, packet.SYN, tcOK},
+		{"a stranger's packet of an open connection", stranger, 443, packet.ACK, tcOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if code := send(tc.src.String(), tc.port, 2000, tc.flags); code != tc.want {
+				t.Errorf("code %d, want %d", code, tc.want)
+			}
+		})
+	}
+	if ev := next(t, events, EventDrop); ev.Src.Addr() != stranger || ev.Reason != ReasonNotAllowed || !strings.Contains(ev.String(), "allow-list") {
+		t.Errorf("drop event %+v (%s), want the stranger's, not on the allow-list", ev, ev)
+	}
+	// A listed source is never counted: far over the threshold, no ban.
+	for i := range 4 * limit {
+		if code := send(friend.String(), 443, uint16(3000+i), packet.SYN); code != tcOK {
+			t.Fatalf("listed source's SYN %d: code %d, want pass", i, code)
+		}
+	}
+	if got, err := d.AllowedSources(); err != nil || len(got) != 1 || got[0] != friend {
+		t.Errorf("AllowedSources = %v, %v; want [%s]", got, err, friend)
+	}
+	if st := h.stats(); st.NotAllowed != 1 || st.Bans != 0 {
+		t.Errorf("stats: NotAllowed %d, Bans %d; want 1 and 0", st.NotAllowed, st.Bans)
+	}
+	// The last source off: the threshold counts again, strangers pass.
+	if err := d.DisallowSources(ctx, friend, stranger); err != nil {
+		t.Fatal(err)
+	}
+	if code := send(stranger.String(), 443, 4000, packet.SYN); code != tcOK {
+		t.Errorf("stranger's SYN with the list empty: code %d, want pass", code)
+	}
+	if got, err := d.AllowedSources(); err != nil || len(got) != 0 {
+		t.Errorf("AllowedSources after removal = %v, %v", got, err)
 	}
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // DDoS manages SYN-flood protection (InterfaceSettings.DDoSProtection):
-// the protected ports and the current bans.
+// the protected ports, the allow-list and the current bans.
 type DDoS struct{ f *Firewall }
 
 // DDoS returns the SYN-flood protection API. It needs the kernel
@@ -136,10 +136,7 @@ func (d *DDoS) Unban(ctx context.Context, src netip.Addr) error {
 		return err
 	}
 	src = src.Unmap()
-	k := bpfobj.ZfwAddrKey{Addr: wire.Addr(src), Family: 4}
-	if src.Is6() {
-		k.Family = 6
-	}
+	k := sourceKey(src)
 	if err := objs.DdosSaddrMap.Delete(&k); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("unban %s: %w", src, ErrNotFound)
@@ -147,4 +144,96 @@ func (d *DDoS) Unban(ctx context.Context, src netip.Addr) error {
 		return fmt.Errorf("unban %s: %w", src, err)
 	}
 	return nil
+}
+
+// AllowSources puts sources on the allow-list, the C zfw's DDoS list
+// (zfw -y). Once it lists any source, and ports are protected, a new
+// connection to a protected port on a DDoS-protected interface is
+// admitted only from a listed source (Stats.NotAllowed counts the rest,
+// dropped), and no SYN is counted towards a ban there: the list replaces
+// the flood threshold for those ports. With no port protected it gates
+// nothing, as in the C zfw.
+func (d *DDoS) AllowSources(ctx context.Context, srcs ...netip.Addr) error {
+	return d.changeAllowed(ctx, srcs, true)
+}
+
+// DisallowSources takes sources off the allow-list; the last one off
+// returns the protected ports to the flood threshold.
+func (d *DDoS) DisallowSources(ctx context.Context, srcs ...netip.Addr) error {
+	return d.changeAllowed(ctx, srcs, false)
+}
+
+func (d *DDoS) changeAllowed(ctx context.Context, srcs []netip.Addr, add bool) (err error) {
+	d.f.mu.Lock()
+	defer d.f.mu.Unlock()
+	objs, err := d.objects(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range srcs {
+		if !s.IsValid() {
+			return errors.New("ddos allow-list: not an address")
+		}
+	}
+	n := d.f.tbl.allowedSources
+	// The count is written even when a change fails part way, so that it
+	// stays the number of entries the map holds.
+	defer func() {
+		d.f.tbl.allowedSources = n
+		if werr := d.f.tbl.writeConfig(); err == nil {
+			err = werr
+		}
+	}()
+	for _, s := range srcs {
+		k := sourceKey(s)
+		if add {
+			switch err = objs.DdosAllowMap.Update(&k, uint8(1), ebpf.UpdateNoExist); {
+			case err == nil:
+				n++
+			case errors.Is(err, ebpf.ErrKeyExist):
+				err = nil
+			default:
+				return fmt.Errorf("ddos_allow_map: add %s: %w", s, mapError("ddos_allow_map", err))
+			}
+			continue
+		}
+		switch err = objs.DdosAllowMap.Delete(&k); {
+		case err == nil:
+			n--
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			err = nil
+		default:
+			return fmt.Errorf("ddos_allow_map: delete %s: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// AllowedSources lists the allow-list, sorted.
+func (d *DDoS) AllowedSources() ([]netip.Addr, error) {
+	d.f.mu.Lock()
+	defer d.f.mu.Unlock()
+	objs, err := d.objects(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	var k bpfobj.ZfwAddrKey
+	var v uint8
+	it := objs.DdosAllowMap.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, wire.AddrFrom(k.Addr, k.Family))
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out, it.Err()
+}
+
+// sourceKey is the addr_key of a source address.
+func sourceKey(src netip.Addr) bpfobj.ZfwAddrKey {
+	src = src.Unmap()
+	k := bpfobj.ZfwAddrKey{Addr: wire.Addr(src), Family: 4}
+	if src.Is6() {
+		k.Family = 6
+	}
+	return k
 }

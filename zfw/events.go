@@ -96,6 +96,7 @@ const (
 	ReasonDNP3Dir      = DropReason(bpfobj.ZfwReasonZFW_REASON_DNP3DIRECTION)
 	ReasonModbus       = DropReason(bpfobj.ZfwReasonZFW_REASON_MODBUS_UNEXPECTED)
 	ReasonMasquerade   = DropReason(bpfobj.ZfwReasonZFW_REASON_MASQUERADE)
+	ReasonNotAllowed   = DropReason(bpfobj.ZfwReasonZFW_REASON_NOT_ALLOWED)
 )
 
 func (r DropReason) String() string {
@@ -124,6 +125,8 @@ func (r DropReason) String() string {
 		return "Modbus response without a request"
 	case ReasonMasquerade:
 		return "masquerade translation failed"
+	case ReasonNotAllowed:
+		return "source not on the DDoS allow-list"
 	}
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }

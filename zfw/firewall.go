@@ -300,6 +300,7 @@ func (t *table) config(generation uint32) bpfobj.ZfwConfig {
 		SynPerSec:        uint32(t.synFlood.SYNsPerSecond),
 		BanNs:            uint64(t.synFlood.BanDuration),
 		ProtectedPorts:   t.protectedPorts,
+		AllowedSources:   t.allowedSources,
 	}
 }
 
@@ -557,6 +558,9 @@ type Stats struct {
 	EventsLimited, EventsLost uint64
 	// Banned packets dropped from banned sources; Bans sources banned.
 	Banned, Bans uint64
+	// NotAllowed connections to protected ports dropped because their
+	// source is not on the DDoS allow-list (DDoS.AllowSources).
+	NotAllowed uint64
 	// OTDropped DNP3 or Modbus packets refused.
 	OTDropped uint64
 	// Tunneled packets sent into the Ziti tun; TunReturned replies the
@@ -631,6 +635,7 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.Tunneled, bpfobj.ZfwStatZFW_STAT_TUNNELED},
 		{&s.TunReturned, bpfobj.ZfwStatZFW_STAT_TUN_RETURNED},
 		{&s.TupleInUse, bpfobj.ZfwStatZFW_STAT_TUPLE_IN_USE},
+		{&s.NotAllowed, bpfobj.ZfwStatZFW_STAT_NOT_ALLOWED},
 	} {
 		if *x.dst, err = get(x.i); err != nil {
 			return s, err

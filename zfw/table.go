@@ -71,6 +71,8 @@ type table struct {
 	synFlood     SYNFlood
 	// protectedPorts counts ddos_dport_map's entries.
 	protectedPorts uint32
+	// allowedSources counts ddos_allow_map's entries.
+	allowedSources uint32
 }
 
 func newTable(m *zmaps.Set, mark uint32) *table {

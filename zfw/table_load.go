@@ -27,6 +27,7 @@ func (t *table) load(keepSettings bool) error {
 	t.cacheEpoch = cfg.CacheEpoch
 	// ddos_dport_map survives with the maps, and so must its count.
 	t.protectedPorts = cfg.ProtectedPorts
+	t.allowedSources = cfg.AllowedSources
 	if keepSettings {
 		t.mark = cfg.Mark
 		t.timeouts = Timeouts{

@@ -180,7 +180,10 @@ struct config {
 	__u32 cache_epoch;
 	/* Possible CPUs: flow_forget clears a flow from each CPU's cache. */
 	__u32 ncpus;
-	__u32 pad3;
+	/* Entries in ddos_allow_map. With any, and ports protected, only the
+	 * sources it lists open connections to those ports (the C zfw's DDoS
+	 * allow-list) and none is counted for SYN floods. */
+	__u32 allowed_sources;
 };
 
 /*
@@ -522,6 +525,7 @@ enum stat {
 	ZFW_STAT_FLOW_INBOUND_TPROXY, /* inbound session, steered               */
 	ZFW_STAT_FLOW_REPLY,        /* reply of a session opened outwards       */
 	ZFW_STAT_TUPLE_IN_USE,      /* steered SYN left to an earlier socket of its tuple */
+	ZFW_STAT_NOT_ALLOWED,       /* dropped: protected port, source not on the allow-list */
 	ZFW_STAT_MAX,
 };
 
@@ -540,6 +544,8 @@ enum reason {
 	ZFW_REASON_MODBUS_UNEXPECTED = 10, /* response to no request    */
 	ZFW_REASON_MASQUERADE = 11,    /* translation failed: no free port, or
 					* the rewrite of addresses and checksums */
+	ZFW_REASON_NOT_ALLOWED = 12,   /* a protected port, and the source
+					* is not on the DDoS allow-list */
 };
 
 /* The event layout's version (an enum so that Go sees it). */

@@ -11,8 +11,12 @@ import (
 
 // list is -L: the rules (only intercepts with -i, only pass-through
 // rules with -f, one direction with -z) and how full the maps are; with
-// -E, the managed interfaces instead (list_interfaces.go).
+// -E, the managed interfaces instead (list_interfaces.go); with -Y, -U
+// or -C, one of the dataplane's lists (lists.go).
 func list(ctx context.Context, cmd zfwargs.Command, ctl control.Controller, stdout, _ io.Writer) error {
+	if cmd.List != "" {
+		return listMembers(ctx, cmd, ctl, stdout)
+	}
 	if cmd.Interfaces {
 		ifs, err := ctl.Interfaces(ctx)
 		if err != nil {

@@ -27,6 +27,7 @@ var verbs = map[zfwargs.Operation]verb{
 	zfwargs.OpFlush:        flushRules,
 	zfwargs.OpList:         list,
 	zfwargs.OpSetInterface: setInterface,
+	zfwargs.OpSetMember:    setMember,
 }
 
 // run runs one zfw command line and returns the exit status.

@@ -49,7 +49,7 @@ type ZfwConfig struct {
 	ProtectedPorts   uint32
 	CacheEpoch       uint32
 	Ncpus            uint32
-	Pad3             uint32
+	AllowedSources   uint32
 }
 
 type ZfwEnumAnchor struct {
@@ -401,6 +401,7 @@ const (
 	ZfwReasonZFW_REASON_DNP3DIRECTION     ZfwReason = 9
 	ZfwReasonZFW_REASON_MODBUS_UNEXPECTED ZfwReason = 10
 	ZfwReasonZFW_REASON_MASQUERADE        ZfwReason = 11
+	ZfwReasonZFW_REASON_NOT_ALLOWED       ZfwReason = 12
 )
 
 type ZfwRuleKind uint32
@@ -474,7 +475,8 @@ const (
 	ZfwStatZFW_STAT_FLOW_INBOUND_TPROXY ZfwStat = 32
 	ZfwStatZFW_STAT_FLOW_REPLY          ZfwStat = 33
 	ZfwStatZFW_STAT_TUPLE_IN_USE        ZfwStat = 34
-	ZfwStatZFW_STAT_MAX                 ZfwStat = 35
+	ZfwStatZFW_STAT_NOT_ALLOWED         ZfwStat = 35
+	ZfwStatZFW_STAT_MAX                 ZfwStat = 36
 )
 
 type ZfwSynCount struct {
@@ -575,6 +577,7 @@ type ZfwUdpState struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	ZfwMapConfigMap            = "config_map"
+	ZfwMapDdosAllowMap         = "ddos_allow_map"
 	ZfwMapDdosDportMap         = "ddos_dport_map"
 	ZfwMapDdosSaddrMap         = "ddos_saddr_map"
 	ZfwMapDiagMap              = "diag_map"
@@ -668,6 +671,7 @@ type ZfwProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type ZfwMapSpecs struct {
 	ConfigMap            *ebpf.MapSpec `ebpf:"config_map"`
+	DdosAllowMap         *ebpf.MapSpec `ebpf:"ddos_allow_map"`
 	DdosDportMap         *ebpf.MapSpec `ebpf:"ddos_dport_map"`
 	DdosSaddrMap         *ebpf.MapSpec `ebpf:"ddos_saddr_map"`
 	DiagMap              *ebpf.MapSpec `ebpf:"diag_map"`
@@ -733,6 +737,7 @@ func (o *ZfwObjects) Close() error {
 // It can be passed to LoadZfwObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ZfwMaps struct {
 	ConfigMap            *ebpf.Map `ebpf:"config_map"`
+	DdosAllowMap         *ebpf.Map `ebpf:"ddos_allow_map"`
 	DdosDportMap         *ebpf.Map `ebpf:"ddos_dport_map"`
 	DdosSaddrMap         *ebpf.Map `ebpf:"ddos_saddr_map"`
 	DiagMap              *ebpf.Map `ebpf:"diag_map"`
@@ -773,6 +778,7 @@ type ZfwMaps struct {
 func (m *ZfwMaps) Close() error {
 	return _ZfwClose(
 		m.ConfigMap,
+		m.DdosAllowMap,
 		m.DdosDportMap,
 		m.DdosSaddrMap,
 		m.DiagMap,

@@ -39,6 +39,13 @@ type Controller interface {
 	// An interface the dataplane does not manage is an error wrapping
 	// zfw.ErrNotFound.
 	SetInterface(ctx context.Context, name, setting string, on bool) error
+	// Members lists one of the dataplane's lists (ListDDoSPorts, ...),
+	// each member as text.
+	Members(ctx context.Context, list string) ([]string, error)
+	// SetMember adds member to list (on) or removes it; removing what
+	// is not there changes nothing. ListDDoSBans only loses members
+	// (the ban is lifted).
+	SetMember(ctx context.Context, list, member string, on bool) error
 	// Version is the version of the program that runs the operations.
 	Version(ctx context.Context) (string, error)
 }

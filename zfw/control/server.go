@@ -214,11 +214,21 @@ func (s *Server) answer(ctx context.Context, line []byte) response {
 		resp.Interfaces, err = s.ctl.Interfaces(ctx)
 	case opSetInterface:
 		err = s.ctl.SetInterface(ctx, req.Interface, req.Setting, req.On)
+	case opMembers:
+		resp.Members, err = s.ctl.Members(ctx, req.List)
+		if err == nil && resp.Members == nil {
+			resp.Members = []string{}
+		}
+	case opSetMember:
+		err = s.ctl.SetMember(ctx, req.List, req.Member, req.On)
 	default:
 		err = fmt.Errorf("unknown operation %q", req.Op)
 	}
 	if err != nil {
 		return errorResponse(err)
+	}
+	if req.Op == opSetMember {
+		s.log.WithFields(logrus.Fields{"list": req.List, "member": req.Member, "on": req.On}).Info("control socket: list changed")
 	}
 	if req.Op == opSetInterface {
 		s.log.WithFields(logrus.Fields{"interface": req.Interface, "setting": req.Setting, "on": req.On}).Info("control socket: interface setting changed")

@@ -41,6 +41,10 @@ const (
 	opInterfaces = "interfaces"
 	// opSetInterface turns one setting of an interface (or all) on or off.
 	opSetInterface = "set-interface"
+	// opMembers reads one of the dataplane's lists; opSetMember adds to
+	// it or removes from it.
+	opMembers   = "members"
+	opSetMember = "set-member"
 )
 
 type request struct {
@@ -54,6 +58,9 @@ type request struct {
 	On        bool   `json:"on,omitzero"`
 	// Direction is opFlush's; empty flushes both.
 	Direction Direction `json:"direction,omitzero"`
+	// List and Member are opMembers' and opSetMember's (with On).
+	List   string `json:"list,omitzero"`
+	Member string `json:"member,omitzero"`
 }
 
 type response struct {
@@ -66,6 +73,8 @@ type response struct {
 	Server   string   `json:"server,omitzero"`
 	// Interfaces answers opInterfaces; never nil in that answer.
 	Interfaces []zfw.Interface `json:"interfaces,omitempty"`
+	// Members answers opMembers; never nil in that answer.
+	Members []string `json:"members,omitempty"`
 }
 
 // remoteError is an error the server reported.

@@ -106,7 +106,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			"masqueraded": st.Masqueraded, "unmasqueraded": st.Unmasqueraded,
 			"masquerade_no_port": st.MasqueradeNoPort,
 			"events_limited":     st.EventsLimited, "events_lost": st.EventsLost,
-			"banned": st.Banned, "bans": st.Bans, "ot_dropped": st.OTDropped,
+			"banned": st.Banned, "bans": st.Bans, "not_allowed": st.NotAllowed, "ot_dropped": st.OTDropped,
 		} {
 			counter(c.packets, v, outcome)
 		}

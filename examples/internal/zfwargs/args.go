@@ -34,6 +34,9 @@ const (
 	OpSetInterface
 	// OpUninstall removes a dataplane nobody owns (-Q).
 	OpUninstall
+	// OpSetMember adds to one of the dataplane's lists or, with -d,
+	// removes from it (-y, -u, -g).
+	OpSetMember
 )
 
 // Command is a parsed command line.
@@ -50,6 +53,10 @@ type Command struct {
 	// OpSetInterface's; Interface may be control.AllInterfaces.
 	Interface, Setting string
 	Off                bool
+	// List is the dataplane list (a control.List* name) that -L and -F
+	// show or empty (-Y, -U, -C) and OpSetMember changes; Member is
+	// OpSetMember's value, removed when Off.
+	List, Member string
 	// Direction (-z) puts -I and -D in the egress rules, and limits -L
 	// and -F to one direction's rules.
 	Direction control.Direction
@@ -68,6 +75,9 @@ type option struct {
 	unsupported bool
 	// setting: an interface setting, named by long (control.Settings).
 	setting bool
+	// list: the dataplane list (control.List*) this option lists with -L
+	// or empties with -F, or, when it takes a value, adds the value to.
+	list string
 }
 
 var options = []option{
@@ -97,6 +107,14 @@ var options = []option{
 	{long: "pin-path", arg: "DIR", help: "pin folder of the dataplane (default $ZFW_PIN_PATH or /sys/fs/bpf/zfw)"},
 	{long: "control-socket", arg: "PATH", help: "control socket of its owner (default $ZFW_CONTROL_SOCKET or /run/zfw/<pin folder name>.sock)"},
 
+	// The dataplane's lists.
+	{short: 'Y', long: "list-ddos-saddr", list: control.ListDDoSSources, help: "with -L: the DDoS allow-list and the sources banned now; with -F: empty the allow-list"},
+	{short: 'U', long: "list-ddos-dports", list: control.ListDDoSPorts, help: "with -L: the ports DDoS protection guards; with -F: guard none"},
+	{short: 'C', long: "list-dnp3-fcodes", list: control.ListDNP3Codes, help: "with -L: the DNP3 function codes allowed; with -F: allow none"},
+	{short: 'y', long: "ddos-saddr-add", arg: "ADDR", list: control.ListDDoSSources, help: "add a source to the DDoS allow-list (-d removes it): once it lists any, only listed sources open connections to guarded ports"},
+	{short: 'u', long: "ddos-dport-add", arg: "PORT", list: control.ListDDoSPorts, help: "guard a port with DDoS protection (-d stops)"},
+	{short: 'g', long: "dnp3-fcode-add", arg: "CODE", list: control.ListDNP3Codes, help: "allow a DNP3 function code (-d blocks it)"},
+
 	// Interface settings, changed live through the dataplane's owner.
 	{short: '6', long: "ipv6-enable", arg: "IFNAME", setting: true, help: "IPv6 on the interface (IFNAME or all; -d drops all IPv6 there)"},
 	{short: 'e', long: "icmp-echo", arg: "IFNAME", setting: true, help: "admit ICMP echo on a default-deny interface (IFNAME or all; -d turns it off)"},
@@ -122,12 +140,6 @@ var options = []option{
 	{short: 'M', long: "monitor", arg: "IFNAME", unsupported: true},
 	{short: 'W', long: "write-log", arg: "FILE", unsupported: true},
 	{short: 'G', long: "list-gc-sessions", unsupported: true},
-	{short: 'Y', long: "list-ddos-saddr", unsupported: true},
-	{short: 'U', long: "list-ddos-dports", unsupported: true},
-	{short: 'C', long: "list-dnp3-fcodes", unsupported: true},
-	{short: 'y', long: "ddos-saddr-add", arg: "ADDR", unsupported: true},
-	{short: 'u', long: "ddos-dport-add", arg: "PORT", unsupported: true},
-	{short: 'g', long: "dnp3-fcode-add", arg: "CODE", unsupported: true},
 	{short: 'B', long: "bind-saddr-add", arg: "ADDR", unsupported: true},
 	{short: 'J', long: "bind-saddr-delete", arg: "ADDR", unsupported: true},
 	{short: 'j', long: "bind-flush", unsupported: true},
@@ -254,6 +266,7 @@ func Parse(args []string) (Command, error) {
 	var (
 		cmd       Command
 		ifSetting *option // the interface setting given, if any
+		listOpt   *option // the list option given, if any
 		ops       []*option
 		values    = make(map[rune]string) // last value of each short option
 		given     = make(map[rune]*option)
@@ -261,7 +274,7 @@ func Parse(args []string) (Command, error) {
 	for _, s := range settings {
 		o := s.opt
 		if o.unsupported {
-			return Command{}, fmt.Errorf("option %s of the C zfw is not supported: this zfw changes rules (-I, -D, -L, -F) and interface settings (-e, -v, ...); the program that owns the dataplane attaches interfaces", o.name())
+			return Command{}, fmt.Errorf("option %s of the C zfw is not supported: this zfw changes rules (-I, -D, -L, -F), interface settings (-e, -v, ...) and the DDoS and DNP3 lists (-y, -u, -g); the program that owns the dataplane attaches interfaces", o.name())
 		}
 		switch o.long {
 		case "pin-path":
@@ -270,6 +283,12 @@ func Parse(args []string) (Command, error) {
 		case "control-socket":
 			cmd.Socket = s.value
 			continue
+		}
+		if o.list != "" {
+			if listOpt != nil && listOpt != o {
+				return Command{}, fmt.Errorf("%s and %s: give one list at a time", listOpt.name(), o.name())
+			}
+			listOpt = o
 		}
 		if o.setting {
 			if ifSetting != nil && ifSetting != o {
@@ -309,6 +328,9 @@ func Parse(args []string) (Command, error) {
 	if ifSetting != nil {
 		return interfaceSetting(settings, ifSetting)
 	}
+	if listOpt != nil && listOpt.arg != "" {
+		return setMember(settings, listOpt)
+	}
 	switch len(ops) {
 	case 0:
 		return Command{}, errors.New("no operation: give one of -I (insert), -D (delete), -L (list), -F (flush), -V (version) or an interface setting such as -e <ifname|all>")
@@ -333,8 +355,8 @@ func Parse(args []string) (Command, error) {
 	allowed := map[Operation]string{
 		OpInsert:    "IcmonplhtsNdrz",
 		OpDelete:    "DcmonplhtsNrz",
-		OpList:      "LifEz",
-		OpFlush:     "Frz",
+		OpList:      "LifEzYUC",
+		OpFlush:     "FrzYUC",
 		OpUninstall: "Q",
 	}[cmd.Op]
 	// In command-line order, so the message names the first misfit.
@@ -348,6 +370,15 @@ func Parse(args []string) (Command, error) {
 		if given[pair[0]] != nil && given[pair[1]] == nil {
 			return Command{}, fmt.Errorf("option %s needs %s", given[pair[0]].name(), lookupShort(pair[1]).name())
 		}
+	}
+	if listOpt != nil {
+		for _, s := range settings {
+			if o := s.opt; o.short != 0 && o != listOpt && o != ops[0] {
+				return Command{}, fmt.Errorf("option %s does not go with %s %s", o.name(), ops[0].name(), listOpt.name())
+			}
+		}
+		cmd.List = listOpt.list
+		return cmd, nil
 	}
 	if given['z'] != nil {
 		switch d := control.Direction(values['z']); d {
@@ -469,6 +500,31 @@ func interfaceSetting(settings []setting, o *option) (Command, error) {
 				}
 			}
 			cmd.Interface = s.value
+		case s.opt.short == 'd':
+			cmd.Off = true
+		case s.opt.long == "pin-path":
+			cmd.PinPath = s.value
+		case s.opt.long == "control-socket":
+			cmd.Socket = s.value
+		default:
+			return Command{}, fmt.Errorf("option %s does not go with %s", s.opt.name(), o.name())
+		}
+	}
+	return cmd, nil
+}
+
+// setMember is the command of a list option that takes a value (-y, -u,
+// -g): the value, and -d to remove it; nothing else but where the
+// dataplane is.
+func setMember(settings []setting, o *option) (Command, error) {
+	cmd := Command{Op: OpSetMember, List: o.list}
+	for _, s := range settings {
+		switch {
+		case s.opt == o:
+			if s.value == "" {
+				return Command{}, fmt.Errorf("option %s needs a value (%s)", o.name(), o.arg)
+			}
+			cmd.Member = s.value
 		case s.opt.short == 'd':
 			cmd.Off = true
 		case s.opt.long == "pin-path":

@@ -108,6 +108,13 @@ func TestParseAccepts(t *testing.T) {
 		{"list egress", "-L -z egress", Command{Op: OpList, Direction: control.Egress}},
 		{"flush ingress with routes", "-F -z ingress -r", Command{Op: OpFlush, Direction: control.Ingress}},
 		{"flush egress", "-F -z egress", Command{Op: OpFlush, Direction: control.Egress}},
+		{"list the allow-list", "-L -Y", Command{Op: OpList, List: control.ListDDoSSources}},
+		{"list guarded ports", "--list --list-ddos-dports", Command{Op: OpList, List: control.ListDDoSPorts}},
+		{"list dnp3 codes", "-L -C", Command{Op: OpList, List: control.ListDNP3Codes}},
+		{"empty the allow-list", "-F -Y", Command{Op: OpFlush, List: control.ListDDoSSources}},
+		{"allow a source", "-y 10.1.2.3", Command{Op: OpSetMember, List: control.ListDDoSSources, Member: "10.1.2.3"}},
+		{"guard a port, elsewhere", "--ddos-dport-add=443 --pin-path /sys/fs/bpf/r1", Command{Op: OpSetMember, List: control.ListDDoSPorts, Member: "443", PinPath: "/sys/fs/bpf/r1"}},
+		{"block a dnp3 code", "-g 5 -d", Command{Op: OpSetMember, List: control.ListDNP3Codes, Member: "5", Off: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -173,6 +180,13 @@ func TestParseRefuses(t *testing.T) {
 		{"a setting with a rule", "-I -c 10.0.0.0 -m 24 -p tcp -l 80 -h 90 -t 4000 -e eth0", "does not go with -e (--icmp-echo)"},
 		{"a bad interface name", "-e eth0/1", `interface "eth0/1"`},
 		{"interfaces without -L", "-F -E", "option -E (--list-diag) does not go with -F (--flush)"},
+		{"two lists", "-L -Y -U", "give one list at a time"},
+		{"a list with a rule filter", "-L -Y -i", "option -i (--intercepts) does not go with -L (--list) -Y (--list-ddos-saddr)"},
+		{"a list with a direction", "-F -C -z egress", "does not go with -F (--flush) -C"},
+		{"a list alone", "-Y", "no operation"},
+		{"a list with insert", base + " -U", "-U (--list-ddos-dports) does not go with -I"},
+		{"a member and a list", "-y 10.0.0.1 -L", "option -L (--list) does not go with -y (--ddos-saddr-add)"},
+		{"a member and a rule", "-u 443 -c 10.0.0.0 -m 8", "does not go with -u (--ddos-dport-add)"},
 		{"C zfw monitor", "-M eth0", "option -M (--monitor) of the C zfw is not supported"},
 		{"egress to a listener", base + " -z egress", "-z egress: an egress rule passes (-t 0) or drops (-d)"},
 		{"bad direction", "-L -z inwards", `bad direction "inwards" for -z (--direction): ingress or egress`},
