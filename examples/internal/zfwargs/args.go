@@ -37,7 +37,13 @@ const (
 	// OpSetMember adds to one of the dataplane's lists or, with -d,
 	// removes from it (-y, -u, -g).
 	OpSetMember
+	// OpNothing is a C zfw operation this zfw has no need for (-B, -J,
+	// -F -j): it succeeds, and Note says why.
+	OpNothing
 )
+
+// bindReason is why -B, -J and -j have nothing to do.
+const bindReason = "this zfw adds no address to lo; a tunneler that sources hosted connections from client addresses binds them with IP_TRANSPARENT"
 
 // Command is a parsed command line.
 type Command struct {
@@ -51,8 +57,9 @@ type Command struct {
 	Interfaces bool
 	// Interface, Setting (a control.Settings name) and Off are
 	// OpSetInterface's; Interface may be control.AllInterfaces.
-	Interface, Setting string
-	Off                bool
+	// Note is OpNothing's reason.
+	Interface, Setting, Note string
+	Off                      bool
 	// List is the dataplane list (a control.List* name) that -L and -F
 	// show or empty (-Y, -U, -C) and OpSetMember changes; Member is
 	// OpSetMember's value, removed when Off.
@@ -107,6 +114,12 @@ var options = []option{
 	{long: "pin-path", arg: "DIR", help: "pin folder of the dataplane (default $ZFW_PIN_PATH or /sys/fs/bpf/zfw)"},
 	{long: "control-socket", arg: "PATH", help: "control socket of its owner (default $ZFW_CONTROL_SOCKET or /run/zfw/<pin folder name>.sock)"},
 
+	// The C zfw's bind addresses: ziti-edge-tunnel adds them to source
+	// hosted connections from client addresses.
+	{short: 'B', long: "bind-saddr-add", arg: "ADDR", help: "accepted, nothing to do (with -m): " + bindReason},
+	{short: 'J', long: "bind-saddr-delete", arg: "ADDR", help: "accepted, nothing to do (with -m): " + bindReason},
+	{short: 'j', long: "bind-flush", help: "with -F: accepted, nothing to do: " + bindReason},
+
 	// The dataplane's lists.
 	{short: 'Y', long: "list-ddos-saddr", list: control.ListDDoSSources, help: "with -L: the DDoS allow-list and the sources banned now; with -F: empty the allow-list"},
 	{short: 'U', long: "list-ddos-dports", list: control.ListDDoSPorts, help: "with -L: the ports DDoS protection guards; with -F: guard none"},
@@ -140,9 +153,6 @@ var options = []option{
 	{short: 'M', long: "monitor", arg: "IFNAME", unsupported: true},
 	{short: 'W', long: "write-log", arg: "FILE", unsupported: true},
 	{short: 'G', long: "list-gc-sessions", unsupported: true},
-	{short: 'B', long: "bind-saddr-add", arg: "ADDR", unsupported: true},
-	{short: 'J', long: "bind-saddr-delete", arg: "ADDR", unsupported: true},
-	{short: 'j', long: "bind-flush", unsupported: true},
 	{short: 'A', long: "add-user-rules", unsupported: true},
 }
 
@@ -331,6 +341,9 @@ func Parse(args []string) (Command, error) {
 	if listOpt != nil && listOpt.arg != "" {
 		return setMember(settings, listOpt)
 	}
+	if given['B'] != nil || given['J'] != nil {
+		return bindAddress(settings, values)
+	}
 	switch len(ops) {
 	case 0:
 		return Command{}, errors.New("no operation: give one of -I (insert), -D (delete), -L (list), -F (flush), -V (version) or an interface setting such as -e <ifname|all>")
@@ -356,7 +369,7 @@ func Parse(args []string) (Command, error) {
 		OpInsert:    "IcmonplhtsNdrz",
 		OpDelete:    "DcmonplhtsNrz",
 		OpList:      "LifEzYUC",
-		OpFlush:     "FrzYUC",
+		OpFlush:     "FrzYUCj",
 		OpUninstall: "Q",
 	}[cmd.Op]
 	// In command-line order, so the message names the first misfit.
@@ -370,6 +383,14 @@ func Parse(args []string) (Command, error) {
 		if given[pair[0]] != nil && given[pair[1]] == nil {
 			return Command{}, fmt.Errorf("option %s needs %s", given[pair[0]].name(), lookupShort(pair[1]).name())
 		}
+	}
+	if given['j'] != nil {
+		for _, s := range settings {
+			if c := s.opt.short; c != 0 && !strings.ContainsRune("Fjr", c) {
+				return Command{}, fmt.Errorf("option %s does not go with -F -j (--bind-flush)", s.opt.name())
+			}
+		}
+		return Command{Op: OpNothing, Note: "-F -j: " + bindReason}, nil
 	}
 	if listOpt != nil {
 		for _, s := range settings {
@@ -511,6 +532,33 @@ func interfaceSetting(settings []setting, o *option) (Command, error) {
 		}
 	}
 	return cmd, nil
+}
+
+// bindAddress is -B or -J <addr> -m <len>: checked as the C zfw checks
+// it, and then nothing to do.
+func bindAddress(settings []setting, values map[rune]string) (Command, error) {
+	var o *option
+	for _, s := range settings {
+		switch c := s.opt.short; {
+		case c == 'B' || c == 'J':
+			if o != nil && o != s.opt {
+				return Command{}, fmt.Errorf("%s and %s cannot be combined", o.name(), s.opt.name())
+			}
+			o = s.opt
+		case c == 'm' || s.opt.long == "pin-path" || s.opt.long == "control-socket":
+		default:
+			return Command{}, fmt.Errorf("option %s does not go with %s", s.opt.name(), lookupShort('B').name())
+		}
+	}
+	m, ok := values['m']
+	if !ok {
+		return Command{}, fmt.Errorf("%s needs %s", o.name(), lookupShort('m').name())
+	}
+	p, err := prefix(values[o.short], m, o, lookupShort('m'))
+	if err != nil {
+		return Command{}, err
+	}
+	return Command{Op: OpNothing, Note: fmt.Sprintf("-%c %s: %s", o.short, p, bindReason)}, nil
 }
 
 // setMember is the command of a list option that takes a value (-y, -u,

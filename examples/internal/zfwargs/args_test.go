@@ -114,6 +114,9 @@ func TestParseAccepts(t *testing.T) {
 		{"empty the allow-list", "-F -Y", Command{Op: OpFlush, List: control.ListDDoSSources}},
 		{"allow a source", "-y 10.1.2.3", Command{Op: OpSetMember, List: control.ListDDoSSources, Member: "10.1.2.3"}},
 		{"guard a port, elsewhere", "--ddos-dport-add=443 --pin-path /sys/fs/bpf/r1", Command{Op: OpSetMember, List: control.ListDDoSPorts, Member: "443", PinPath: "/sys/fs/bpf/r1"}},
+		{"bind address", "-B 10.5.0.0 -m 24", Command{Op: OpNothing, Note: "-B 10.5.0.0/24: " + bindReason}},
+		{"bind address delete", "--bind-saddr-delete fd00::5 -m 128", Command{Op: OpNothing, Note: "-J fd00::5/128: " + bindReason}},
+		{"bind flush", "-F -j", Command{Op: OpNothing, Note: "-F -j: " + bindReason}},
 		{"block a dnp3 code", "-g 5 -d", Command{Op: OpSetMember, List: control.ListDNP3Codes, Member: "5", Off: true}},
 	}
 	for _, tc := range tests {
@@ -180,6 +183,10 @@ func TestParseRefuses(t *testing.T) {
 		{"a setting with a rule", "-I -c 10.0.0.0 -m 24 -p tcp -l 80 -h 90 -t 4000 -e eth0", "does not go with -e (--icmp-echo)"},
 		{"a bad interface name", "-e eth0/1", `interface "eth0/1"`},
 		{"interfaces without -L", "-F -E", "option -E (--list-diag) does not go with -F (--flush)"},
+		{"bind address without length", "-B 10.5.0.0", "-B (--bind-saddr-add) needs -m (--dprefix-len)"},
+		{"bind address with a rule", "-B 10.5.0.0 -m 24 -p tcp", "option -p (--protocol) does not go with -B"},
+		{"bind flush with a list", "-F -j -Y", "option -Y (--list-ddos-saddr) does not go with -F -j"},
+		{"bind with list", "-L -j", "option -j (--bind-flush) does not go with -L"},
 		{"two lists", "-L -Y -U", "give one list at a time"},
 		{"a list with a rule filter", "-L -Y -i", "option -i (--intercepts) does not go with -L (--list) -Y (--list-ddos-saddr)"},
 		{"a list with a direction", "-F -C -z egress", "does not go with -F (--flush) -C"},
