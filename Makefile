@@ -5,7 +5,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev bpftool iproute2
 PKGS := ./...
 
-.PHONY: all build generate check-generated test test-unit test-kernels demo bench lint deps-bpf deps-run deps-kernels ziti
+.PHONY: all build generate check-generated test test-unit test-kernels demo bench lint deps-bpf deps-run deps-kernels ziti package package-check
 
 all: build
 
@@ -89,3 +89,20 @@ demo: deps-run
 # runs first: its load times and verifier counts are a section of the report.
 bench: deps-run ziti test-kernels
 	$(GO) run ./internal/bench/cmd/benchmarks -o BENCHMARKS.md
+
+# The .deb and .rpm (packaging/, a module of its own): zfw, edge-router and
+# ziti-tunnel in /opt/openziti/bin, systemd units zfw-router and zfw-tunnel.
+PACKAGE_VERSION ?= 0.1.0+git$(shell git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null).$(shell git rev-parse --short=8 HEAD 2>/dev/null)
+package:
+	rm -rf dist && mkdir -p dist/bin
+	for p in zfw edge-router ziti-tunnel; do \
+		CGO_ENABLED=0 $(GO) build -trimpath -o dist/bin/$$p ./examples/$$p || exit 1; \
+	done
+	cd packaging && $(GO) run . -bin ../dist/bin -docs ../docs -version '$(PACKAGE_VERSION)' -out ../dist
+
+# Installs the .deb on this machine, runs what it installed, checks its
+# units, and removes it, leaving nothing behind; checks that the .rpm holds
+# the same files (CI runs it).
+package-check: package
+	@command -v rpm >/dev/null || apt-get install -y -q rpm
+	bash packaging/check.sh dist/zfw_*_amd64.deb dist/zfw-*.x86_64.rpm
