@@ -39,9 +39,17 @@ func TestEventsReportDropsAndSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.f.Events(ctx); err != ErrEventsBusy {
-		t.Errorf("second reader: %v, want ErrEventsBusy", err)
+	// A second reader, as a monitor beside the owner's log, gets every
+	// event too.
+	second, err := h.f.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer func() {
+		if ev := next(t, second, EventDrop); ev.Reason != ReasonDefaultDeny {
+			t.Errorf("the second reader's first drop: %+v", ev)
+		}
+	}()
 
 	before := time.Now().Add(-time.Second)
 	h.runFrame(packet.Build(tcpTo("10.9.0.5", 80)), packet.Spec{}, 1)
@@ -162,4 +170,60 @@ func TestRuleHitsAreCounted(t *testing.T) {
 	if n := mapLen(t, h.f.dp.Objects().RuleHitsMap); n != 0 {
 		t.Errorf("rule_hits_map holds %d entries after the rule went", n)
 	}
+}
+
+// Every Events channel gets every event; one whose reader stops reading
+// misses events once its buffer is full (Stats.EventsUnread) and holds
+// back no other; with every channel closed, a new one can be opened.
+func TestEventsReachEveryReaderAndASlowOneHoldsBackNone(t *testing.T) {
+	h := newHarnessWith(t, Options{EventsPerSecond: 1 << 20})
+	h.manage("lo", InterfaceSettings{DefaultDeny: true, Verbose: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	stalled, err := h.f.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reading, err := h.f.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int)
+	go func() {
+		n := 0
+		for ev := range reading {
+			if ev.Kind == EventDrop {
+				n++
+			}
+		}
+		got <- n
+	}()
+	const sent = eventBuffer + 500
+	frame := packet.Build(tcpTo("10.9.0.5", 80))
+	for range sent {
+		h.runFrame(frame, packet.Spec{}, 1)
+	}
+	st := h.stats()
+	delivered := sent - int(st.EventsLost) // what the ring buffer held for the reader
+	deadline := time.Now().Add(10 * time.Second)
+	for h.stats().EventsUnread < uint64(delivered-eventBuffer) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(stalled) != eventBuffer {
+		t.Errorf("the stalled reader holds %d events, want its buffer full (%d)", len(stalled), eventBuffer)
+	}
+	if unread := h.stats().EventsUnread; unread != uint64(delivered-eventBuffer) {
+		t.Errorf("EventsUnread = %d, want %d (%d sent, %d lost in the ring buffer)", unread, delivered-eventBuffer, sent, st.EventsLost)
+	}
+	cancel()
+	if n := <-got; n != delivered {
+		t.Errorf("the reading reader got %d drops, want all %d", n, delivered)
+	}
+	for range stalled { // closed too
+	}
+	again, err := h.f.Events(context.Background())
+	if err != nil {
+		t.Fatalf("Events after every reader left: %v", err)
+	}
+	h.runFrame(frame, packet.Spec{}, 1)
+	next(t, again, EventDrop)
 }

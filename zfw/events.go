@@ -200,18 +200,27 @@ func protoLabel(p uint8) string {
 	return fmt.Sprintf("PROTO%d", p)
 }
 
-// eventReader is the one consumer of rb_map.
+// eventReader is the one consumer of rb_map; it hands every event to
+// each of the Events channels open at the time.
 type eventReader struct {
 	rd   *ringbuf.Reader
-	done sync.WaitGroup
+	done sync.WaitGroup // the read loop and the subscribers' watchers
+
+	mu     sync.Mutex // guards subs and names; held while an event is handed out
+	subs   map[chan Event]struct{}
+	names  map[uint32]string
+	offset int64 // CLOCK_MONOTONIC to wall clock, ns
 }
 
-// ErrEventsBusy reports a second concurrent Events call: the ring buffer
-// has one reader.
-var ErrEventsBusy = errors.New("events: another reader is active")
+// eventBuffer is how many events a reader may fall behind before it
+// misses some (Stats.EventsUnread counts them).
+const eventBuffer = 4096
 
 // Events delivers the dataplane's events until ctx ends (or the firewall
-// closes); then the channel is closed. One reader at a time.
+// closes); then the channel is closed. Every open channel gets every
+// event, so a monitor can watch while the owner logs: a reader that falls
+// eventBuffer events behind misses what comes next (counted in
+// Stats.EventsUnread) rather than holding back the others.
 func (f *Firewall) Events(ctx context.Context) (<-chan Event, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -219,75 +228,104 @@ func (f *Firewall) Events(ctx context.Context) (<-chan Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f.events != nil {
-		return nil, ErrEventsBusy
+	er := f.events
+	if er == nil {
+		rd, err := ringbuf.NewReader(objs.RbMap)
+		if err != nil {
+			return nil, fmt.Errorf("events: open rb_map: %w", err)
+		}
+		// Kernel timestamps are CLOCK_MONOTONIC.
+		er = &eventReader{rd: rd, subs: make(map[chan Event]struct{}),
+			offset: time.Now().UnixNano() - int64(monotonic())}
+		f.events = er
+		er.done.Add(1)
+		go f.readEvents(er)
 	}
-	rd, err := ringbuf.NewReader(objs.RbMap)
-	if err != nil {
-		return nil, fmt.Errorf("events: open rb_map: %w", err)
-	}
-	er := &eventReader{rd: rd}
-	f.events = er
 	names := make(map[uint32]string, len(f.ifaces))
 	for name, st := range f.ifaces {
 		names[uint32(st.index)] = name
 	}
-	// Kernel timestamps are CLOCK_MONOTONIC.
-	offset := time.Now().UnixNano() - int64(monotonic())
-	ch := make(chan Event, 256)
-	er.done.Add(2)
-	stop := make(chan struct{})
+	ch := make(chan Event, eventBuffer)
+	er.mu.Lock()
+	er.names = names // the interfaces as they are now
+	er.subs[ch] = struct{}{}
+	er.mu.Unlock()
+	er.done.Add(1)
 	go func() {
 		defer er.done.Done()
 		select {
 		case <-ctx.Done():
 		case <-f.stop:
-		case <-stop:
 		}
-		rd.Close()
-	}()
-	go func() {
-		defer er.done.Done()
-		defer close(ch)
-		defer close(stop)
-		defer func() {
-			f.mu.Lock()
-			if f.events == er {
-				f.events = nil
-			}
-			f.mu.Unlock()
-		}()
-		for {
-			rec, err := rd.Read()
-			if err != nil {
-				if !errors.Is(err, ringbuf.ErrClosed) {
-					f.log.WithError(err).Warn("events: read rb_map")
-				}
-				return
-			}
-			ev, ok := decodeEvent(rec.RawSample, offset, names)
-			if !ok {
-				continue
-			}
-			select {
-			case ch <- ev:
-			case <-ctx.Done():
-				return
-			}
-		}
+		f.unsubscribe(er, ch)
 	}()
 	return ch, nil
 }
 
-func decodeEvent(raw []byte, offset int64, names map[uint32]string) (Event, bool) {
+// name is the name of interface ifindex: the one this Firewall attached,
+// or else the system's (a RulesOnly Firewall attaches none), remembered.
+// er.mu must be held.
+func (er *eventReader) name(ifindex uint32) string {
+	if n, ok := er.names[ifindex]; ok {
+		return n
+	}
+	n := fmt.Sprintf("if%d", ifindex)
+	if ifc, err := net.InterfaceByIndex(int(ifindex)); err == nil {
+		n = ifc.Name
+	}
+	er.names[ifindex] = n
+	return n
+}
+
+// unsubscribe closes one Events channel; with the last one gone, the
+// reader stops, leaving later events in the ring buffer.
+func (f *Firewall) unsubscribe(er *eventReader, ch chan Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	er.mu.Lock()
+	delete(er.subs, ch)
+	close(ch)
+	last := len(er.subs) == 0
+	er.mu.Unlock()
+	if last && f.events == er {
+		f.events = nil
+		er.rd.Close()
+	}
+}
+
+// readEvents is er's read loop: until its reader closes, each event goes
+// to every subscriber with room for it.
+func (f *Firewall) readEvents(er *eventReader) {
+	defer er.done.Done()
+	for {
+		rec, err := er.rd.Read()
+		if err != nil {
+			if !errors.Is(err, ringbuf.ErrClosed) {
+				f.log.WithError(err).Warn("events: read rb_map")
+			}
+			return
+		}
+		er.mu.Lock()
+		ev, ok := decodeEvent(rec.RawSample, er.offset, er.name)
+		if ok {
+			for ch := range er.subs {
+				select {
+				case ch <- ev:
+				default:
+					f.eventsUnread.Add(1)
+				}
+			}
+		}
+		er.mu.Unlock()
+	}
+}
+
+func decodeEvent(raw []byte, offset int64, name func(ifindex uint32) string) (Event, bool) {
 	var e bpfobj.ZfwEvent
 	if _, err := binary.Decode(raw, binary.NativeEndian, &e); err != nil || e.Version != uint8(bpfobj.ZfwEventVersionZFW_EVENT_VERSION) {
 		return Event{}, false
 	}
-	ifname, ok := names[e.Ifindex]
-	if !ok {
-		ifname = fmt.Sprintf("if%d", e.Ifindex)
-	}
+	ifname := name(e.Ifindex)
 	ev := Event{
 		Time:       time.Unix(0, int64(e.Tstamp)+offset),
 		Kind:       EventKind(e.Kind),

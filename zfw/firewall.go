@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 	"github.com/sirupsen/logrus"
@@ -53,7 +54,10 @@ type Firewall struct {
 	ifaces   map[string]*ifaceState
 	services map[string]*service
 	events   *eventReader // the active Events reader, if any
-	tunnel   Tunnel       // tunnel mode, if set
+	// eventsUnread counts events an Events reader missed, its channel
+	// full (Stats.EventsUnread).
+	eventsUnread atomic.Uint64
+	tunnel       Tunnel // tunnel mode, if set
 }
 
 type ifaceState struct {
@@ -558,6 +562,9 @@ type Stats struct {
 	EventsLimited, EventsLost uint64
 	// Banned packets dropped from banned sources; Bans sources banned.
 	Banned, Bans uint64
+	// EventsUnread events an Events channel missed because its reader
+	// had fallen behind by its whole buffer.
+	EventsUnread uint64
 	// NotAllowed connections to protected ports dropped because their
 	// source is not on the DDoS allow-list (DDoS.AllowSources).
 	NotAllowed uint64
@@ -585,7 +592,9 @@ func (f *Firewall) Stats() (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	return readStats(objs.StatsMap)
+	s, err := readStats(objs.StatsMap)
+	s.EventsUnread = f.eventsUnread.Load()
+	return s, err
 }
 
 func readStats(m *ebpf.Map) (Stats, error) {

@@ -12,6 +12,7 @@
 //	zfw -e|-v|-x|-P|-T|-R|-w|-a|-b|-k|-6|-q|-S <ifname|all> [-d]
 //	zfw -L -Y|-U|-C, zfw -F -Y|-U|-C
 //	zfw -y <source>|-u <port>|-g <function code> [-d]
+//	zfw -M <ifname|all> [-W file]
 //	zfw -Q
 //
 // Each -I adds one rule: destination prefix, source prefix, protocol and

@@ -28,6 +28,7 @@ var verbs = map[zfwargs.Operation]verb{
 	zfwargs.OpList:         list,
 	zfwargs.OpSetInterface: setInterface,
 	zfwargs.OpSetMember:    setMember,
+	zfwargs.OpMonitor:      monitor,
 }
 
 // run runs one zfw command line and returns the exit status.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/zfw-go/zfw/testenv"
@@ -69,6 +70,13 @@ func (p place) owner(t testing.TB, keep bool) *zfw.Firewall {
 // serve serves fw on the place's socket until the test ends.
 func (p place) serve(t testing.TB, fw *zfw.Firewall) {
 	t.Helper()
+	t.Cleanup(p.serveStoppable(t, fw))
+}
+
+// serveStoppable serves fw on the place's socket until the function it
+// returns is called (more calls do nothing).
+func (p place) serveStoppable(t testing.TB, fw *zfw.Firewall) func() {
+	t.Helper()
 	s, err := control.Listen(p.socket, fw, control.ServerOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -76,10 +84,13 @@ func (p place) serve(t testing.TB, fw *zfw.Firewall) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
 }
 
 const (

@@ -37,6 +37,9 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	return &Client{conn: conn, r: bufio.NewReaderSize(conn, 64<<10), path: path}, nil
 }
 
+// timeZero clears a connection's deadline.
+var timeZero time.Time
+
 // Close hangs up.
 func (c *Client) Close() error { return c.conn.Close() }
 

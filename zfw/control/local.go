@@ -46,6 +46,10 @@ type Controller interface {
 	// is not there changes nothing. ListDDoSBans only loses members
 	// (the ban is lifted).
 	SetMember(ctx context.Context, list, member string, on bool) error
+	// Monitor delivers the dataplane's events of interface iface (or
+	// AllInterfaces) until ctx ends or the dataplane's owner stops; then
+	// the channel closes.
+	Monitor(ctx context.Context, iface string) (<-chan zfw.Event, error)
 	// Version is the version of the program that runs the operations.
 	Version(ctx context.Context) (string, error)
 }

@@ -173,12 +173,26 @@ func (s *Server) handle(ctx context.Context, conn *net.UnixConn) {
 			}
 			return
 		}
+		if req, ok := monitorRequest(line); ok {
+			s.monitor(ctx, conn, r, req)
+			return
+		}
 		resp := s.answer(ctx, line)
 		if err := writeResponse(conn, resp); err != nil {
 			log.WithError(err).Debug("control socket: write")
 			return
 		}
 	}
+}
+
+// monitorRequest reports whether line asks for opMonitor, which takes
+// over the connection.
+func monitorRequest(line []byte) (request, bool) {
+	var req request
+	if json.Unmarshal(line, &req) != nil || req.Op != opMonitor || req.Version != ProtocolVersion {
+		return request{}, false
+	}
+	return req, true
 }
 
 func (s *Server) answer(ctx context.Context, line []byte) response {

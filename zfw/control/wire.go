@@ -45,6 +45,8 @@ const (
 	// it or removes from it.
 	opMembers   = "members"
 	opSetMember = "set-member"
+	// opMonitor turns the connection into a stream of events.
+	opMonitor = "monitor"
 )
 
 type request struct {
@@ -75,6 +77,8 @@ type response struct {
 	Interfaces []zfw.Interface `json:"interfaces,omitempty"`
 	// Members answers opMembers; never nil in that answer.
 	Members []string `json:"members,omitempty"`
+	// Event is one event of an opMonitor stream.
+	Event *zfw.Event `json:"event,omitempty"`
 }
 
 // remoteError is an error the server reported.

@@ -105,7 +105,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			"fast_path": st.FastPath, "egress_denied": st.EgressDenied,
 			"masqueraded": st.Masqueraded, "unmasqueraded": st.Unmasqueraded,
 			"masquerade_no_port": st.MasqueradeNoPort,
-			"events_limited":     st.EventsLimited, "events_lost": st.EventsLost,
+			"events_limited":     st.EventsLimited, "events_lost": st.EventsLost, "events_unread": st.EventsUnread,
 			"banned": st.Banned, "bans": st.Bans, "not_allowed": st.NotAllowed, "ot_dropped": st.OTDropped,
 		} {
 			counter(c.packets, v, outcome)

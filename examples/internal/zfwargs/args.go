@@ -37,6 +37,9 @@ const (
 	// OpSetMember adds to one of the dataplane's lists or, with -d,
 	// removes from it (-y, -u, -g).
 	OpSetMember
+	// OpMonitor prints events as they happen (-M), to LogFile (-W) if
+	// set.
+	OpMonitor
 	// OpNothing is a C zfw operation this zfw has no need for (-B, -J,
 	// -F -j): it succeeds, and Note says why.
 	OpNothing
@@ -57,9 +60,9 @@ type Command struct {
 	Interfaces bool
 	// Interface, Setting (a control.Settings name) and Off are
 	// OpSetInterface's; Interface may be control.AllInterfaces.
-	// Note is OpNothing's reason.
-	Interface, Setting, Note string
-	Off                      bool
+	// Note is OpNothing's reason. LogFile is OpMonitor's -W.
+	Interface, Setting, Note, LogFile string
+	Off                               bool
 	// List is the dataplane list (a control.List* name) that -L and -F
 	// show or empty (-Y, -U, -C) and OpSetMember changes; Member is
 	// OpSetMember's value, removed when Off.
@@ -114,6 +117,10 @@ var options = []option{
 	{long: "pin-path", arg: "DIR", help: "pin folder of the dataplane (default $ZFW_PIN_PATH or /sys/fs/bpf/zfw)"},
 	{long: "control-socket", arg: "PATH", help: "control socket of its owner (default $ZFW_CONTROL_SOCKET or /run/zfw/<pin folder name>.sock)"},
 
+	// The monitor.
+	{short: 'M', long: "monitor", arg: "IFNAME", help: "print the dataplane's events of the interface (or all) as they happen, until interrupted; interfaces with -v send one per drop"},
+	{short: 'W', long: "write-log", arg: "FILE", help: "with -M: append the events to FILE instead"},
+
 	// The C zfw's bind addresses: ziti-edge-tunnel adds them to source
 	// hosted connections from client addresses.
 	{short: 'B', long: "bind-saddr-add", arg: "ADDR", help: "accepted, nothing to do (with -m): " + bindReason},
@@ -150,8 +157,6 @@ var options = []option{
 	{short: 'H', long: "init-tc", arg: "IFNAME", unsupported: true},
 	{short: 'Z', long: "init-xdp", arg: "IFNAME", unsupported: true},
 
-	{short: 'M', long: "monitor", arg: "IFNAME", unsupported: true},
-	{short: 'W', long: "write-log", arg: "FILE", unsupported: true},
 	{short: 'G', long: "list-gc-sessions", unsupported: true},
 	{short: 'A', long: "add-user-rules", unsupported: true},
 }
@@ -341,6 +346,12 @@ func Parse(args []string) (Command, error) {
 	if listOpt != nil && listOpt.arg != "" {
 		return setMember(settings, listOpt)
 	}
+	if given['M'] != nil {
+		return monitor(settings)
+	}
+	if given['W'] != nil {
+		return Command{}, errors.New("-W (--write-log) goes with -M (--monitor)")
+	}
 	if given['B'] != nil || given['J'] != nil {
 		return bindAddress(settings, values)
 	}
@@ -529,6 +540,35 @@ func interfaceSetting(settings []setting, o *option) (Command, error) {
 			cmd.Socket = s.value
 		default:
 			return Command{}, fmt.Errorf("option %s does not go with %s", s.opt.name(), o.name())
+		}
+	}
+	return cmd, nil
+}
+
+// monitor is the command of -M <ifname|all> [-W file]; nothing else but
+// where the dataplane is.
+func monitor(settings []setting) (Command, error) {
+	cmd := Command{Op: OpMonitor}
+	for _, s := range settings {
+		switch {
+		case s.opt.short == 'M':
+			if s.value != control.AllInterfaces {
+				if err := intercept.CheckInterfaceName(s.value); err != nil {
+					return Command{}, fmt.Errorf("option %s: interface %q: %w", s.opt.name(), s.value, err)
+				}
+			}
+			cmd.Interface = s.value
+		case s.opt.short == 'W':
+			if s.value == "" {
+				return Command{}, fmt.Errorf("option %s needs a file name", s.opt.name())
+			}
+			cmd.LogFile = s.value
+		case s.opt.long == "pin-path":
+			cmd.PinPath = s.value
+		case s.opt.long == "control-socket":
+			cmd.Socket = s.value
+		default:
+			return Command{}, fmt.Errorf("option %s does not go with -M (--monitor)", s.opt.name())
 		}
 	}
 	return cmd, nil
