@@ -58,6 +58,8 @@ type Firewall struct {
 	// full (Stats.EventsUnread).
 	eventsUnread atomic.Uint64
 	tunnel       Tunnel // tunnel mode, if set
+	// watching: the address watcher runs (from the first attachment on).
+	watching bool
 }
 
 type ifaceState struct {
@@ -200,24 +202,35 @@ func (f *Firewall) start() error {
 		f.log.WithField("interface", ifc.Name).Info("dataplane attached")
 	}
 	if len(f.opts.Interfaces) > 0 {
-		err := f.dp.WatchAddresses(f.stop, func(ifindex int) {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			if f.closed {
-				return
-			}
-			for name, st := range f.ifaces {
-				if st.index == ifindex {
-					if err := f.writeAddresses(ifindex); err != nil {
-						f.log.WithError(err).WithField("interface", name).Warn("update interface addresses")
-					}
+		return f.watchAddresses()
+	}
+	return nil
+}
+
+// watchAddresses starts keeping the attached interfaces' addresses in
+// the dataplane current, once.
+func (f *Firewall) watchAddresses() error {
+	if f.watching {
+		return nil
+	}
+	err := f.dp.WatchAddresses(f.stop, func(ifindex int) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.closed {
+			return
+		}
+		for name, st := range f.ifaces {
+			if st.index == ifindex {
+				if err := f.writeAddresses(ifindex); err != nil {
+					f.log.WithError(err).WithField("interface", name).Warn("update interface addresses")
 				}
 			}
-		})
-		if err != nil {
-			return err
 		}
+	})
+	if err != nil {
+		return err
 	}
+	f.watching = true
 	return nil
 }
 

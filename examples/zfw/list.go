@@ -12,10 +12,18 @@ import (
 // list is -L: the rules (only intercepts with -i, only pass-through
 // rules with -f, one direction with -z) and how full the maps are; with
 // -E, the managed interfaces instead (list_interfaces.go); with -Y, -U
-// or -C, one of the dataplane's lists (lists.go).
+// or -C, one of the dataplane's lists (lists.go); with -G, the sessions
+// (list_sessions.go).
 func list(ctx context.Context, cmd zfwargs.Command, ctl control.Controller, stdout, _ io.Writer) error {
 	if cmd.List != "" {
 		return listMembers(ctx, cmd, ctl, stdout)
+	}
+	if cmd.Sessions {
+		s, err := ctl.Sessions(ctx)
+		if err != nil {
+			return err
+		}
+		return writeSessions(stdout, s)
 	}
 	if cmd.Interfaces {
 		ifs, err := ctl.Interfaces(ctx)

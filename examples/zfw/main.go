@@ -12,6 +12,7 @@
 //	zfw -e|-v|-x|-P|-T|-R|-w|-a|-b|-k|-6|-q|-S <ifname|all> [-d]
 //	zfw -L -Y|-U|-C, zfw -F -Y|-U|-C
 //	zfw -y <source>|-u <port>|-g <function code> [-d]
+//	zfw -X <ifname|all> -z ingress|egress [-d] [-O file], zfw -H <ifname|all>, zfw -Z <tun> [-d]
 //	zfw -M <ifname|all> [-W file]
 //	zfw -Q
 //

@@ -29,6 +29,8 @@ var verbs = map[zfwargs.Operation]verb{
 	zfwargs.OpSetInterface: setInterface,
 	zfwargs.OpSetMember:    setMember,
 	zfwargs.OpMonitor:      monitor,
+	zfwargs.OpAttach:       attach,
+	zfwargs.OpTunnel:       tunnel,
 }
 
 // run runs one zfw command line and returns the exit status.

@@ -71,7 +71,7 @@ func TestInterfaceSettingsAreListedAndChangedThroughTheOwner(t *testing.T) {
 	kept := place{pin: p.pin, socket: filepath.Join(t.TempDir(), "none.sock")}
 	want[2] = "icmp echo               :0"
 	check("on the kept dataplane", kept.must(t, "--list --list-diag"))
-	if code, _, errOut := kept.zfwRun(t, "-e lo"); code != 1 || !strings.Contains(errOut, "through the dataplane's owner") {
+	if code, _, errOut := kept.zfwRun(t, "-e lo"); code != 1 || !strings.Contains(errOut, "belongs to the dataplane's owner") {
 		t.Errorf("a setting with no owner: exit %d, %q; want a refusal naming the owner", code, errOut)
 	}
 

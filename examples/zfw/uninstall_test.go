@@ -72,9 +72,15 @@ func TestUninstallRemovesAKeptDataplane(t *testing.T) {
 // attached counts the programs on lo in ns: TCX links and tc filters.
 func attached(t *testing.T, ns *testenv.Namespace) int {
 	t.Helper()
+	return attachedTo(t, ns, "lo")
+}
+
+// attachedTo counts the programs on interface ifname in ns.
+func attachedTo(t *testing.T, ns *testenv.Namespace, ifname string) int {
+	t.Helper()
 	n := 0
 	err := ns.Do(func() error {
-		lo, err := netInterfaceIndex("lo")
+		lo, err := netInterfaceIndex(ifname)
 		if err != nil {
 			return err
 		}
@@ -89,7 +95,7 @@ func attached(t *testing.T, ns *testenv.Namespace) int {
 		t.Fatal(err)
 	}
 	for _, dir := range []string{"ingress", "egress"} {
-		if strings.Contains(exec(t, ns, "tc", "filter", "show", "dev", "lo", dir), "bpf") {
+		if strings.Contains(exec(t, ns, "tc", "filter", "show", "dev", ifname, dir), "bpf") {
 			n++
 		}
 	}

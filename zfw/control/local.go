@@ -46,6 +46,18 @@ type Controller interface {
 	// is not there changes nothing. ListDDoSBans only loses members
 	// (the ban is lifted).
 	SetMember(ctx context.Context, list, member string, on bool) error
+	// Sessions lists the sessions the dataplane tracks, expired ones
+	// included until they are collected.
+	Sessions(ctx context.Context) ([]zfw.Session, error)
+	// Attach puts the dataplane on interface name (AllInterfaces: every
+	// interface of the owner's namespace but the Ziti tun), with default
+	// settings; an interface it manages stays as it is. Detach takes it
+	// off one (or every managed one). SetTunnel makes name the Ziti tun
+	// of tunnel mode ("" turns it off). A RulesOnly Firewall refuses all
+	// three: attaching belongs to the dataplane's owner.
+	Attach(ctx context.Context, name string) error
+	Detach(ctx context.Context, name string) error
+	SetTunnel(ctx context.Context, name string) error
 	// Monitor delivers the dataplane's events of interface iface (or
 	// AllInterfaces) until ctx ends or the dataplane's owner stops; then
 	// the channel closes.

@@ -228,6 +228,16 @@ func (s *Server) answer(ctx context.Context, line []byte) response {
 		resp.Interfaces, err = s.ctl.Interfaces(ctx)
 	case opSetInterface:
 		err = s.ctl.SetInterface(ctx, req.Interface, req.Setting, req.On)
+	case opAttach:
+		if req.On {
+			err = s.ctl.Attach(ctx, req.Interface)
+		} else {
+			err = s.ctl.Detach(ctx, req.Interface)
+		}
+	case opSessions:
+		resp.Sessions, err = s.ctl.Sessions(ctx)
+	case opTunnel:
+		err = s.ctl.SetTunnel(ctx, req.Interface)
 	case opMembers:
 		resp.Members, err = s.ctl.Members(ctx, req.List)
 		if err == nil && resp.Members == nil {
@@ -240,6 +250,9 @@ func (s *Server) answer(ctx context.Context, line []byte) response {
 	}
 	if err != nil {
 		return errorResponse(err)
+	}
+	if req.Op == opAttach || req.Op == opTunnel {
+		s.log.WithFields(logrus.Fields{"op": req.Op, "interface": req.Interface, "on": req.On}).Info("control socket: attachment changed")
 	}
 	if req.Op == opSetMember {
 		s.log.WithFields(logrus.Fields{"list": req.List, "member": req.Member, "on": req.On}).Info("control socket: list changed")

@@ -47,6 +47,12 @@ const (
 	opSetMember = "set-member"
 	// opMonitor turns the connection into a stream of events.
 	opMonitor = "monitor"
+	// opAttach attaches an interface (On) or detaches it; opTunnel sets
+	// the Ziti tun of tunnel mode (none: off).
+	opAttach = "attach"
+	opTunnel = "tunnel"
+	// opSessions lists the tracked sessions.
+	opSessions = "sessions"
 )
 
 type request struct {
@@ -77,6 +83,8 @@ type response struct {
 	Interfaces []zfw.Interface `json:"interfaces,omitempty"`
 	// Members answers opMembers; never nil in that answer.
 	Members []string `json:"members,omitempty"`
+	// Sessions answers opSessions.
+	Sessions []zfw.Session `json:"sessions,omitempty"`
 	// Event is one event of an opMonitor stream.
 	Event *zfw.Event `json:"event,omitempty"`
 }

@@ -37,6 +37,14 @@ const (
 	// OpSetMember adds to one of the dataplane's lists or, with -d,
 	// removes from it (-y, -u, -g).
 	OpSetMember
+	// OpAttach attaches Interface (-X -z ingress, -H), or detaches it
+	// when Off (-X -z ingress -d); with Direction egress and Off it turns
+	// outbound filtering and masquerade off there (-X -z egress -d).
+	// Notes say what was accepted without effect.
+	OpAttach
+	// OpTunnel makes Interface the Ziti tun (-Z), or turns tunnel mode
+	// off (Off).
+	OpTunnel
 	// OpMonitor prints events as they happen (-M), to LogFile (-W) if
 	// set.
 	OpMonitor
@@ -44,6 +52,9 @@ const (
 	// -F -j): it succeeds, and Note says why.
 	OpNothing
 )
+
+// objectReason is why -O has nothing to do.
+const objectReason = "the programs are built into the dataplane's owner"
 
 // bindReason is why -B, -J and -j have nothing to do.
 const bindReason = "this zfw adds no address to lo; a tunneler that sources hosted connections from client addresses binds them with IP_TRANSPARENT"
@@ -56,11 +67,13 @@ type Command struct {
 	// OnlyIntercepts and OnlyPassthrough filter -L (-i, -f).
 	OnlyIntercepts, OnlyPassthrough bool
 	// Interfaces makes -L list the managed interfaces and their
-	// settings instead of the rules (-E).
-	Interfaces bool
+	// settings instead of the rules (-E); Sessions the tracked sessions
+	// (-G).
+	Interfaces, Sessions bool
 	// Interface, Setting (a control.Settings name) and Off are
 	// OpSetInterface's; Interface may be control.AllInterfaces.
-	// Note is OpNothing's reason. LogFile is OpMonitor's -W.
+	// Note is OpNothing's reason, or what OpAttach accepted without
+	// effect. LogFile is OpMonitor's -W.
 	Interface, Setting, Note, LogFile string
 	Off                               bool
 	// List is the dataplane list (a control.List* name) that -L and -F
@@ -81,8 +94,8 @@ type option struct {
 	long  string // "" : short form only
 	arg   string // the value's name; "" for a flag
 	help  string
-	// unsupported names a C zfw option this zfw does not implement.
-	unsupported bool
+	// refused says why this zfw does not take a C zfw option.
+	refused string
 	// setting: an interface setting, named by long (control.Settings).
 	setting bool
 	// list: the dataplane list (control.List*) this option lists with -L
@@ -113,9 +126,16 @@ var options = []option{
 	{short: 'f', long: "passthrough", help: "with -L: only pass-through rules"},
 	{short: 'Q', long: "disable-ebpf", help: "remove a dataplane nobody owns: detach it everywhere, remove its routing and pins"},
 	{short: 'z', long: "direction", arg: "ingress|egress", help: "with -I/-D: an egress rule (-t 0 or -d only); with -L/-F: only that direction's rules"},
+	{short: 'G', long: "list-gc-sessions", help: "with -L: the sessions the dataplane tracks (expired ones are collected by its owner)"},
 	{short: 'E', long: "list-diag", help: "with -L: the managed interfaces and their settings (exit 0 while a dataplane runs)"},
 	{long: "pin-path", arg: "DIR", help: "pin folder of the dataplane (default $ZFW_PIN_PATH or /sys/fs/bpf/zfw)"},
 	{long: "control-socket", arg: "PATH", help: "control socket of its owner (default $ZFW_CONTROL_SOCKET or /run/zfw/<pin folder name>.sock)"},
+
+	// Attachment, through the dataplane's owner.
+	{short: 'X', long: "set-tc-filter", arg: "IFNAME", help: "with -z ingress: attach the dataplane to the interface (or all), both directions; -d detaches it; with -z egress -d: outbound filtering and masquerade off there"},
+	{short: 'H', long: "init-tc", arg: "IFNAME", help: "attach the dataplane to the interface (or all), both directions"},
+	{short: 'Z', long: "init-xdp", arg: "IFNAME", help: "make the interface the Ziti tun of tunnel mode (XDP program attached); -d turns tunnel mode off"},
+	{short: 'O', long: "object-file", arg: "FILE", help: "with -X/-H/-Z: accepted, nothing to do: " + objectReason},
 
 	// The monitor.
 	{short: 'M', long: "monitor", arg: "IFNAME", help: "print the dataplane's events of the interface (or all) as they happen, until interrupted; interfaces with -v send one per drop"},
@@ -152,13 +172,8 @@ var options = []option{
 
 	// The C zfw's other options: attachment, monitoring and the like
 	// belong to the process that owns the dataplane here.
-	{short: 'X', long: "set-tc-filter", arg: "IFNAME", unsupported: true},
-	{short: 'O', long: "object-file", arg: "FILE", unsupported: true},
-	{short: 'H', long: "init-tc", arg: "IFNAME", unsupported: true},
-	{short: 'Z', long: "init-xdp", arg: "IFNAME", unsupported: true},
 
-	{short: 'G', long: "list-gc-sessions", unsupported: true},
-	{short: 'A', long: "add-user-rules", unsupported: true},
+	{short: 'A', long: "add-user-rules", refused: "edge-router reads user rules (-I command lines or JSON) from its --rules file when it starts, and they can be inserted with -I at any time"},
 }
 
 // name is how messages refer to an option: "-c (--dcidr-block)".
@@ -288,8 +303,8 @@ func Parse(args []string) (Command, error) {
 	)
 	for _, s := range settings {
 		o := s.opt
-		if o.unsupported {
-			return Command{}, fmt.Errorf("option %s of the C zfw is not supported: this zfw changes rules (-I, -D, -L, -F), interface settings (-e, -v, ...) and the DDoS and DNP3 lists (-y, -u, -g); the program that owns the dataplane attaches interfaces", o.name())
+		if o.refused != "" {
+			return Command{}, fmt.Errorf("option %s of the C zfw is not supported: %s", o.name(), o.refused)
 		}
 		switch o.long {
 		case "pin-path":
@@ -349,6 +364,12 @@ func Parse(args []string) (Command, error) {
 	if given['M'] != nil {
 		return monitor(settings)
 	}
+	if given['X'] != nil || given['H'] != nil || given['Z'] != nil {
+		return attachment(settings, given, values)
+	}
+	if given['O'] != nil {
+		return Command{}, errors.New("-O (--object-file) goes with -X, -H or -Z")
+	}
 	if given['W'] != nil {
 		return Command{}, errors.New("-W (--write-log) goes with -M (--monitor)")
 	}
@@ -379,7 +400,7 @@ func Parse(args []string) (Command, error) {
 	allowed := map[Operation]string{
 		OpInsert:    "IcmonplhtsNdrz",
 		OpDelete:    "DcmonplhtsNrz",
-		OpList:      "LifEzYUC",
+		OpList:      "LifEzYUCG",
 		OpFlush:     "FrzYUCj",
 		OpUninstall: "Q",
 	}[cmd.Op]
@@ -424,6 +445,15 @@ func Parse(args []string) (Command, error) {
 		}
 	}
 	if cmd.Op == OpList {
+		if given['G'] != nil {
+			for _, s := range settings {
+				if c := s.opt.short; c != 0 && c != 'L' && c != 'G' {
+					return Command{}, fmt.Errorf("option %s does not go with -L -G (--list-gc-sessions)", s.opt.name())
+				}
+			}
+			cmd.Sessions = true
+			return cmd, nil
+		}
 		if given['E'] != nil && given['z'] != nil {
 			return Command{}, errors.New("-E (--list-diag) lists interfaces; -z limits a listing of rules")
 		}
@@ -545,6 +575,67 @@ func interfaceSetting(settings []setting, o *option) (Command, error) {
 	return cmd, nil
 }
 
+// attachment is the command of -X <if|all> -z <dir> [-d], -H <if|all>
+// or -Z <if> [-d], each with -O accepted; nothing else but where the
+// dataplane is.
+func attachment(settings []setting, given map[rune]*option, values map[rune]string) (Command, error) {
+	var o *option
+	for _, c := range "XHZ" {
+		if given[c] == nil {
+			continue
+		}
+		if o != nil {
+			return Command{}, fmt.Errorf("%s and %s cannot be combined", o.name(), given[c].name())
+		}
+		o = given[c]
+	}
+	cmd := Command{Op: OpAttach, Interface: values[o.short], Off: given['d'] != nil}
+	allowed := map[rune]string{'X': "XOzd", 'H': "HO", 'Z': "ZOd"}[o.short]
+	for _, s := range settings {
+		if c := s.opt.short; c != 0 && !strings.ContainsRune(allowed, c) {
+			return Command{}, fmt.Errorf("option %s does not go with %s", s.opt.name(), o.name())
+		}
+		switch s.opt.long {
+		case "pin-path":
+			cmd.PinPath = s.value
+		case "control-socket":
+			cmd.Socket = s.value
+		}
+	}
+	if cmd.Interface == "" {
+		return Command{}, fmt.Errorf("option %s needs an interface name", o.name())
+	}
+	if o.short == 'Z' && cmd.Interface == control.AllInterfaces {
+		return Command{}, fmt.Errorf("option %s takes the one interface that is the Ziti tun, not all", o.name())
+	}
+	if cmd.Interface != control.AllInterfaces {
+		if err := intercept.CheckInterfaceName(cmd.Interface); err != nil {
+			return Command{}, fmt.Errorf("option %s: interface %q: %w", o.name(), cmd.Interface, err)
+		}
+	}
+	switch o.short {
+	case 'X':
+		if given['z'] == nil {
+			return Command{}, fmt.Errorf("%s needs %s (ingress or egress)", o.name(), lookupShort('z').name())
+		}
+		switch d := control.Direction(values['z']); d {
+		case control.Ingress, control.Egress:
+			cmd.Direction = d
+		default:
+			return Command{}, fmt.Errorf("bad direction %q for %s: ingress or egress", values['z'], given['z'].name())
+		}
+		if cmd.Direction == control.Egress && !cmd.Off {
+			cmd.Note = "-X -z egress: the egress program is attached with the ingress one"
+		}
+	case 'Z':
+		cmd.Op = OpTunnel
+	}
+	if given['O'] != nil {
+		cmd.Note = strings.TrimPrefix(cmd.Note+"; ", "; ") + "-O: " + objectReason
+	}
+	return cmd, nil
+}
+
 // monitor is the command of -M <ifname|all> [-W file]; nothing else but
 // where the dataplane is.
 func monitor(settings []setting) (Command, error) {
@@ -630,7 +721,7 @@ func setMember(settings []setting, o *option) (Command, error) {
 // message.
 func WriteOptions(w io.Writer) {
 	for _, o := range options {
-		if o.unsupported {
+		if o.refused != "" {
 			continue
 		}
 		flag := "    "

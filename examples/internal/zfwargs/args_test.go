@@ -88,6 +88,7 @@ func TestParseAccepts(t *testing.T) {
 		{"list intercepts", "-L -i", Command{Op: OpList, OnlyIntercepts: true}},
 		{"list passthrough", "--list --passthrough", Command{Op: OpList, OnlyPassthrough: true}},
 		{"list interfaces", "-L -E", Command{Op: OpList, Interfaces: true}},
+		{"list sessions", "-L -G", Command{Op: OpList, Sessions: true}},
 		{"uninstall", "-Q", Command{Op: OpUninstall}},
 		{"list with the C zfw's ipv6 table option", "-L -6 all", Command{Op: OpList}},
 		{"uninstall, long, elsewhere", "--disable-ebpf --pin-path /sys/fs/bpf/r1", Command{Op: OpUninstall, PinPath: "/sys/fs/bpf/r1"}},
@@ -189,6 +190,8 @@ func TestParseRefuses(t *testing.T) {
 		{"bind address with a rule", "-B 10.5.0.0 -m 24 -p tcp", "option -p (--protocol) does not go with -B"},
 		{"bind flush with a list", "-F -j -Y", "option -Y (--list-ddos-saddr) does not go with -F -j"},
 		{"bind with list", "-L -j", "option -j (--bind-flush) does not go with -L"},
+		{"sessions and interfaces", "-L -G -E", "option -E (--list-diag) does not go with -L -G"},
+		{"sessions to flush", "-F -G", "option -G (--list-gc-sessions) does not go with -F"},
 		{"two lists", "-L -Y -U", "give one list at a time"},
 		{"a list with a rule filter", "-L -Y -i", "option -i (--intercepts) does not go with -L (--list) -Y (--list-ddos-saddr)"},
 		{"a list with a direction", "-F -C -z egress", "does not go with -F (--flush) -C"},
@@ -199,7 +202,6 @@ func TestParseRefuses(t *testing.T) {
 		{"monitor with a rule", "-M eth0 -L", "option -L (--list) does not go with -M (--monitor)"},
 		{"log without monitor", "-L -W /tmp/x", "-W (--write-log) goes with -M (--monitor)"},
 		{"monitor of a bad name", "-M eth0/1", `interface "eth0/1"`},
-		{"C zfw attach", "-X eth0 -O obj -z ingress", "option -X (--set-tc-filter) of the C zfw is not supported"},
 		{"egress to a listener", base + " -z egress", "-z egress: an egress rule passes (-t 0) or drops (-d)"},
 		{"bad direction", "-L -z inwards", `bad direction "inwards" for -z (--direction): ingress or egress`},
 		{"direction of interfaces", "-L -E -z egress", "-E (--list-diag) lists interfaces; -z limits a listing of rules"},
@@ -215,5 +217,45 @@ func TestParseRefuses(t *testing.T) {
 				t.Errorf("Parse(%s): %q, want it to say %q", tc.args, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestParseAttachment(t *testing.T) {
+	tests := []struct {
+		args string
+		want Command
+	}{
+		{"-X eth0 -z ingress", Command{Op: OpAttach, Interface: "eth0", Direction: control.Ingress}},
+		{"-X eth0 -O /opt/openziti/bin/zfw_tc_ingress.o -z ingress", Command{Op: OpAttach, Interface: "eth0", Direction: control.Ingress, Note: "-O: " + objectReason}},
+		{"--set-tc-filter all --direction egress", Command{Op: OpAttach, Interface: "all", Direction: control.Egress, Note: "-X -z egress: the egress program is attached with the ingress one"}},
+		{"-X eth0 -z ingress -d", Command{Op: OpAttach, Interface: "eth0", Direction: control.Ingress, Off: true}},
+		{"-X eth0 -z egress -d", Command{Op: OpAttach, Interface: "eth0", Direction: control.Egress, Off: true}},
+		{"-H ens33", Command{Op: OpAttach, Interface: "ens33"}},
+		{"-Z ziti0", Command{Op: OpTunnel, Interface: "ziti0"}},
+		{"-Z ziti0 -d --pin-path /sys/fs/bpf/t", Command{Op: OpTunnel, Interface: "ziti0", Off: true, PinPath: "/sys/fs/bpf/t"}},
+	}
+	for _, tc := range tests {
+		got, err := Parse(strings.Fields(tc.args))
+		if err != nil {
+			t.Errorf("Parse(%s): %v", tc.args, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("Parse(%s) =\n%+v\nwant\n%+v", tc.args, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ args, want string }{
+		{"-X eth0", "-X (--set-tc-filter) needs -z (--direction) (ingress or egress)"},
+		{"-X eth0 -z sideways", `bad direction "sideways"`},
+		{"-X eth0 -z ingress -H eth0", "cannot be combined"},
+		{"-H eth0 -d", "option -d (--disable) does not go with -H (--init-tc)"},
+		{"-Z all", "takes the one interface that is the Ziti tun, not all"},
+		{"-X eth0 -z ingress -L", "option -L (--list) does not go with -X"},
+		{"-L -O x", "-O (--object-file) goes with -X, -H or -Z"},
+		{"-A", "option -A (--add-user-rules) of the C zfw is not supported"},
+	} {
+		if _, err := Parse(strings.Fields(tc.args)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%s) = %v, want an error saying %q", tc.args, err, tc.want)
+		}
 	}
 }
