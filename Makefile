@@ -44,9 +44,14 @@ check-generated: generate
 		echo "generated BPF objects are stale: run 'make generate' and commit"; exit 1; \
 	fi
 
+# gofmt, vet and staticcheck (a tool of the module) for Go; clang-format
+# with the committed .clang-format for bpf/.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+	@command -v clang-format >/dev/null || apt-get install -y -q clang-format
+	clang-format --dry-run --Werror $$(git ls-files 'bpf/*.c' 'bpf/*.h')
 
 # The real OpenZiti binary the integration tests run (built once from its
 # own module in testenv/ziti/zitibuild, then cached; $$ZFW_ZITI_BIN skips it).

@@ -13,8 +13,9 @@
  * work of DDoS protection, OT filtering, masquerade, tunnel mode or events
  * can be skipped.
  */
-#define ZFW_FLOW_UNCACHED (ZFW_IFACE_DDOS | ZFW_IFACE_OT_FILTERING | ZFW_IFACE_MASQUERADE | \
-			   ZFW_IFACE_TUNNEL_MODE | ZFW_IFACE_VERBOSE)
+#define ZFW_FLOW_UNCACHED                                                                         \
+	(ZFW_IFACE_DDOS | ZFW_IFACE_OT_FILTERING | ZFW_IFACE_MASQUERADE | ZFW_IFACE_TUNNEL_MODE | \
+	 ZFW_IFACE_VERBOSE)
 
 /*
  * A flow is named by its tuple as seen on ingress: a packet seen on egress
@@ -53,15 +54,14 @@ static __always_inline __u32 flow_slot(const struct packet *pkt, __u32 ifindex, 
 	return h & (ZFW_FLOW_CACHE_SLOTS - 1);
 }
 
-static __always_inline bool flow_same(const struct flow_entry *e, const struct packet *pkt,
-				      __u32 ifindex, bool reverse)
+static __always_inline bool flow_same(const struct flow_entry *e, const struct packet *pkt, __u32 ifindex,
+				      bool reverse)
 {
 	const __u32 *src = flow_src(pkt, reverse), *dst = flow_dst(pkt, reverse);
 
 	if (e->ifindex != ifindex || e->family != pkt->family || e->proto != pkt->proto ||
 	    e->sport != (reverse ? pkt->dport : pkt->sport) ||
-	    e->dport != (reverse ? pkt->sport : pkt->dport) ||
-	    e->saddr[0] != src[0] || e->daddr[0] != dst[0])
+	    e->dport != (reverse ? pkt->sport : pkt->dport) || e->saddr[0] != src[0] || e->daddr[0] != dst[0])
 		return false;
 	if (pkt->family == 4)
 		return true;
@@ -99,9 +99,8 @@ static __always_inline struct flow_entry *flow_cached(const struct packet *pkt, 
 
 /* flow_remember caches a verdict the slow path just reached for the
  * packet (seen on ingress), on this CPU. */
-static __always_inline void flow_remember(const struct packet *pkt, __u32 ifindex,
-					  const struct config *cfg, __u8 kind,
-					  const struct verdict *v)
+static __always_inline void flow_remember(const struct packet *pkt, __u32 ifindex, const struct config *cfg,
+					  __u8 kind, const struct verdict *v)
 {
 	struct flow_entry *e;
 	__u32 slot;
@@ -163,8 +162,8 @@ static long forget_on_cpu(__u32 cpu, void *arg)
  * CPU must not be decided from that CPU's older copy. reverse: the packet
  * was seen on egress.
  */
-static __always_inline void flow_forget(const struct packet *pkt, __u32 ifindex,
-					const struct config *cfg, bool reverse)
+static __always_inline void flow_forget(const struct packet *pkt, __u32 ifindex, const struct config *cfg,
+					bool reverse)
 {
 	struct forget_ctx c = {
 		.pkt = pkt,
@@ -184,9 +183,8 @@ static __always_inline void flow_forget(const struct packet *pkt, __u32 ifindex,
  * whatever the rules) must not carry over to the new connection's later
  * segments. Only a tuple that was steered pays for the flow cache.
  */
-static __always_inline void forget_steering(const struct packet *pkt, __u32 ifindex,
-					    const struct config *cfg, const struct match_key *k4,
-					    const struct match6_key *k6)
+static __always_inline void forget_steering(const struct packet *pkt, __u32 ifindex, const struct config *cfg,
+					    const struct match_key *k4, const struct match6_key *k6)
 {
 	long err = pkt->family == 4 ? bpf_map_delete_elem(&matched_map, k4)
 				    : bpf_map_delete_elem(&matched6_map, k6);

@@ -40,8 +40,8 @@ static __always_inline bool same_addr(const __u32 *a, const __u32 *b)
  * is part of the pseudo header, the port is not. A UDP checksum of zero
  * (none, IPv4) stays zero.
  */
-static __always_inline int rewrite(struct __sk_buff *skb, struct packet *pkt, bool source,
-				   const __u32 *addr, __u16 port)
+static __always_inline int rewrite(struct __sk_buff *skb, struct packet *pkt, bool source, const __u32 *addr,
+				   __u16 port)
 {
 	bool icmp = pkt->proto == IPPROTO_ICMP || pkt->proto == IPPROTO_ICMPV6;
 	/* An echo's id (at +4) stands for the port; ICMP's checksum is at +2
@@ -69,7 +69,8 @@ static __always_inline int rewrite(struct __sk_buff *skb, struct packet *pkt, bo
 		if (!same_addr(old, new_addr)) {
 			__s64 diff = bpf_csum_diff(old, 16, new_addr, 16, 0);
 
-			if (diff < 0 || bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | mangle) ||
+			if (diff < 0 ||
+			    bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | mangle) ||
 			    bpf_skb_store_bytes(skb, addr_off, new_addr, 16, 0))
 				return -1;
 			__builtin_memcpy(old, new_addr, 16);
@@ -102,8 +103,8 @@ static __always_inline void *masq_map(const struct packet *pkt)
  * Translating onto such a port would hand the host's own traffic to the
  * client. Echo ids are not checked (no helper finds ping sockets).
  */
-static __always_inline bool host_owns_reply(struct __sk_buff *skb, const struct packet *pkt,
-					    const __u32 *nat, __u16 tport)
+static __always_inline bool host_owns_reply(struct __sk_buff *skb, const struct packet *pkt, const __u32 *nat,
+					    __u16 tport)
 {
 	struct bpf_sock_tuple t = {};
 	__u32 len = sock_tuple(&t, pkt->family, pkt->daddr, nat, pkt->dport, tport);
@@ -128,8 +129,8 @@ static __always_inline bool host_owns_reply(struct __sk_buff *skb, const struct 
 
 /* masq_port_free: no other translated flow to the same remote end, and no
  * socket of the host, holds k->tport. */
-static __always_inline bool masq_port_free(struct __sk_buff *skb, const struct packet *pkt,
-					   const __u32 *nat, struct masq_key *k)
+static __always_inline bool masq_port_free(struct __sk_buff *skb, const struct packet *pkt, const __u32 *nat,
+					   struct masq_key *k)
 {
 	return !bpf_map_lookup_elem(masq_map(pkt), k) && !host_owns_reply(skb, pkt, nat, k->tport);
 }
@@ -138,8 +139,8 @@ static __always_inline bool masq_port_free(struct __sk_buff *skb, const struct p
  * masq_port picks the translated source port of a new flow: its own port
  * if it is free, else a random free one. Returns 0 when none was found.
  */
-static __always_inline __u16 masq_port(struct __sk_buff *skb, const struct packet *pkt,
-				       const __u32 *nat, struct masq_key *k)
+static __always_inline __u16 masq_port(struct __sk_buff *skb, const struct packet *pkt, const __u32 *nat,
+				       struct masq_key *k)
 {
 	int i;
 
@@ -258,10 +259,10 @@ static __always_inline bool icmp_error(const struct packet *pkt)
 struct quoted {
 	__u32 src[4];
 	__u32 dst[4];
-	__u32 ip_off;  /* its IP header */
-	__u32 l4_off;  /* its TCP/UDP/ICMP header */
-	__u16 port;    /* its source port (echo: id), the translated one */
-	__u16 rport;   /* its destination port (echo: 0) */
+	__u32 ip_off; /* its IP header */
+	__u32 l4_off; /* its TCP/UDP/ICMP header */
+	__u16 port;   /* its source port (echo: id), the translated one */
+	__u16 rport;  /* its destination port (echo: 0) */
 	__u8 proto;
 	__u8 echo;
 };
@@ -368,8 +369,7 @@ ZFW_STAGE int masquerade_icmp_error(struct __sk_buff *skb, struct packet *pkt, _
 	sc->k.tport = sc->q.port;
 	sc->k.proto = sc->q.proto;
 	sc->k.family = pkt->family;
-	mv = bpf_map_lookup_elem(sc->q.echo ? (void *)&icmp_masquerade_map : (void *)&masquerade_map,
-				 &sc->k);
+	mv = bpf_map_lookup_elem(sc->q.echo ? (void *)&icmp_masquerade_map : (void *)&masquerade_map, &sc->k);
 	if (!mv)
 		return 0;
 	__builtin_memcpy(origin, mv->origin, 16);

@@ -12,8 +12,7 @@
 #define MODBUS_PORT 502
 
 /* payload_at copies n bytes of TCP payload; false if there are fewer. */
-static __always_inline bool payload_at(struct __sk_buff *skb, const struct packet *pkt,
-				       void *to, __u32 n)
+static __always_inline bool payload_at(struct __sk_buff *skb, const struct packet *pkt, void *to, __u32 n)
 {
 	void *data = (void *)(long)skb->data;
 	struct tcphdr *th;

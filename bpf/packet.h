@@ -48,9 +48,9 @@
 #define ZFW_GO_ON 0x1000
 
 enum parse_result {
-	PARSE_TUPLE,     /* TCP/UDP with ports                     */
-	PARSE_FRAGMENT,  /* TCP/UDP fragment: ports not trustworthy */
-	PARSE_OTHER,     /* IP, another protocol                    */
+	PARSE_TUPLE,    /* TCP/UDP with ports                     */
+	PARSE_FRAGMENT, /* TCP/UDP fragment: ports not trustworthy */
+	PARSE_OTHER,    /* IP, another protocol                    */
 	PARSE_NOT_IP,
 	PARSE_MALFORMED,
 };
@@ -101,8 +101,7 @@ struct verdict {
 /* opens_connection: a TCP SYN without ACK, the first packet of a flow. */
 static __always_inline bool opens_connection(const struct packet *pkt)
 {
-	return pkt->proto == IPPROTO_TCP &&
-	       (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+	return pkt->proto == IPPROTO_TCP && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 }
 
 /*

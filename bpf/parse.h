@@ -10,8 +10,8 @@
 
 /* parse_l4 reads ports (and TCP flags) at off. A first fragment carries
  * the L4 header too; the caller decides what a fragment may do. */
-static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *pkt,
-				    __u32 off, __u32 l4_len, bool fragment)
+static __always_inline int parse_l4(struct __sk_buff *skb, struct packet *pkt, __u32 off, __u32 l4_len,
+				    bool fragment)
 {
 	pkt->l4_off = off;
 	void *data = (void *)(long)skb->data;
@@ -123,10 +123,10 @@ static __always_inline bool ipv6_ext_hdr(__u8 next)
 /* ext_walk carries the walk over IPv6 extension headers through bpf_loop. */
 struct ext_walk {
 	struct __sk_buff *skb;
-	__u32 off;   /* the header at hand */
-	__u8 next;   /* its type */
+	__u32 off;     /* the header at hand */
+	__u8 next;     /* its type */
 	__u8 fragment; /* behind a fragment header (not an atomic one) */
-	__u8 done;   /* PARSE_* + 1 when the walk decided the packet */
+	__u8 done;     /* PARSE_* + 1 when the walk decided the packet */
 	__u8 pad;
 };
 
@@ -164,7 +164,8 @@ static long ext_step(__u32 i, void *arg)
 		if (fo & IPV6_FRAG_OFFSET_MASK) {
 			/* Later fragment: what follows is payload. */
 			w->done = (w->next == IPPROTO_TCP || w->next == IPPROTO_UDP ? PARSE_FRAGMENT
-										    : PARSE_OTHER) + 1;
+										    : PARSE_OTHER) +
+				  1;
 			return 1;
 		}
 		if (!(fo & IPV6_FRAG_MORE))

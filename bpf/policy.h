@@ -9,8 +9,8 @@
 #include "maps.h"
 
 /* match_keys fills the matched_map key of the packet's family. */
-static __always_inline void match_keys(const struct packet *pkt, __u32 ifindex,
-				       struct match_key *k4, struct match6_key *k6)
+static __always_inline void match_keys(const struct packet *pkt, __u32 ifindex, struct match_key *k4,
+				       struct match6_key *k6)
 {
 	if (pkt->family == 4) {
 		k4->saddr = pkt->saddr[0];
@@ -34,9 +34,9 @@ static __always_inline void match_keys(const struct packet *pkt, __u32 ifindex,
  * verifier cannot prove for a callback. */
 struct policy_result {
 	struct verdict v;
-	__u8 done;       /* a rule matched: v is its verdict            */
-	__u8 any_block;  /* fragment: a candidate that does not pass   */
-	__u8 full_pass;  /* fragment: a pass candidate on every port    */
+	__u8 done;      /* a rule matched: v is its verdict            */
+	__u8 any_block; /* fragment: a candidate that does not pass   */
+	__u8 full_pass; /* fragment: a pass candidate on every port    */
 	__u8 pad;
 };
 
@@ -214,8 +214,8 @@ static long try_length(__u32 i, void *arg)
 	if (!pv)
 		return 0;
 	c->start = pv->start;
-	bpf_loop(pv->count > ZFW_MAX_RANGES_PER_PREFIX ? ZFW_MAX_RANGES_PER_PREFIX : pv->count,
-		 scan_range, c, 0);
+	bpf_loop(pv->count > ZFW_MAX_RANGES_PER_PREFIX ? ZFW_MAX_RANGES_PER_PREFIX : pv->count, scan_range, c,
+		 0);
 	return (c->r.done != 0 || c->r.any_block != 0) ? 1 : 0;
 }
 

@@ -117,8 +117,8 @@ static __always_inline bool tcp_responder(struct tcp_state *st, const struct pac
  * UDP datagram opens or refreshes one. Segments of sessions this side did
  * not open (replies of local servers) are not recorded here.
  */
-static __always_inline void track_outbound(const struct packet *pkt, __u32 ifindex,
-					   const struct config *cfg, __u8 *track)
+static __always_inline void track_outbound(const struct packet *pkt, __u32 ifindex, const struct config *cfg,
+					   __u8 *track)
 {
 	struct tuple_key k = {};
 	__u64 now = bpf_ktime_get_ns();
@@ -172,8 +172,8 @@ static __always_inline void track_outbound(const struct packet *pkt, __u32 ifind
  * session admits nothing (and is removed); before the handshake only the
  * SYN-ACK gets in; a RST ends the session and passes, so the host learns.
  */
-static __always_inline bool admit_reply(const struct packet *pkt, __u32 ifindex,
-					const struct config *cfg, __u8 *track, __u8 *steady)
+static __always_inline bool admit_reply(const struct packet *pkt, __u32 ifindex, const struct config *cfg,
+					__u8 *track, __u8 *steady)
 {
 	struct tuple_key k = {};
 	__u64 now = bpf_ktime_get_ns();
@@ -367,14 +367,16 @@ static __always_inline void echo_key(const struct packet *pkt, __u32 ifindex, bo
 
 static __always_inline bool echo_request(const struct packet *pkt)
 {
-	return pkt->icmp_echo && ((pkt->family == 4 && pkt->proto == IPPROTO_ICMP && pkt->icmp_type == 8) ||
-				  (pkt->family == 6 && pkt->proto == IPPROTO_ICMPV6 && pkt->icmp_type == 128));
+	return pkt->icmp_echo &&
+	       ((pkt->family == 4 && pkt->proto == IPPROTO_ICMP && pkt->icmp_type == 8) ||
+		(pkt->family == 6 && pkt->proto == IPPROTO_ICMPV6 && pkt->icmp_type == 128));
 }
 
 static __always_inline bool echo_reply(const struct packet *pkt)
 {
-	return pkt->icmp_echo && ((pkt->family == 4 && pkt->proto == IPPROTO_ICMP && pkt->icmp_type == 0) ||
-				  (pkt->family == 6 && pkt->proto == IPPROTO_ICMPV6 && pkt->icmp_type == 129));
+	return pkt->icmp_echo &&
+	       ((pkt->family == 4 && pkt->proto == IPPROTO_ICMP && pkt->icmp_type == 0) ||
+		(pkt->family == 6 && pkt->proto == IPPROTO_ICMPV6 && pkt->icmp_type == 129));
 }
 
 /* admit_echo_reply: one reply per request sent out, while fresh. */

@@ -60,8 +60,8 @@ static __always_inline bool tuple_in_use(struct __sk_buff *skb, const struct pac
  * loopback address of its family. Later TCP segments need no lookup: once
  * marked, the kernel finds the accepted socket by its 4-tuple.
  */
-ZFW_STAGE int steer(struct __sk_buff *skb, const struct packet *pkt, const struct verdict *v,
-		    __u32 mark, __u32 iface_flags)
+ZFW_STAGE int steer(struct __sk_buff *skb, const struct packet *pkt, const struct verdict *v, __u32 mark,
+		    __u32 iface_flags)
 {
 	struct bpf_sock_tuple t = {};
 	struct bpf_sock *sk;
@@ -124,8 +124,7 @@ ZFW_STAGE int steer(struct __sk_buff *skb, const struct packet *pkt, const struc
  */
 static __always_inline bool keeps_steering(const struct packet *pkt, const struct match_value *mv)
 {
-	return mv->action == ZFW_ACTION_TPROXY && pkt->proto == IPPROTO_TCP &&
-	       !opens_connection(pkt);
+	return mv->action == ZFW_ACTION_TPROXY && pkt->proto == IPPROTO_TCP && !opens_connection(pkt);
 }
 
 #endif /* ZFW_STEER_H */

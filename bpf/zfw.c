@@ -51,8 +51,8 @@ char __license[] SEC("license") = "Dual BSD/GPL";
  * not IP, malformed packets, other IP protocols (ICMP among them) and
  * fragments.
  */
-ZFW_STAGE int ingress_untupled(struct __sk_buff *skb, struct packet *pkt, const struct config *cfg,
-			       int kind, __u32 flags)
+ZFW_STAGE int ingress_untupled(struct __sk_buff *skb, struct packet *pkt, const struct config *cfg, int kind,
+			       __u32 flags)
 {
 	__u32 ifindex = skb->ifindex;
 	struct policy_result c = {};
@@ -110,8 +110,7 @@ ZFW_STAGE int ingress_untupled(struct __sk_buff *skb, struct packet *pkt, const 
  * sessions and rules see it: OT protocol checks, SYN-flood counting, and
  * the translation back of replies to masqueraded flows.
  */
-ZFW_STAGE int ingress_guard(struct __sk_buff *skb, struct packet *pkt, const struct config *cfg,
-			    __u32 flags)
+ZFW_STAGE int ingress_guard(struct __sk_buff *skb, struct packet *pkt, const struct config *cfg, __u32 flags)
 {
 	__u32 ifindex = skb->ifindex;
 
@@ -186,8 +185,7 @@ ZFW_STAGE int ingress_sessions(struct __sk_buff *skb, struct packet *pkt, const 
 	    !(fast && v.action == ZFW_ACTION_TPROXY && pkt->proto == IPPROTO_UDP)) {
 		struct verdict pass = { .action = ZFW_ACTION_PASS };
 
-		flow_remember(pkt, ifindex, cfg, fast ? ZFW_FLOW_INBOUND : ZFW_FLOW_REPLY,
-			      fast ? &v : &pass);
+		flow_remember(pkt, ifindex, cfg, fast ? ZFW_FLOW_INBOUND : ZFW_FLOW_REPLY, fast ? &v : &pass);
 	}
 
 	if (track && (flags & ZFW_IFACE_VERBOSE))
@@ -215,8 +213,8 @@ ZFW_STAGE int ingress_sessions(struct __sk_buff *skb, struct packet *pkt, const 
  * that the rule tables' call chain stays within the kernel's 512 bytes of
  * stack for all frames together.
  */
-ZFW_STAGE int rule_verdict(const struct packet *pkt, __u32 ifindex, const struct config *cfg,
-			   __u32 flags, struct verdict *v)
+ZFW_STAGE int rule_verdict(const struct packet *pkt, __u32 ifindex, const struct config *cfg, __u32 flags,
+			   struct verdict *v)
 {
 	struct policy_result c = {};
 	/* One family's key at a time: the union keeps this stage's stack,
@@ -241,7 +239,7 @@ ZFW_STAGE int rule_verdict(const struct packet *pkt, __u32 ifindex, const struct
 		match_keys(pkt, ifindex, k4, k6);
 		if (!opens_connection(pkt))
 			cached = pkt->family == 4 ? bpf_map_lookup_elem(&matched_map, k4)
-						 : bpf_map_lookup_elem(&matched6_map, k6);
+						  : bpf_map_lookup_elem(&matched6_map, k6);
 	}
 	if (cached && (cached->generation == cfg->generation || keeps_steering(pkt, cached))) {
 		count(ZFW_STAT_CACHE_HIT);
@@ -293,9 +291,8 @@ ZFW_STAGE int ingress_apply(struct __sk_buff *skb, const struct packet *pkt, con
 			 !(flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)))
 			flow_remember(pkt, ifindex, cfg, ZFW_FLOW_RULE, v);
 	}
-	if ((flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) &&
-	    v->action != ZFW_ACTION_DENY && !v->known && open_inbound(pkt, ifindex, v) &&
-	    (flags & ZFW_IFACE_VERBOSE))
+	if ((flags & (ZFW_IFACE_DEFAULT_DENY | ZFW_IFACE_OUTBOUND_FILTER)) && v->action != ZFW_ACTION_DENY &&
+	    !v->known && open_inbound(pkt, ifindex, v) && (flags & ZFW_IFACE_VERBOSE))
 		emit(skb, pkt, ZFW_EVENT_SESSION, ZFW_TRACK_OPENED_IN, v);
 
 	switch (v->action) {
@@ -312,8 +309,7 @@ ZFW_STAGE int ingress_apply(struct __sk_buff *skb, const struct packet *pkt, con
 		return TC_ACT_OK;
 	default:
 		count(ZFW_STAT_DENY);
-		return drop(skb, pkt, flags,
-			    v->rule_id ? ZFW_REASON_RULE_DENY : ZFW_REASON_DEFAULT_DENY, v);
+		return drop(skb, pkt, flags, v->rule_id ? ZFW_REASON_RULE_DENY : ZFW_REASON_DEFAULT_DENY, v);
 	}
 }
 
@@ -322,8 +318,7 @@ ZFW_STAGE int ingress_apply(struct __sk_buff *skb, const struct packet *pkt, con
  * flow cache did not settle: the interface's settings, then each stage
  * in turn until one settles the packet.
  */
-ZFW_STAGE int ingress_decide(struct __sk_buff *skb, struct packet *pkt, const struct config *cfg,
-			     int kind)
+ZFW_STAGE int ingress_decide(struct __sk_buff *skb, struct packet *pkt, const struct config *cfg, int kind)
 {
 	__u32 ifindex = skb->ifindex;
 	struct iface_settings *ifs;
@@ -411,8 +406,7 @@ static __always_inline bool outbound_allowed(const struct packet *pkt, __u32 ifi
 }
 
 /* egress_tuple: a TCP or UDP packet leaving the interface. */
-ZFW_STAGE int egress_tuple(struct __sk_buff *skb, struct packet *pkt, const struct config *cfg,
-			   __u32 flags)
+ZFW_STAGE int egress_tuple(struct __sk_buff *skb, struct packet *pkt, const struct config *cfg, __u32 flags)
 {
 	__u32 ifindex = skb->ifindex;
 	__u8 track = 0;
@@ -451,8 +445,8 @@ ZFW_STAGE int egress_tuple(struct __sk_buff *skb, struct packet *pkt, const stru
 
 /* egress_untupled: a fragment or a packet without ports leaving the
  * interface. */
-ZFW_STAGE int egress_untupled(struct __sk_buff *skb, struct packet *pkt, const struct config *cfg,
-			      int kind, __u32 flags)
+ZFW_STAGE int egress_untupled(struct __sk_buff *skb, struct packet *pkt, const struct config *cfg, int kind,
+			      __u32 flags)
 {
 	__u32 ifindex = skb->ifindex;
 	struct policy_result c = {};

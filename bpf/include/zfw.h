@@ -14,18 +14,18 @@
 #include <linux/types.h>
 
 /* Capacities. The Go side reads them from the map specs. */
-#define ZFW_MAX_RULES 250000            /* range_map slots, both families   */
-#define ZFW_MAX_PREFIXES 100000         /* zt_tproxy_map / zt_tproxy6_map   */
-#define ZFW_MAX_RANGES_PER_PREFIX 128   /* rules sharing one prefix key     */
-#define ZFW_MAX_RULE_IFACES 8           /* if_list_extension_map entries    */
-#define ZFW_MAX_IFACES 256              /* diag_map                         */
-#define ZFW_MATCH_CACHE 65536           /* matched_map / matched6_map       */
+#define ZFW_MAX_RULES 250000          /* range_map slots, both families   */
+#define ZFW_MAX_PREFIXES 100000       /* zt_tproxy_map / zt_tproxy6_map   */
+#define ZFW_MAX_RANGES_PER_PREFIX 128 /* rules sharing one prefix key     */
+#define ZFW_MAX_RULE_IFACES 8         /* if_list_extension_map entries    */
+#define ZFW_MAX_IFACES 256            /* diag_map                         */
+#define ZFW_MATCH_CACHE 65536         /* matched_map / matched6_map       */
 #define ZFW_SERVICE_ID_LEN 32
 #define ZFW_SERVICE_NAME_LEN 64
-#define ZFW_MAX_IPV6_EXT_HDRS 8         /* longer chains are dropped        */
-#define ZFW_MAX_CPUS 1024               /* flow_forget visits at most these  */
-#define ZFW_MASQ_ENTRIES 131072         /* masquerade maps                  */
-#define ZFW_MASQ_PORT_TRIES 16          /* random picks after a collision   */
+#define ZFW_MAX_IPV6_EXT_HDRS 8 /* longer chains are dropped        */
+#define ZFW_MAX_CPUS 1024       /* flow_forget visits at most these  */
+#define ZFW_MASQ_ENTRIES 131072 /* masquerade maps                  */
+#define ZFW_MASQ_PORT_TRIES 16  /* random picks after a collision   */
 
 /* What a rule does with a matching packet (policy.Action in Go). */
 enum action {
@@ -48,8 +48,8 @@ enum iface_flag {
 	 * keeps its network. ARP, IPv6 neighbour discovery, DHCP replies and
 	 * ICMP errors always pass; these bits add the rest.
 	 */
-	ZFW_IFACE_ICMP_ECHO = 1 << 3,      /* echo requests and replies   */
-	ZFW_IFACE_SSH_DISABLE = 1 << 4,    /* no default SSH to own addrs */
+	ZFW_IFACE_ICMP_ECHO = 1 << 3,   /* echo requests and replies   */
+	ZFW_IFACE_SSH_DISABLE = 1 << 4, /* no default SSH to own addrs */
 	ZFW_IFACE_VRRP = 1 << 5,
 	ZFW_IFACE_EAPOL = 1 << 6,
 	ZFW_IFACE_PASS_NON_TUPLE = 1 << 7, /* other protocols and frames  */
@@ -95,7 +95,7 @@ struct tun_key {
 
 struct tun_state {
 	__u64 tstamp;
-	__u32 ifindex;    /* where the client is */
+	__u32 ifindex; /* where the client is */
 	__u8 client_mac[6];
 	__u8 our_mac[6];
 	__u8 pad[2];
@@ -109,7 +109,7 @@ struct modbus_key {
 	__u16 master_port; /* wire order */
 	__u16 tid;         /* transaction id, wire order */
 	__u8 unit;
-	__u8 fcode;        /* request function code (exception bit clear) */
+	__u8 fcode; /* request function code (exception bit clear) */
 	__u8 family;
 	__u8 pad;
 };
@@ -170,11 +170,11 @@ struct config {
 	__u64 tcp_established_ns; /* established, no FIN yet            */
 	__u64 tcp_transitory_ns;  /* opening or closing                  */
 	__u64 udp_ns;
-	__u64 icmp_echo_ns;       /* an echo request awaiting its reply */
-	__u32 events_per_sec;     /* per CPU; beyond it events are counted, not sent */
-	__u32 syn_per_sec;        /* SYN-flood threshold per source */
-	__u64 ban_ns;             /* how long a flooding source stays banned */
-	__u32 protected_ports;    /* entries in ddos_dport_map */
+	__u64 icmp_echo_ns;    /* an echo request awaiting its reply */
+	__u32 events_per_sec;  /* per CPU; beyond it events are counted, not sent */
+	__u32 syn_per_sec;     /* SYN-flood threshold per source */
+	__u64 ban_ns;          /* how long a flooding source stays banned */
+	__u32 protected_ports; /* entries in ddos_dport_map */
 	/* Bumped by userspace when interface settings change or sessions are
 	 * removed: every flow_cache entry of an older epoch is ignored. */
 	__u32 cache_epoch;
@@ -223,15 +223,15 @@ enum flow_limits {
 };
 
 struct flow_entry {
-	__u32 saddr[4];  /* as seen on ingress */
+	__u32 saddr[4]; /* as seen on ingress */
 	__u32 daddr[4];
 	__u32 ifindex;
 	__u16 sport;
 	__u16 dport;
 	__u8 family;
 	__u8 proto;
-	__u8 kind;       /* enum flow_kind; 0 = empty */
-	__u8 action;     /* the verdict */
+	__u8 kind;   /* enum flow_kind; 0 = empty */
+	__u8 action; /* the verdict */
 	__u16 tproxy_port;
 	__u16 pad;
 	__u32 rule_id;
@@ -374,7 +374,7 @@ struct tcp_state {
 	__u64 tstamp; /* last packet either way, bpf_ktime_get_ns */
 	__u32 cfin_seq;
 	__u32 sfin_seq;
-	__u32 flags;  /* enum tcp_flag */
+	__u32 flags; /* enum tcp_flag */
 	__u32 pad;
 };
 
@@ -435,7 +435,7 @@ struct masq_value {
 	__u16 oport;     /* inside client port, wire order */
 	__u16 pad;
 	__u32 pad2;
-	__u64 tstamp;    /* last use, for garbage collection */
+	__u64 tstamp; /* last use, for garbage collection */
 };
 
 struct masq_reverse_key {
@@ -487,45 +487,45 @@ struct match_value {
 
 /* stats_map (per-CPU array) indexes. */
 enum stat {
-	ZFW_STAT_UNMANAGED = 0,   /* no diag_map entry                    */
-	ZFW_STAT_NOT_IP,          /* ARP and other non-IP frames: passed  */
-	ZFW_STAT_MALFORMED,       /* dropped                              */
-	ZFW_STAT_FRAGMENT,        /* decided port-agnostically            */
-	ZFW_STAT_OTHER_PROTO,     /* IP but neither TCP nor UDP           */
-	ZFW_STAT_CACHE_HIT,       /* verdict from matched_map             */
-	ZFW_STAT_POLICY_LOOKUP,   /* verdict from the rule tables         */
-	ZFW_STAT_NO_MATCH,        /* no rule: interface default applied   */
+	ZFW_STAT_UNMANAGED = 0, /* no diag_map entry                    */
+	ZFW_STAT_NOT_IP,        /* ARP and other non-IP frames: passed  */
+	ZFW_STAT_MALFORMED,     /* dropped                              */
+	ZFW_STAT_FRAGMENT,      /* decided port-agnostically            */
+	ZFW_STAT_OTHER_PROTO,   /* IP but neither TCP nor UDP           */
+	ZFW_STAT_CACHE_HIT,     /* verdict from matched_map             */
+	ZFW_STAT_POLICY_LOOKUP, /* verdict from the rule tables         */
+	ZFW_STAT_NO_MATCH,      /* no rule: interface default applied   */
 	ZFW_STAT_PASS,
 	ZFW_STAT_DENY,
-	ZFW_STAT_TPROXY,          /* steered (marked and, if new, assigned) */
-	ZFW_STAT_NO_LISTENER,     /* TPROXY target missing: dropped       */
-	ZFW_STAT_ASSIGN_FAILED,   /* bpf_sk_assign refused: dropped       */
-	ZFW_STAT_REPLY,           /* admitted as a reply to an outbound session */
-	ZFW_STAT_TRACKED,         /* egress packet recorded in a session        */
-	ZFW_STAT_ECHO_REPLY,      /* echo reply admitted by icmp_echo_map       */
-	ZFW_STAT_FAST_PATH,       /* inbound session packet: no rule lookup     */
-	ZFW_STAT_EGRESS_DENY,     /* new outbound flow refused by egress rules  */
-	ZFW_STAT_MASQUERADED,     /* packet source-translated on egress         */
-	ZFW_STAT_UNMASQUERADED,   /* reply translated back on ingress           */
-	ZFW_STAT_MASQ_NO_PORT,    /* no free translated port: dropped           */
-	ZFW_STAT_EVENTS_LIMITED,  /* events not sent: over the rate limit       */
-	ZFW_STAT_EVENTS_LOST,     /* events not sent: ring buffer full          */
-	ZFW_STAT_BANNED,          /* dropped: the source is banned              */
-	ZFW_STAT_BANS,            /* sources banned for flooding SYNs           */
-	ZFW_STAT_OT_DROPPED,      /* DNP3 or Modbus traffic refused             */
-	ZFW_STAT_TUNNELED,        /* redirected into the Ziti tun               */
-	ZFW_STAT_TUN_RETURNED,    /* tun reply sent back out by XDP             */
+	ZFW_STAT_TPROXY,         /* steered (marked and, if new, assigned) */
+	ZFW_STAT_NO_LISTENER,    /* TPROXY target missing: dropped       */
+	ZFW_STAT_ASSIGN_FAILED,  /* bpf_sk_assign refused: dropped       */
+	ZFW_STAT_REPLY,          /* admitted as a reply to an outbound session */
+	ZFW_STAT_TRACKED,        /* egress packet recorded in a session        */
+	ZFW_STAT_ECHO_REPLY,     /* echo reply admitted by icmp_echo_map       */
+	ZFW_STAT_FAST_PATH,      /* inbound session packet: no rule lookup     */
+	ZFW_STAT_EGRESS_DENY,    /* new outbound flow refused by egress rules  */
+	ZFW_STAT_MASQUERADED,    /* packet source-translated on egress         */
+	ZFW_STAT_UNMASQUERADED,  /* reply translated back on ingress           */
+	ZFW_STAT_MASQ_NO_PORT,   /* no free translated port: dropped           */
+	ZFW_STAT_EVENTS_LIMITED, /* events not sent: over the rate limit       */
+	ZFW_STAT_EVENTS_LOST,    /* events not sent: ring buffer full          */
+	ZFW_STAT_BANNED,         /* dropped: the source is banned              */
+	ZFW_STAT_BANS,           /* sources banned for flooding SYNs           */
+	ZFW_STAT_OT_DROPPED,     /* DNP3 or Modbus traffic refused             */
+	ZFW_STAT_TUNNELED,       /* redirected into the Ziti tun               */
+	ZFW_STAT_TUN_RETURNED,   /* tun reply sent back out by XDP             */
 	/* Decided from the per-CPU flow cache alone, one counter per outcome
 	 * so a cached packet pays one increment (userspace adds them into the
 	 * counters of the path each stands for). */
-	ZFW_STAT_FLOW_STEERED,      /* steered TCP connection                  */
-	ZFW_STAT_FLOW_RULE_PASS,    /* a rule's (or no rule's) pass verdict     */
-	ZFW_STAT_FLOW_RULE_DENY,    /* a rule's deny verdict                    */
-	ZFW_STAT_FLOW_INBOUND,      /* inbound session, passed                  */
+	ZFW_STAT_FLOW_STEERED,        /* steered TCP connection                  */
+	ZFW_STAT_FLOW_RULE_PASS,      /* a rule's (or no rule's) pass verdict     */
+	ZFW_STAT_FLOW_RULE_DENY,      /* a rule's deny verdict                    */
+	ZFW_STAT_FLOW_INBOUND,        /* inbound session, passed                  */
 	ZFW_STAT_FLOW_INBOUND_TPROXY, /* inbound session, steered               */
-	ZFW_STAT_FLOW_REPLY,        /* reply of a session opened outwards       */
-	ZFW_STAT_TUPLE_IN_USE,      /* steered SYN left to an earlier socket of its tuple */
-	ZFW_STAT_NOT_ALLOWED,       /* dropped: protected port, source not on the allow-list */
+	ZFW_STAT_FLOW_REPLY,          /* reply of a session opened outwards       */
+	ZFW_STAT_TUPLE_IN_USE,        /* steered SYN left to an earlier socket of its tuple */
+	ZFW_STAT_NOT_ALLOWED,         /* dropped: protected port, source not on the allow-list */
 	ZFW_STAT_MAX,
 };
 
@@ -539,12 +539,12 @@ enum reason {
 	ZFW_REASON_NO_LISTENER = 5,
 	ZFW_REASON_ASSIGN_FAILED = 6,
 	ZFW_REASON_BANNED = 7,
-	ZFW_REASON_DNP3_BLOCKED = 8,   /* function code not allowed     */
-	ZFW_REASON_DNP3_DIRECTION = 9, /* outstation frame with DIR set */
+	ZFW_REASON_DNP3_BLOCKED = 8,       /* function code not allowed     */
+	ZFW_REASON_DNP3_DIRECTION = 9,     /* outstation frame with DIR set */
 	ZFW_REASON_MODBUS_UNEXPECTED = 10, /* response to no request    */
-	ZFW_REASON_MASQUERADE = 11,    /* translation failed: no free port, or
+	ZFW_REASON_MASQUERADE = 11,        /* translation failed: no free port, or
 					* the rewrite of addresses and checksums */
-	ZFW_REASON_NOT_ALLOWED = 12,   /* a protected port, and the source
+	ZFW_REASON_NOT_ALLOWED = 12,       /* a protected port, and the source
 					* is not on the DDoS allow-list */
 };
 
@@ -555,34 +555,34 @@ enum event_version {
 
 /* What an event reports. */
 enum event_kind {
-	ZFW_EVENT_DROP = 1,           /* a packet dropped; reason says why      */
-	ZFW_EVENT_STEER = 2,          /* a new flow assigned to its listener    */
-	ZFW_EVENT_SESSION = 3,        /* a session changed state (tracking)     */
-	ZFW_EVENT_BAN = 4,            /* a source was banned for flooding SYNs  */
+	ZFW_EVENT_DROP = 1,    /* a packet dropped; reason says why      */
+	ZFW_EVENT_STEER = 2,   /* a new flow assigned to its listener    */
+	ZFW_EVENT_SESSION = 3, /* a session changed state (tracking)     */
+	ZFW_EVENT_BAN = 4,     /* a source was banned for flooding SYNs  */
 };
 
 /* rb_map record. Versioned: readers check version before the rest. Only
  * interfaces set verbose emit, at most config.events_per_sec per CPU. */
 struct event {
 	__u8 version;
-	__u8 family;    /* 4 or 6 */
+	__u8 family; /* 4 or 6 */
 	__u8 proto;
 	__u8 direction; /* 0 ingress, 1 egress */
 	__u32 ifindex;
-	__u64 tstamp;   /* bpf_ktime_get_ns */
+	__u64 tstamp; /* bpf_ktime_get_ns */
 	__u32 saddr[4];
 	__u32 daddr[4];
-	__u16 sport;    /* wire order */
-	__u16 dport;    /* wire order */
+	__u16 sport; /* wire order */
+	__u16 dport; /* wire order */
 	__u16 tproxy_port;
 	__u8 action;
-	__u8 reason;    /* enum reason, for drops */
+	__u8 reason; /* enum reason, for drops */
 	__u32 rule_id;
-	__u8 kind;      /* enum event_kind */
+	__u8 kind; /* enum event_kind */
 	__u8 tcp_flags;
 	__u8 smac[6];
 	__u8 dmac[6];
-	__u8 tracking;  /* enum track, for session events */
+	__u8 tracking; /* enum track, for session events */
 	__u8 pad;
 };
 

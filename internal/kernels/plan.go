@@ -80,12 +80,3 @@ func planBinaries(plan []Step) (map[string]string, error) {
 	}
 	return bins, nil
 }
-
-// planTimeout is the sum of the steps' timeouts.
-func planTimeout(plan []Step) time.Duration {
-	var d time.Duration
-	for _, s := range plan {
-		d += s.Timeout
-	}
-	return d
-}

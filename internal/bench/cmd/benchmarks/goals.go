@@ -106,12 +106,3 @@ func writeGoals(b *bytes.Buffer, goals []goal) {
 	}
 	fmt.Fprintln(b)
 }
-
-func missed(goals []goal, id string) bool {
-	for _, g := range goals {
-		if g.id == id {
-			return !g.met
-		}
-	}
-	return false
-}
