@@ -16,7 +16,6 @@ import (
 	"github.com/zfw-go/zfw/examples/internal/zfwargs"
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/zfw"
-	"github.com/zfw-go/zfw/zfw/control"
 )
 
 // UserRule is one rule of the user rules file and where it is written.
@@ -205,23 +204,7 @@ func lineRule(args []string) (zfw.Rule, error) {
 	if cmd.PinPath != "" || cmd.Socket != "" {
 		return zfw.Rule{}, errors.New("--pin-path and --control-socket do not belong in a rules file")
 	}
-	return fromControl(cmd.Rule), nil
-}
-
-// fromControl is the zfw rule of a zfw -I rule.
-func fromControl(c control.Rule) zfw.Rule {
-	r := zfw.Rule{
-		Action: zfw.Pass, Protocol: c.Protocol,
-		Destination: c.Destination, Source: c.Source, Ports: c.Ports,
-		ServiceID: c.ServiceID, Interfaces: c.Interfaces,
-	}
-	switch {
-	case c.Deny:
-		r.Action = zfw.Deny
-	case c.TProxyPort != 0:
-		r.Action, r.TProxyPort = zfw.TProxy, c.TProxyPort
-	}
-	return r
+	return cmd.Rule.FirewallRule(), nil
 }
 
 // change says what ensureRule did.

@@ -3,30 +3,17 @@ package control
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math/rand/v2"
 	"net/netip"
-	"os"
 	"slices"
 	"testing"
 
 	"github.com/zfw-go/zfw/intercept"
-	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/zfw"
 )
 
 // The operations through a socket against a Firewall on kernel maps.
 func TestSocketOnKernelDataplane(t *testing.T) {
-	testenv.RequirePrivileged(t)
-	pin := fmt.Sprintf("/sys/fs/bpf/zfwt-ctl-%d", rand.Uint32())
-	fw, err := zfw.New(zfw.Options{PinPath: pin, MaxRules: 1024, MaxPrefixes: 256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		fw.Close()
-		os.RemoveAll(pin)
-	})
+	fw := kernelFirewall(t)
 	c, _ := serve(t, fw)
 	ctx := context.Background()
 

@@ -96,7 +96,7 @@ func NewLocal(fw *zfw.Firewall) *Local { return &Local{fw: fw} }
 func (l *Local) Insert(ctx context.Context, r Rule) (Change, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	want := r.zfwRule()
+	want := r.FirewallRule()
 	found := l.fw.Rules().Find(want)
 	if len(found) == 0 {
 		if _, err := l.fw.Rules().Add(ctx, want); err != nil {
@@ -125,7 +125,7 @@ func (l *Local) Delete(ctx context.Context, m Match) (Change, error) {
 		change  Change
 		matched bool
 	)
-	for _, have := range l.fw.Rules().Find(Rule{Match: m}.zfwRule()) {
+	for _, have := range l.fw.Rules().Find(Rule{Match: m}.FirewallRule()) {
 		rest := slices.DeleteFunc(slices.Clone(have.Interfaces), func(s string) bool { return slices.Contains(m.Interfaces, s) })
 		switch {
 		case len(m.Interfaces) == 0 || len(have.Interfaces) == 0 || len(rest) == 0:

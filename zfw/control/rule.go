@@ -75,8 +75,8 @@ func (m Match) String() string {
 	return s
 }
 
-// zfwRule is the Firewall rule r stands for.
-func (r Rule) zfwRule() zfw.Rule {
+// FirewallRule is the rule of package zfw that r stands for.
+func (r Rule) FirewallRule() zfw.Rule {
 	zr := zfw.Rule{
 		Action:      zfw.Pass,
 		Protocol:    r.Protocol,

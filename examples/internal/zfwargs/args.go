@@ -362,7 +362,7 @@ func Parse(args []string) (Command, error) {
 		return setMember(settings, listOpt)
 	}
 	if given['M'] != nil {
-		return monitor(settings)
+		return monitor(settings, given['M'])
 	}
 	if given['X'] != nil || given['H'] != nil || given['Z'] != nil {
 		return attachment(settings, given, values)
@@ -550,29 +550,51 @@ func Parse(args []string) (Command, error) {
 // but where the dataplane is.
 func interfaceSetting(settings []setting, o *option) (Command, error) {
 	cmd := Command{Op: OpSetInterface, Setting: o.long}
+	err := only(settings, o, "d", &cmd, func(s setting) error {
+		if s.opt.short == 'd' {
+			cmd.Off = true
+			return nil
+		}
+		if s.value == "" {
+			return fmt.Errorf("option %s needs an interface name or all", o.name())
+		}
+		cmd.Interface = s.value
+		return interfaceName(o, s.value, true)
+	})
+	return cmd, err
+}
+
+// only checks that settings hold o, the options named in with (short
+// names) and where the dataplane is, and nothing else: it fills in the
+// location and hands each of o's and with's settings to use.
+func only(settings []setting, o *option, with string, cmd *Command, use func(setting) error) error {
 	for _, s := range settings {
 		switch {
-		case s.opt == o:
-			if s.value == "" {
-				return Command{}, fmt.Errorf("option %s needs an interface name or all", o.name())
+		case s.opt == o || (s.opt.short != 0 && strings.ContainsRune(with, s.opt.short)):
+			if err := use(s); err != nil {
+				return err
 			}
-			if s.value != control.AllInterfaces {
-				if err := intercept.CheckInterfaceName(s.value); err != nil {
-					return Command{}, fmt.Errorf("option %s: interface %q: %w", o.name(), s.value, err)
-				}
-			}
-			cmd.Interface = s.value
-		case s.opt.short == 'd':
-			cmd.Off = true
 		case s.opt.long == "pin-path":
 			cmd.PinPath = s.value
 		case s.opt.long == "control-socket":
 			cmd.Socket = s.value
 		default:
-			return Command{}, fmt.Errorf("option %s does not go with %s", s.opt.name(), o.name())
+			return fmt.Errorf("option %s does not go with %s", s.opt.name(), o.name())
 		}
 	}
-	return cmd, nil
+	return nil
+}
+
+// interfaceName checks the interface an option names; all may stand for
+// every interface where orAll is set.
+func interfaceName(o *option, name string, orAll bool) error {
+	if orAll && name == control.AllInterfaces {
+		return nil
+	}
+	if err := intercept.CheckInterfaceName(name); err != nil {
+		return fmt.Errorf("option %s: interface %q: %w", o.name(), name, err)
+	}
+	return nil
 }
 
 // attachment is the command of -X <if|all> -z <dir> [-d], -H <if|all>
@@ -590,28 +612,15 @@ func attachment(settings []setting, given map[rune]*option, values map[rune]stri
 		o = given[c]
 	}
 	cmd := Command{Op: OpAttach, Interface: values[o.short], Off: given['d'] != nil}
-	allowed := map[rune]string{'X': "XOzd", 'H': "HO", 'Z': "ZOd"}[o.short]
-	for _, s := range settings {
-		if c := s.opt.short; c != 0 && !strings.ContainsRune(allowed, c) {
-			return Command{}, fmt.Errorf("option %s does not go with %s", s.opt.name(), o.name())
-		}
-		switch s.opt.long {
-		case "pin-path":
-			cmd.PinPath = s.value
-		case "control-socket":
-			cmd.Socket = s.value
-		}
-	}
-	if cmd.Interface == "" {
-		return Command{}, fmt.Errorf("option %s needs an interface name", o.name())
+	with := map[rune]string{'X': "Ozd", 'H': "O", 'Z': "Od"}[o.short]
+	if err := only(settings, o, with, &cmd, func(setting) error { return nil }); err != nil {
+		return Command{}, err
 	}
 	if o.short == 'Z' && cmd.Interface == control.AllInterfaces {
 		return Command{}, fmt.Errorf("option %s takes the one interface that is the Ziti tun, not all", o.name())
 	}
-	if cmd.Interface != control.AllInterfaces {
-		if err := intercept.CheckInterfaceName(cmd.Interface); err != nil {
-			return Command{}, fmt.Errorf("option %s: interface %q: %w", o.name(), cmd.Interface, err)
-		}
+	if err := interfaceName(o, cmd.Interface, true); err != nil {
+		return Command{}, err
 	}
 	switch o.short {
 	case 'X':
@@ -638,31 +647,20 @@ func attachment(settings []setting, given map[rune]*option, values map[rune]stri
 
 // monitor is the command of -M <ifname|all> [-W file]; nothing else but
 // where the dataplane is.
-func monitor(settings []setting) (Command, error) {
+func monitor(settings []setting, o *option) (Command, error) {
 	cmd := Command{Op: OpMonitor}
-	for _, s := range settings {
-		switch {
-		case s.opt.short == 'M':
-			if s.value != control.AllInterfaces {
-				if err := intercept.CheckInterfaceName(s.value); err != nil {
-					return Command{}, fmt.Errorf("option %s: interface %q: %w", s.opt.name(), s.value, err)
-				}
-			}
-			cmd.Interface = s.value
-		case s.opt.short == 'W':
+	err := only(settings, o, "W", &cmd, func(s setting) error {
+		if s.opt.short == 'W' {
 			if s.value == "" {
-				return Command{}, fmt.Errorf("option %s needs a file name", s.opt.name())
+				return fmt.Errorf("option %s needs a file name", s.opt.name())
 			}
 			cmd.LogFile = s.value
-		case s.opt.long == "pin-path":
-			cmd.PinPath = s.value
-		case s.opt.long == "control-socket":
-			cmd.Socket = s.value
-		default:
-			return Command{}, fmt.Errorf("option %s does not go with -M (--monitor)", s.opt.name())
+			return nil
 		}
-	}
-	return cmd, nil
+		cmd.Interface = s.value
+		return interfaceName(o, s.value, true)
+	})
+	return cmd, err
 }
 
 // bindAddress is -B or -J <addr> -m <len>: checked as the C zfw checks
@@ -697,24 +695,18 @@ func bindAddress(settings []setting, values map[rune]string) (Command, error) {
 // dataplane is.
 func setMember(settings []setting, o *option) (Command, error) {
 	cmd := Command{Op: OpSetMember, List: o.list}
-	for _, s := range settings {
-		switch {
-		case s.opt == o:
-			if s.value == "" {
-				return Command{}, fmt.Errorf("option %s needs a value (%s)", o.name(), o.arg)
-			}
-			cmd.Member = s.value
-		case s.opt.short == 'd':
+	err := only(settings, o, "d", &cmd, func(s setting) error {
+		if s.opt.short == 'd' {
 			cmd.Off = true
-		case s.opt.long == "pin-path":
-			cmd.PinPath = s.value
-		case s.opt.long == "control-socket":
-			cmd.Socket = s.value
-		default:
-			return Command{}, fmt.Errorf("option %s does not go with %s", s.opt.name(), o.name())
+			return nil
 		}
-	}
-	return cmd, nil
+		if s.value == "" {
+			return fmt.Errorf("option %s needs a value (%s)", o.name(), o.arg)
+		}
+		cmd.Member = s.value
+		return nil
+	})
+	return cmd, err
 }
 
 // WriteOptions prints the supported options, one a line, for a usage
