@@ -5,7 +5,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev bpftool iproute2
 PKGS := ./...
 
-.PHONY: all build generate check-generated test test-unit test-kernels demo bench lint deps-bpf deps-run deps-kernels ziti package package-check
+.PHONY: all build generate check-generated test test-unit test-kernels demo bench lint deps-bpf deps-run deps-kernels ziti package package-check fuzz
 
 all: build
 
@@ -111,3 +111,23 @@ package:
 package-check: package
 	@command -v rpm >/dev/null || apt-get install -y -q rpm
 	bash packaging/check.sh dist/zfw_*_amd64.deb dist/zfw-*.x86_64.rpm
+
+# Every fuzz target for FUZZTIME each (CI: 30s), one after another: go test
+# fuzzes one target at a time. Seeds are in the targets (f.Add) and in
+# testdata/fuzz; what a run finds is written there, to commit as a test.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := \
+	./intercept:FuzzValidateAndRules \
+	./intercept/ziti:FuzzDecodeConfig \
+	./intercept/dns:FuzzAnswer \
+	./examples/internal/zfwargs:FuzzParse \
+	./zfw/control:FuzzServerAnswer \
+	./tproxy:FuzzUDPDemux \
+	./tproxy:FuzzOrigDst \
+	./zfw:FuzzProgramMatchesReferenceModel
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done

@@ -110,68 +110,87 @@ func (u universe) packet(ifindexes []int) (packet.Spec, int) {
 // equal the reference model's on every packet.
 func TestProgramMatchesReferenceModel(t *testing.T) {
 	h := newHarness(t)
-	other, otherIdx := h.otherIface()
-	const packetsPerSeed = 2500
 	for seed := uint64(1); seed <= 5; seed++ {
-		u := universe{rng: rand.New(rand.NewPCG(seed, 0x5eed)), other: other}
-		settings := map[int]policy.Interface{
-			1:        {},
-			otherIdx: {DefaultDeny: seed%2 == 0, PerInterface: seed%3 == 0},
-		}
-		h.manage("lo", InterfaceSettings{})
-		h.manage(other, InterfaceSettings{DefaultDeny: settings[otherIdx].DefaultDeny, PerInterfaceRules: settings[otherIdx].PerInterface})
-		if err := h.f.Rules().Flush(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		// Sessions opened under the last seed's rules would answer for
-		// their flows; the reference model is stateless.
-		if _, err := h.f.Sessions().Flush(SessionFilter{}); err != nil {
-			t.Fatal(err)
-		}
-		nrules := 50 + u.rng.IntN(300)
-		for range nrules {
-			h.add(u.rule())
-		}
-		h.f.mu.Lock()
-		rules := make([]policy.Rule, 0, len(h.f.tbl.rules))
-		for _, r := range h.f.tbl.rules {
-			rules = append(rules, *r)
-		}
-		h.f.mu.Unlock()
-
-		mismatches := 0
-		for i := range packetsPerSeed {
-			spec, ifindex := u.packet([]int{1, otherIdx})
-			fragment := spec.FragOffset != 0 || spec.MoreFragments
-			want := policy.Evaluate(rules, settings[ifindex], policy.Packet{
-				Src: spec.Src, Dst: spec.Dst, Proto: spec.Proto,
-				SrcPort: spec.SrcPort, DstPort: spec.DstPort,
-				Ifindex: ifindex, Fragment: fragment,
-			})
-			res := h.run(spec, ifindex)
-			got := res.decision()
-			wantCached := !fragment && spec.Proto == packet.TCP && want.Action == policy.ActionTProxy
-			if (res.cached != nil) != wantCached {
-				t.Errorf("seed %d packet %d: cached %v, want %v", seed, i, res.cached != nil, wantCached)
-			}
-			if want.Action == policy.ActionTProxy && !fragment && res.mark != DefaultMark {
-				t.Errorf("seed %d packet %d: steered without the mark", seed, i)
-			}
-			if (want.Action == policy.ActionDeny) != (res.code == tcShot) && want.Action != policy.ActionTProxy {
-				t.Errorf("seed %d packet %d: code %d for %v", seed, i, res.code, want.Action)
-			}
-			if got != want {
-				mismatches++
-				if mismatches <= 5 {
-					t.Errorf("seed %d packet %d %s %s:%d -> %s:%d if %d frag %v: bpf %+v, model %+v",
-						seed, i, protoName(spec.Proto), spec.Src, spec.SrcPort, spec.Dst, spec.DstPort,
-						ifindex, fragment, got, want)
-				}
-			}
-		}
-		if mismatches > 0 {
-			t.Fatalf("seed %d: %d of %d packets disagree (%d rules)", seed, mismatches, packetsPerSeed, nrules)
-		}
-		t.Logf("seed %d: %d rules, %d packets agree", seed, nrules, packetsPerSeed)
+		matchesModel(t, h, seed, 2500)
 	}
+}
+
+// FuzzProgramMatchesReferenceModel is the differential test as a fuzz
+// target: each input seeds a rule set, the interfaces' settings and a
+// run of packets.
+func FuzzProgramMatchesReferenceModel(f *testing.F) {
+	for seed := uint64(1); seed <= 8; seed++ {
+		f.Add(seed)
+	}
+	h := newHarness(f)
+	f.Fuzz(func(t *testing.T, seed uint64) {
+		matchesModel(t, h.with(t), seed, 200)
+	})
+}
+
+// matchesModel installs the rule set of seed and sends n packets of it
+// through the program, each of whose decisions must be the model's.
+func matchesModel(t *testing.T, h *harness, seed uint64, n int) {
+	t.Helper()
+	other, otherIdx := h.otherIface()
+	u := universe{rng: rand.New(rand.NewPCG(seed, 0x5eed)), other: other}
+	settings := map[int]policy.Interface{
+		1:        {},
+		otherIdx: {DefaultDeny: seed%2 == 0, PerInterface: seed%3 == 0},
+	}
+	h.manage("lo", InterfaceSettings{})
+	h.manage(other, InterfaceSettings{DefaultDeny: settings[otherIdx].DefaultDeny, PerInterfaceRules: settings[otherIdx].PerInterface})
+	if err := h.f.Rules().Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// Sessions opened under the last seed's rules would answer for
+	// their flows; the reference model is stateless.
+	if _, err := h.f.Sessions().Flush(SessionFilter{}); err != nil {
+		t.Fatal(err)
+	}
+	nrules := 50 + u.rng.IntN(300)
+	for range nrules {
+		h.add(u.rule())
+	}
+	h.f.mu.Lock()
+	rules := make([]policy.Rule, 0, len(h.f.tbl.rules))
+	for _, r := range h.f.tbl.rules {
+		rules = append(rules, *r)
+	}
+	h.f.mu.Unlock()
+
+	mismatches := 0
+	for i := range n {
+		spec, ifindex := u.packet([]int{1, otherIdx})
+		fragment := spec.FragOffset != 0 || spec.MoreFragments
+		want := policy.Evaluate(rules, settings[ifindex], policy.Packet{
+			Src: spec.Src, Dst: spec.Dst, Proto: spec.Proto,
+			SrcPort: spec.SrcPort, DstPort: spec.DstPort,
+			Ifindex: ifindex, Fragment: fragment,
+		})
+		res := h.run(spec, ifindex)
+		got := res.decision()
+		wantCached := !fragment && spec.Proto == packet.TCP && want.Action == policy.ActionTProxy
+		if (res.cached != nil) != wantCached {
+			t.Errorf("seed %d packet %d: cached %v, want %v", seed, i, res.cached != nil, wantCached)
+		}
+		if want.Action == policy.ActionTProxy && !fragment && res.mark != DefaultMark {
+			t.Errorf("seed %d packet %d: steered without the mark", seed, i)
+		}
+		if (want.Action == policy.ActionDeny) != (res.code == tcShot) && want.Action != policy.ActionTProxy {
+			t.Errorf("seed %d packet %d: code %d for %v", seed, i, res.code, want.Action)
+		}
+		if got != want {
+			mismatches++
+			if mismatches <= 5 {
+				t.Errorf("seed %d packet %d %s %s:%d -> %s:%d if %d frag %v: bpf %+v, model %+v",
+					seed, i, protoName(spec.Proto), spec.Src, spec.SrcPort, spec.Dst, spec.DstPort,
+					ifindex, fragment, got, want)
+			}
+		}
+	}
+	if mismatches > 0 {
+		t.Fatalf("seed %d: %d of %d packets disagree (%d rules)", seed, mismatches, n, nrules)
+	}
+	t.Logf("seed %d: %d rules, %d packets agree", seed, nrules, n)
 }
