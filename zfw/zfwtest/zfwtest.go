@@ -39,6 +39,17 @@ func (f *Firewall) SetAddresses(iface string, addrs ...netip.Addr) {
 // ends.
 func New(tb testing.TB, ifaces ...zfw.Interface) *Firewall {
 	tb.Helper()
+	f, err := Open(ifaces...)
+	if err != nil {
+		tb.Fatalf("zfwtest: %v", err)
+	}
+	tb.Cleanup(func() { f.Close() })
+	return f
+}
+
+// Open is New outside a test (an Example, a tool): the caller closes the
+// Firewall.
+func Open(ifaces ...zfw.Interface) (*Firewall, error) {
 	index := map[string]int{"lo": 1}
 	for i, ifc := range ifaces {
 		if ifc.Name != "lo" {
@@ -56,10 +67,9 @@ func New(tb testing.TB, ifaces ...zfw.Interface) *Firewall {
 		},
 	})
 	if err != nil {
-		tb.Fatalf("zfwtest: %v", err)
+		return nil, err
 	}
-	tb.Cleanup(func() { fw.Close() })
-	return &Firewall{Firewall: fw, index: index, addrs: map[string][]netip.Addr{}}
+	return &Firewall{Firewall: fw, index: index, addrs: map[string][]netip.Addr{}}, nil
 }
 
 // Packet is a packet arriving on an interface.
