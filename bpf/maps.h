@@ -221,6 +221,28 @@ struct {
 	__type(value, __u8);
 } ddos_dport_map SEC(".maps");
 
+/*
+ * A SYN the ingress program left to a socket of an earlier connection
+ * on its tuple (the tunneler's side in TIME_WAIT): its listener port, for
+ * zfw_sk_lookup, which hands the SYN to that listener when the kernel
+ * lets the old socket go and looks for one.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tw_key);
+	__type(value, struct tw_steer);
+} tw_steer_map SEC(".maps");
+
+/* The TPROXY listeners userspace handed over (the sockets its tunneler
+ * opened), by family and port: what zfw_sk_lookup can hand SYNs to. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 4096);
+	__type(key, struct listener_key);
+	__type(value, __u64);
+} listener_map SEC(".maps");
+
 /* The DDoS allow-list (zfw -y): sources that may open connections to
  * protected ports once any is listed. Written only by userspace. */
 struct {

@@ -32,10 +32,13 @@ static __always_inline __u32 sock_tuple(struct bpf_sock_tuple *t, __u8 family, c
  * closed first, and the client reuses its port. Assigned to the listener,
  * such a SYN would be dropped by the kernel as a duplicate of that socket
  * for as long as it lives (a minute, for TIME_WAIT). Left to the kernel's
- * own lookup, the old socket answers it, the client resets the old socket
- * and its next SYN reaches the listener. A retransmitted SYN finds the
- * request socket its first copy made, which answers it as it should. t is
- * scratch space.
+ * own lookup, the old socket takes it: in TIME_WAIT it lets itself go for
+ * a SYN that may open a new connection and looks up a listener on the
+ * SYN's destination, where zfw_sk_lookup hands it the tunneler's
+ * (remember_tw_steer). Otherwise the old socket answers with an ACK, the
+ * client resets it and its next SYN reaches the listener. A retransmitted
+ * SYN finds the request socket its first copy made, which answers it as
+ * it should. t is scratch space.
  */
 static __always_inline bool tuple_in_use(struct __sk_buff *skb, const struct packet *pkt,
 					 struct bpf_sock_tuple *t)
@@ -55,28 +58,52 @@ static __always_inline bool tuple_in_use(struct __sk_buff *skb, const struct pac
 }
 
 /*
+ * remember_tw_steer notes the listener of a SYN left to an old socket of
+ * its tuple. The kernel gives such a SYN to the old socket; when that is
+ * in TIME_WAIT and the SYN may open a new connection, the kernel lets the
+ * old socket go and looks up a listener on the SYN's destination, which
+ * runs zfw_sk_lookup, which finds the note. Without it no listener is on
+ * that address, the old socket answers with an ACK, and the client must
+ * reset it and send its SYN again.
+ */
+static __always_inline void remember_tw_steer(const struct packet *pkt, __u16 tproxy_port, __u32 generation)
+{
+	struct tw_steer v = { .port = tproxy_port, .generation = generation };
+	struct tw_key k = {
+		.sport = bpf_ntohs(pkt->sport),
+		.dport = bpf_ntohs(pkt->dport),
+		.family = pkt->family,
+	};
+
+	__builtin_memcpy(k.saddr, pkt->saddr, 16);
+	__builtin_memcpy(k.daddr, pkt->daddr, 16);
+	bpf_map_update_elem(&tw_steer_map, &k, &v, BPF_ANY);
+}
+
+/*
  * steer marks the packet so the fwmark rule routes it to local delivery,
  * and for the first packet of a flow assigns it to the listener at the
  * loopback address of its family. Later TCP segments need no lookup: once
  * marked, the kernel finds the accepted socket by its 4-tuple.
  */
-ZFW_STAGE int steer(struct __sk_buff *skb, const struct packet *pkt, const struct verdict *v, __u32 mark,
-		    __u32 iface_flags)
+ZFW_STAGE int steer(struct __sk_buff *skb, const struct packet *pkt, const struct verdict *v,
+		    const struct config *cfg, __u32 iface_flags)
 {
 	struct bpf_sock_tuple t = {};
 	struct bpf_sock *sk;
 	__u32 tlen;
 	long err;
 
-	if (!pkt || !v)
+	if (!pkt || !v || !cfg)
 		return TC_ACT_SHOT;
-	skb->mark = mark;
+	skb->mark = cfg->mark;
 	if (pkt->proto == IPPROTO_TCP && !opens_connection(pkt)) {
 		count(ZFW_STAT_TPROXY);
 		return TC_ACT_OK;
 	}
 	if (pkt->proto == IPPROTO_TCP && tuple_in_use(skb, pkt, &t)) {
 		count(ZFW_STAT_TUPLE_IN_USE);
+		remember_tw_steer(pkt, v->tproxy_port, cfg->generation);
 		return TC_ACT_OK; /* marked: the kernel finds the old socket */
 	}
 	__builtin_memset(&t, 0, sizeof(t));

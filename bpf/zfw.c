@@ -41,6 +41,7 @@
 #include "ot.h"
 #include "tunnel.h"
 #include "ddos.h"
+#include "sk_lookup.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -194,7 +195,7 @@ ZFW_STAGE int ingress_sessions(struct __sk_buff *skb, struct packet *pkt, const 
 		count(ZFW_STAT_FAST_PATH);
 		record_verdict(skb, &v);
 		if (v.action == ZFW_ACTION_TPROXY)
-			return steer(skb, pkt, &v, cfg->mark, flags);
+			return steer(skb, pkt, &v, cfg, flags);
 		return TC_ACT_OK;
 	}
 	if (reply) {
@@ -303,7 +304,7 @@ ZFW_STAGE int ingress_apply(struct __sk_buff *skb, const struct packet *pkt, con
 			if (rc >= 0)
 				return rc;
 		}
-		return steer(skb, pkt, v, cfg->mark, flags);
+		return steer(skb, pkt, v, cfg, flags);
 	case ZFW_ACTION_PASS:
 		count(ZFW_STAT_PASS);
 		return TC_ACT_OK;
@@ -520,6 +521,17 @@ int zfw_egress(struct __sk_buff *skb)
  * the interface that request came in on. Anything else goes on to the
  * stack.
  */
+/*
+ * zfw_sk_lookup runs where the kernel looks for a listener for a new
+ * connection in the namespace (attached to it, not to an interface); see
+ * sk_lookup.h.
+ */
+SEC("sk_lookup")
+int zfw_sk_lookup(struct bpf_sk_lookup *ctx)
+{
+	return sk_lookup_steer(ctx);
+}
+
 SEC("xdp")
 int zfw_tun_xdp(struct xdp_md *ctx)
 {

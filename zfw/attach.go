@@ -35,6 +35,9 @@ func (f *Firewall) Attach(ctx context.Context, ifc Interface) error {
 	if err := f.dp.InstallRouting(); err != nil {
 		return fmt.Errorf("attach %s: %w", ifc.Name, err)
 	}
+	if err := f.dp.AttachSkLookup(); err != nil {
+		return fmt.Errorf("attach %s: %w", ifc.Name, err)
+	}
 	// Settings first: the program leaves interfaces without them alone.
 	if err := f.setInterface(ifc.Name, idx, ifc.InterfaceSettings); err != nil {
 		f.forget(ifc.Name, idx)

@@ -235,7 +235,7 @@ func (f *Firewall) Events(ctx context.Context) (<-chan Event, error) {
 			return nil, fmt.Errorf("events: open rb_map: %w", err)
 		}
 		// Kernel timestamps are CLOCK_MONOTONIC.
-		er = &eventReader{rd: rd, subs: make(map[chan Event]struct{}),
+		er = &eventReader{rd: rd, subs: make(map[chan Event]struct{}), names: make(map[uint32]string),
 			offset: time.Now().UnixNano() - int64(monotonic())}
 		f.events = er
 		er.done.Add(1)

@@ -177,6 +177,9 @@ func (f *Firewall) start() error {
 		if err := f.dp.InstallRouting(); err != nil {
 			return err
 		}
+		if err := f.dp.AttachSkLookup(); err != nil {
+			return err
+		}
 	}
 	keep := make(map[string]bool)
 	for _, ifc := range f.opts.Interfaces {
@@ -595,6 +598,10 @@ type Stats struct {
 	// still held their tuple, most often the listener's side in
 	// TIME_WAIT: that socket answers, the client resets it and retries.
 	TupleInUse uint64
+	// TupleHandedOver counts SYNs of TupleInUse that the old socket let
+	// go (it was in TIME_WAIT) and the namespace's sk_lookup program
+	// handed to their listener, at once, as without interception.
+	TupleHandedOver uint64
 }
 
 // Stats reads the packet counters. It fails in memory mode.
@@ -658,6 +665,7 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.TunReturned, bpfobj.ZfwStatZFW_STAT_TUN_RETURNED},
 		{&s.TupleInUse, bpfobj.ZfwStatZFW_STAT_TUPLE_IN_USE},
 		{&s.NotAllowed, bpfobj.ZfwStatZFW_STAT_NOT_ALLOWED},
+		{&s.TupleHandedOver, bpfobj.ZfwStatZFW_STAT_TW_HANDED_OVER},
 	} {
 		if *x.dst, err = get(x.i); err != nil {
 			return s, err

@@ -172,7 +172,11 @@ func (f *Firewall) change(add []*policy.Rule, remove []uint32) error {
 	if err != nil {
 		return err
 	}
-	return f.tbl.apply(p)
+	if err := f.tbl.apply(p); err != nil {
+		return err
+	}
+	f.handOverListeners(add)
+	return nil
 }
 
 func ruleIDs(rules []*policy.Rule) []uint32 {

@@ -359,6 +359,33 @@ struct tuple_key {
 	__u8 pad[2];
 };
 
+/* listener_key names a TPROXY listener userspace handed over to
+ * listener_map: its loopback port, and family (4 or 6). */
+struct listener_key {
+	__u16 port;
+	__u8 family;
+	__u8 pad;
+};
+
+/* tw_steer is tw_steer_map's value: the listener port, and the rules'
+ * generation it was decided under (a later rule change voids it). */
+struct tw_steer {
+	__u16 port;
+	__u16 pad;
+	__u32 generation;
+};
+
+/* tw_key is a connection's tuple as its SYN carries it (addresses as on
+ * the wire, v4 in word 0; ports in host order), in tw_steer_map. */
+struct tw_key {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport;
+	__u16 dport;
+	__u8 family;
+	__u8 pad[3];
+};
+
 /* TCP session state bits. */
 enum tcp_flag {
 	ZFW_TCP_SYN = 1 << 0,      /* initiator sent SYN                  */
@@ -526,6 +553,7 @@ enum stat {
 	ZFW_STAT_FLOW_REPLY,          /* reply of a session opened outwards       */
 	ZFW_STAT_TUPLE_IN_USE,        /* steered SYN left to an earlier socket of its tuple */
 	ZFW_STAT_NOT_ALLOWED,         /* dropped: protected port, source not on the allow-list */
+	ZFW_STAT_TW_HANDED_OVER,      /* SYN an old socket let go, handed to its listener */
 	ZFW_STAT_MAX,
 };
 

@@ -23,23 +23,24 @@ const VerifierBudget = 250_000
 // verifier, and that every program stays within VerifierBudget.
 func TestObjectsLoad(t *testing.T) {
 	testenv.RequirePrivileged(t)
-	var objs ZfwObjects
+	spec, err := LoadZfw()
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
-	if err := LoadZfwObjects(&objs, nil); err != nil {
+	// Every program of the object, whatever it holds.
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			t.Fatalf("verifier: %+v", ve)
 		}
 		t.Fatal(err)
 	}
-	defer objs.Close()
+	defer coll.Close()
 	t.Logf("load: %v", time.Since(start).Round(time.Millisecond))
 
-	progs := map[string]*ebpf.Program{
-		"zfw_ingress": objs.ZfwIngress,
-		"zfw_egress":  objs.ZfwEgress,
-		"zfw_tun_xdp": objs.ZfwTunXdp,
-	}
+	progs := coll.Programs
 	for _, name := range sortedKeys(progs) {
 		info, err := progs[name].Info()
 		if err != nil {

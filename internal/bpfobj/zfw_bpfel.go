@@ -255,6 +255,13 @@ type ZfwInboundState struct {
 	Pad        uint8
 }
 
+type ZfwListenerKey struct {
+	_      structs.HostLayout
+	Port   uint16
+	Family uint8
+	Pad    uint8
+}
+
 type ZfwMasqKey struct {
 	_       structs.HostLayout
 	Ifindex uint32
@@ -476,7 +483,8 @@ const (
 	ZfwStatZFW_STAT_FLOW_REPLY          ZfwStat = 33
 	ZfwStatZFW_STAT_TUPLE_IN_USE        ZfwStat = 34
 	ZfwStatZFW_STAT_NOT_ALLOWED         ZfwStat = 35
-	ZfwStatZFW_STAT_MAX                 ZfwStat = 36
+	ZfwStatZFW_STAT_TW_HANDED_OVER      ZfwStat = 36
+	ZfwStatZFW_STAT_MAX                 ZfwStat = 37
 )
 
 type ZfwSynCount struct {
@@ -567,6 +575,23 @@ type ZfwTupleKey struct {
 	Pad     [2]uint8
 }
 
+type ZfwTwKey struct {
+	_      structs.HostLayout
+	Saddr  [4]uint32
+	Daddr  [4]uint32
+	Sport  uint16
+	Dport  uint16
+	Family uint8
+	Pad    [3]uint8
+}
+
+type ZfwTwSteer struct {
+	_          structs.HostLayout
+	Port       uint16
+	Pad        uint16
+	Generation uint32
+}
+
 type ZfwUdpState struct {
 	_      structs.HostLayout
 	Tstamp uint64
@@ -591,6 +616,7 @@ const (
 	ZfwMapIfindexIp6Map        = "ifindex_ip6_map"
 	ZfwMapIfindexIpMap         = "ifindex_ip_map"
 	ZfwMapIfindexTunMap        = "ifindex_tun_map"
+	ZfwMapListenerMap          = "listener_map"
 	ZfwMapMasqueradeMap        = "masquerade_map"
 	ZfwMapMasqueradeReverseMap = "masquerade_reverse_map"
 	ZfwMapMatched6Map          = "matched6_map"
@@ -607,6 +633,7 @@ const (
 	ZfwMapTcpMap               = "tcp_map"
 	ZfwMapTproxyExtensionMap   = "tproxy_extension_map"
 	ZfwMapTunMap               = "tun_map"
+	ZfwMapTwSteerMap           = "tw_steer_map"
 	ZfwMapUdpIngressMap        = "udp_ingress_map"
 	ZfwMapUdpMap               = "udp_map"
 	ZfwMapZtEgress6Map         = "zt_egress6_map"
@@ -615,6 +642,7 @@ const (
 	ZfwMapZtTproxyMap          = "zt_tproxy_map"
 	ZfwProgZfwEgress           = "zfw_egress"
 	ZfwProgZfwIngress          = "zfw_ingress"
+	ZfwProgZfwSkLookup         = "zfw_sk_lookup"
 	ZfwProgZfwTunXdp           = "zfw_tun_xdp"
 	ZfwVarZfwEnums             = "zfw_enums"
 )
@@ -661,9 +689,10 @@ type ZfwSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ZfwProgramSpecs struct {
-	ZfwEgress  *ebpf.ProgramSpec `ebpf:"zfw_egress"`
-	ZfwIngress *ebpf.ProgramSpec `ebpf:"zfw_ingress"`
-	ZfwTunXdp  *ebpf.ProgramSpec `ebpf:"zfw_tun_xdp"`
+	ZfwEgress   *ebpf.ProgramSpec `ebpf:"zfw_egress"`
+	ZfwIngress  *ebpf.ProgramSpec `ebpf:"zfw_ingress"`
+	ZfwSkLookup *ebpf.ProgramSpec `ebpf:"zfw_sk_lookup"`
+	ZfwTunXdp   *ebpf.ProgramSpec `ebpf:"zfw_tun_xdp"`
 }
 
 // ZfwMapSpecs contains maps before they are loaded into the kernel.
@@ -685,6 +714,7 @@ type ZfwMapSpecs struct {
 	IfindexIp6Map        *ebpf.MapSpec `ebpf:"ifindex_ip6_map"`
 	IfindexIpMap         *ebpf.MapSpec `ebpf:"ifindex_ip_map"`
 	IfindexTunMap        *ebpf.MapSpec `ebpf:"ifindex_tun_map"`
+	ListenerMap          *ebpf.MapSpec `ebpf:"listener_map"`
 	MasqueradeMap        *ebpf.MapSpec `ebpf:"masquerade_map"`
 	MasqueradeReverseMap *ebpf.MapSpec `ebpf:"masquerade_reverse_map"`
 	Matched6Map          *ebpf.MapSpec `ebpf:"matched6_map"`
@@ -701,6 +731,7 @@ type ZfwMapSpecs struct {
 	TcpMap               *ebpf.MapSpec `ebpf:"tcp_map"`
 	TproxyExtensionMap   *ebpf.MapSpec `ebpf:"tproxy_extension_map"`
 	TunMap               *ebpf.MapSpec `ebpf:"tun_map"`
+	TwSteerMap           *ebpf.MapSpec `ebpf:"tw_steer_map"`
 	UdpIngressMap        *ebpf.MapSpec `ebpf:"udp_ingress_map"`
 	UdpMap               *ebpf.MapSpec `ebpf:"udp_map"`
 	ZtEgress6Map         *ebpf.MapSpec `ebpf:"zt_egress6_map"`
@@ -751,6 +782,7 @@ type ZfwMaps struct {
 	IfindexIp6Map        *ebpf.Map `ebpf:"ifindex_ip6_map"`
 	IfindexIpMap         *ebpf.Map `ebpf:"ifindex_ip_map"`
 	IfindexTunMap        *ebpf.Map `ebpf:"ifindex_tun_map"`
+	ListenerMap          *ebpf.Map `ebpf:"listener_map"`
 	MasqueradeMap        *ebpf.Map `ebpf:"masquerade_map"`
 	MasqueradeReverseMap *ebpf.Map `ebpf:"masquerade_reverse_map"`
 	Matched6Map          *ebpf.Map `ebpf:"matched6_map"`
@@ -767,6 +799,7 @@ type ZfwMaps struct {
 	TcpMap               *ebpf.Map `ebpf:"tcp_map"`
 	TproxyExtensionMap   *ebpf.Map `ebpf:"tproxy_extension_map"`
 	TunMap               *ebpf.Map `ebpf:"tun_map"`
+	TwSteerMap           *ebpf.Map `ebpf:"tw_steer_map"`
 	UdpIngressMap        *ebpf.Map `ebpf:"udp_ingress_map"`
 	UdpMap               *ebpf.Map `ebpf:"udp_map"`
 	ZtEgress6Map         *ebpf.Map `ebpf:"zt_egress6_map"`
@@ -792,6 +825,7 @@ func (m *ZfwMaps) Close() error {
 		m.IfindexIp6Map,
 		m.IfindexIpMap,
 		m.IfindexTunMap,
+		m.ListenerMap,
 		m.MasqueradeMap,
 		m.MasqueradeReverseMap,
 		m.Matched6Map,
@@ -808,6 +842,7 @@ func (m *ZfwMaps) Close() error {
 		m.TcpMap,
 		m.TproxyExtensionMap,
 		m.TunMap,
+		m.TwSteerMap,
 		m.UdpIngressMap,
 		m.UdpMap,
 		m.ZtEgress6Map,
@@ -828,15 +863,17 @@ type ZfwVariables struct {
 //
 // It can be passed to LoadZfwObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ZfwPrograms struct {
-	ZfwEgress  *ebpf.Program `ebpf:"zfw_egress"`
-	ZfwIngress *ebpf.Program `ebpf:"zfw_ingress"`
-	ZfwTunXdp  *ebpf.Program `ebpf:"zfw_tun_xdp"`
+	ZfwEgress   *ebpf.Program `ebpf:"zfw_egress"`
+	ZfwIngress  *ebpf.Program `ebpf:"zfw_ingress"`
+	ZfwSkLookup *ebpf.Program `ebpf:"zfw_sk_lookup"`
+	ZfwTunXdp   *ebpf.Program `ebpf:"zfw_tun_xdp"`
 }
 
 func (p *ZfwPrograms) Close() error {
 	return _ZfwClose(
 		p.ZfwEgress,
 		p.ZfwIngress,
+		p.ZfwSkLookup,
 		p.ZfwTunXdp,
 	)
 }

@@ -53,8 +53,10 @@ type Dataplane struct {
 	adopted bool
 	attach  map[string]*attachment
 	xdp     map[string]link.Link // tun return programs
-	routing bool
-	ns      netns.NsHandle // the namespace Open ran in
+	// skLookup is zfw_sk_lookup on the namespace (AttachSkLookup).
+	skLookup link.Link
+	routing  bool
+	ns       netns.NsHandle // the namespace Open ran in
 }
 
 const linksDir = "links"
@@ -248,6 +250,9 @@ func (d *Dataplane) Close(keep bool) error {
 		for _, xl := range d.xdp {
 			xl.Close()
 		}
+	}
+	if err := d.closeSkLookup(keep); err != nil {
+		errs = append(errs, fmt.Errorf("detach sk_lookup: %w", err))
 	}
 	if err := d.objs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close objects: %w", err))

@@ -100,7 +100,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			"fragment": st.Fragments, "other_protocol": st.OtherProtocols,
 			"cache_hit": st.CacheHits, "policy_lookup": st.PolicyLookups, "no_match": st.NoMatch,
 			"passed": st.Passed, "denied": st.Denied, "steered": st.Steered,
-			"no_listener": st.NoListener, "assign_failed": st.AssignFailed, "tuple_in_use": st.TupleInUse,
+			"no_listener": st.NoListener, "assign_failed": st.AssignFailed, "tuple_in_use": st.TupleInUse, "tuple_handed_over": st.TupleHandedOver,
 			"reply": st.Replies, "tracked": st.Tracked, "echo_reply": st.EchoReplies,
 			"fast_path": st.FastPath, "egress_denied": st.EgressDenied,
 			"masqueraded": st.Masqueraded, "unmasqueraded": st.Unmasqueraded,
