@@ -2,10 +2,13 @@ package zfw_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/zfw"
 )
@@ -52,24 +56,49 @@ func netstat(t *testing.T, ns *testenv.Namespace, name string) int64 {
 // SYN to the listener at once; with it, zfw_sk_lookup must.
 func TestEndToEndSYNsOnTuplesInTimeWaitNeedNoRetransmit(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		intercept bool
-	}{{"plain listener", false}, {"zfw", true}} {
+		name string
+		// intercept: through zfw; foreign: the listener is another
+		// process's, as OpenZiti's router's are.
+		intercept, foreign bool
+	}{{"plain listener", false, false}, {"zfw", true, false}, {"zfw, the listener another process's", true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			topo := testenv.NewTestTopology(t)
-			var ln net.Listener
 			var fw *zfw.Firewall
+			serve := func(ln net.Listener) {
+				testenv.Serve(ln.Accept, func(c net.Conn) {
+					buf := make([]byte, 64)
+					io.ReadFull(c, buf)
+					c.Write(buf)
+					c.Close() // the server closes first
+				})
+			}
 			dst := netip4(topo.RouterClientAddr4.Addr().String(), 9999)
-			if tc.intercept {
+			switch {
+			case tc.foreign:
+				holdListenerElsewhere(t, topo.Router, "127.0.0.1:9999")
+				r := newRouter(t, topo, zfw.Options{})
+				fw = r.fw
+				ic := intercept.Intercept{
+					ServiceID: "svc", Protocols: []intercept.Protocol{intercept.TCP},
+					Addresses:  []netip.Prefix{netip.MustParsePrefix("10.98.0.0/24")},
+					Ports:      []intercept.PortRange{{Low: 8080, High: 8080}},
+					TProxyPort: 9999,
+				}
+				if err := r.fw.Register(t.Context(), ic); err != nil {
+					t.Fatal(err)
+				}
+				dst = "10.98.0.7:8080"
+			case tc.intercept:
 				r := newRouter(t, topo, zfw.Options{})
 				fw = r.fw
 				tl := listenTCP(t, topo.Router, "127.0.0.1:9999")
-				ln = tl
+				serve(tl)
 				if err := r.fw.Register(t.Context(), tcpIntercept("svc", "10.98.0.0/24", 8080, tl)); err != nil {
 					t.Fatal(err)
 				}
 				dst = "10.98.0.7:8080"
-			} else {
+			default:
+				var ln net.Listener
 				if err := topo.Router.Do(func() error {
 					var err error
 					ln, err = net.Listen("tcp", dst)
@@ -78,13 +107,8 @@ func TestEndToEndSYNsOnTuplesInTimeWaitNeedNoRetransmit(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { ln.Close() })
+				serve(ln)
 			}
-			testenv.Serve(ln.Accept, func(c net.Conn) {
-				buf := make([]byte, 64)
-				io.ReadFull(c, buf)
-				c.Write(buf)
-				c.Close() // the server closes first
-			})
 			before := netstat(t, topo.Client, "TCPSynRetrans")
 			var done, slow atomic.Int64
 			var wg sync.WaitGroup
@@ -141,3 +165,34 @@ func TestEndToEndSYNsOnTuplesInTimeWaitNeedNoRetransmit(t *testing.T) {
 }
 
 func netip4(addr string, port int) string { return fmt.Sprintf("%s:%d", addr, port) }
+
+// holdListenerElsewhere starts this test binary as a helper process in
+// ns that holds a TPROXY listener at addr (see TestMain), until the test
+// ends.
+func holdListenerElsewhere(t *testing.T, ns *testenv.Namespace, addr string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := ns.Command(ctx, os.Args[0])
+	cmd.Env = append(os.Environ(), envListen+"="+addr)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		cancel()
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("helper listener: %q, %v", line, err)
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/sirupsen/logrus"
@@ -60,6 +61,9 @@ type Firewall struct {
 	tunnel       Tunnel // tunnel mode, if set
 	// watching: the address watcher runs (from the first attachment on).
 	watching bool
+	// listenerMissed: when a TPROXY port's listener was last looked for
+	// and not found (handOverListeners).
+	listenerMissed map[bpfobj.ZfwListenerKey]time.Time
 }
 
 type ifaceState struct {

@@ -40,7 +40,7 @@ func TestUninstallRemovesAKeptDataplane(t *testing.T) {
 			if err := fw.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if attached(t, ns) == 0 || !strings.Contains(exec(t, ns, "ip", "rule", "show"), "fwmark") {
+			if attached(t, ns) == 0 || onNamespace(t, ns) == 0 || !strings.Contains(exec(t, ns, "ip", "rule", "show"), "fwmark") {
 				t.Fatal("the kept dataplane is not attached with its routing: nothing to prove")
 			}
 
@@ -62,11 +62,37 @@ func TestUninstallRemovesAKeptDataplane(t *testing.T) {
 			if n := attached(t, ns); n != 0 {
 				t.Errorf("%d programs still attached to lo after -Q", n)
 			}
+			if n := onNamespace(t, ns); n != 0 {
+				t.Errorf("%d sk_lookup programs still on the namespace after -Q", n)
+			}
 			if out := exec(t, ns, "ip", "rule", "show"); strings.Contains(out, "fwmark") {
 				t.Errorf("policy routing left after -Q:\n%s", out)
 			}
 		})
 	}
+}
+
+// onNamespace counts the sk_lookup programs on ns.
+func onNamespace(t *testing.T, ns *testenv.Namespace) int {
+	t.Helper()
+	n := 0
+	err := ns.Do(func() error {
+		f, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: ebpf.AttachSkLookup})
+		if err != nil {
+			return err
+		}
+		n = len(r.Programs)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // attached counts the programs on lo in ns: TCX links and tc filters.

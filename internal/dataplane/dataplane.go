@@ -270,6 +270,10 @@ func (d *Dataplane) Close(keep bool) error {
 	return errors.Join(errs...)
 }
 
+// InNetns runs fn on a thread in the dataplane's namespace, as reading
+// its /proc/thread-self/net needs.
+func (d *Dataplane) InNetns(fn func() error) error { return d.inNetns(fn) }
+
 // inNetns runs fn on a thread in the dataplane's namespace: links are
 // created by interface index, which the kernel resolves in the calling
 // thread's namespace, and the Firewall's methods may run on any thread.
