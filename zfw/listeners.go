@@ -34,9 +34,7 @@ func (f *Firewall) handOverListeners(rules []*policy.Rule) {
 	if f.dp == nil || f.opts.RulesOnly {
 		return
 	}
-	m := f.dp.Objects().ListenerMap
-	now := time.Now()
-	want := make(map[bpfobj.ZfwListenerKey]bool)
+	keys := make(map[bpfobj.ZfwListenerKey]bool)
 	for _, r := range rules {
 		if r.Action != policy.ActionTProxy || r.Proto != policy.ProtoTCP {
 			continue
@@ -45,11 +43,38 @@ func (f *Firewall) handOverListeners(rules []*policy.Rule) {
 		if r.Dst.Addr().Is6() {
 			k.Family = 6
 		}
-		if want[k] || now.Before(f.listenerMissed[k].Add(listenerRetry)) {
+		keys[k] = true
+	}
+	f.handOver(keys, time.Now())
+}
+
+// retryHandOver looks again for the listeners not found before (the
+// collector's tick calls it: a listener may open after its rules).
+func (f *Firewall) retryHandOver() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || len(f.listenerMissed) == 0 {
+		return
+	}
+	keys := make(map[bpfobj.ZfwListenerKey]bool, len(f.listenerMissed))
+	for k := range f.listenerMissed {
+		keys[k] = true
+	}
+	f.handOver(keys, time.Now())
+}
+
+// handOver puts the listeners of keys into listener_map, but for those
+// there already and those missed less than listenerRetry ago.
+func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time) {
+	m := f.dp.Objects().ListenerMap
+	want := make(map[bpfobj.ZfwListenerKey]bool)
+	for k := range keys {
+		if now.Before(f.listenerMissed[k].Add(listenerRetry)) {
 			continue
 		}
 		var cookie uint64
 		if m.Lookup(&k, &cookie) == nil {
+			delete(f.listenerMissed, k)
 			continue // handed over already, and open
 		}
 		want[k] = true
@@ -62,6 +87,7 @@ func (f *Firewall) handOverListeners(rules []*policy.Rule) {
 			f.log.WithError(err).WithField("port", k.Port).Debug("hand the listener over to listener_map")
 			return false
 		}
+		delete(f.listenerMissed, k)
 		return true
 	}
 	for fd, k := range ownListeners() {

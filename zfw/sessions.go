@@ -378,6 +378,7 @@ func (f *Firewall) collect(every time.Duration) {
 		case <-f.stop:
 			return
 		case <-tick.C:
+			f.retryHandOver()
 			n, err := f.Sessions().collectGarbage()
 			switch {
 			case errors.Is(err, ErrClosed):
