@@ -1,4 +1,6 @@
-package zfw_test
+// Package docs_test checks that the documentation says what the code
+// does: its examples are the code's own.
+package docs_test
 
 import (
 	"os"
@@ -6,13 +8,14 @@ import (
 	"testing"
 )
 
-// The README's code is Example's body, so it compiles and cannot drift.
+// The README's code is package zfw's Example body, so it compiles and
+// cannot drift.
 func TestREADMEShowsExample(t *testing.T) {
-	src, err := os.ReadFile("example_test.go")
+	src, err := os.ReadFile("../../zfw/example_test.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
