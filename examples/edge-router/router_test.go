@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -24,29 +23,11 @@ import (
 	"github.com/zfw-go/zfw/zfw/control"
 )
 
-// lockedBuffer collects a router's log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // instance is one `edge-router run` inside the router namespace.
 type instance struct {
 	cancel context.CancelFunc
 	done   chan int
-	log    lockedBuffer
+	log    testenv.Buffer
 	once   sync.Once
 	code   int
 }

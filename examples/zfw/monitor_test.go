@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,24 +16,6 @@ import (
 	"github.com/zfw-go/zfw/zfw"
 	"github.com/zfw-go/zfw/zfw/control"
 )
-
-// syncBuffer is a bytes.Buffer for one writer and one reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // zfw -M prints the events of the interface asked for as they happen, in
 // the C zfw's format, through the owner's socket while the owner reads
@@ -80,7 +61,7 @@ func TestMonitorPrintsEventsAsTheyHappen(t *testing.T) {
 			if tc.toFile {
 				line += " " + logFile
 			}
-			var out, errOut syncBuffer
+			var out, errOut testenv.Buffer
 			done := make(chan int, 1)
 			go func() { done <- run(ctx, strings.Fields(line), p.getenv, &out, &errOut) }()
 			printed := func() string {
@@ -139,7 +120,7 @@ func TestMonitorEndsWhenTheOwnerStops(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- sv.Serve(ctx) }()
 	defer stop()
-	var out, errOut syncBuffer
+	var out, errOut testenv.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(context.Background(), []string{"-M", "all"}, p.getenv, &out, &errOut) }()
 	started := func() bool {
