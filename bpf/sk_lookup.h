@@ -54,6 +54,7 @@ static __always_inline int sk_lookup_steer(struct bpf_sk_lookup *ctx)
 		return SK_PASS;
 	lk.port = ts->port;
 	lk.family = k.family;
+	lk.proto = IPPROTO_TCP;
 	cfg = bpf_map_lookup_elem(&config_map, &zero);
 	if (!cfg || cfg->generation != ts->generation)
 		lk.port = 0; /* decided under other rules */

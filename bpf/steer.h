@@ -82,16 +82,19 @@ static __always_inline void remember_tw_steer(const struct packet *pkt, __u16 tp
 
 /*
  * steer marks the packet so the fwmark rule routes it to local delivery,
- * and for the first packet of a flow assigns it to the listener at the
- * loopback address of its family. Later TCP segments need no lookup: once
- * marked, the kernel finds the accepted socket by its 4-tuple.
+ * and for the first packet of a flow assigns it to its listener: the
+ * socket userspace handed over for the rule's port, protocol and family
+ * (listener_map), and no other, so that a process that binds the port
+ * while the tunneler is down receives nothing (the packet is dropped and
+ * counted as without a listener). Later TCP segments need no lookup:
+ * once marked, the kernel finds the accepted socket by its 4-tuple.
  */
 ZFW_STAGE int steer(struct __sk_buff *skb, const struct packet *pkt, const struct verdict *v,
 		    const struct config *cfg, __u32 iface_flags)
 {
 	struct bpf_sock_tuple t = {};
+	struct listener_key lk = {};
 	struct bpf_sock *sk;
-	__u32 tlen;
 	long err;
 
 	if (!pkt || !v || !cfg)
@@ -106,28 +109,10 @@ ZFW_STAGE int steer(struct __sk_buff *skb, const struct packet *pkt, const struc
 		remember_tw_steer(pkt, v->tproxy_port, cfg->generation);
 		return TC_ACT_OK; /* marked: the kernel finds the old socket */
 	}
-	__builtin_memset(&t, 0, sizeof(t));
-
-	if (pkt->family == 4) {
-		t.ipv4.daddr = bpf_htonl(0x7f000001);
-		t.ipv4.dport = bpf_htons(v->tproxy_port);
-		tlen = sizeof(t.ipv4);
-	} else {
-		t.ipv6.daddr[3] = bpf_htonl(1);
-		t.ipv6.dport = bpf_htons(v->tproxy_port);
-		tlen = sizeof(t.ipv6);
-	}
-	/* TCP and UDP take separate paths: the verifier tracks the two
-	 * lookups' socket types apart. */
-	if (pkt->proto == IPPROTO_TCP) {
-		sk = (struct bpf_sock *)bpf_skc_lookup_tcp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
-		if (sk && sk->state != BPF_TCP_LISTEN) {
-			bpf_sk_release(sk);
-			sk = NULL;
-		}
-	} else {
-		sk = bpf_sk_lookup_udp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
-	}
+	lk.port = v->tproxy_port;
+	lk.family = pkt->family;
+	lk.proto = pkt->proto;
+	sk = bpf_map_lookup_elem(&listener_map, &lk);
 	if (!sk) {
 		count(ZFW_STAT_NO_LISTENER);
 		return drop(skb, pkt, iface_flags, ZFW_REASON_NO_LISTENER, v);

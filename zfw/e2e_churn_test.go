@@ -75,16 +75,19 @@ func TestEndToEndSYNsOnTuplesInTimeWaitNeedNoRetransmit(t *testing.T) {
 			dst := netip4(topo.RouterClientAddr4.Addr().String(), 9999)
 			switch {
 			case tc.foreign:
+				// As OpenZiti's router: its listener, its rule through
+				// zfw -I (the rules API), not an intercept of this
+				// process.
 				holdListenerElsewhere(t, topo.Router, "127.0.0.1:9999")
 				r := newRouter(t, topo, zfw.Options{})
 				fw = r.fw
-				ic := intercept.Intercept{
-					ServiceID: "svc", Protocols: []intercept.Protocol{intercept.TCP},
-					Addresses:  []netip.Prefix{netip.MustParsePrefix("10.98.0.0/24")},
-					Ports:      []intercept.PortRange{{Low: 8080, High: 8080}},
-					TProxyPort: 9999,
-				}
-				if err := r.fw.Register(t.Context(), ic); err != nil {
+				_, err := r.fw.Rules().Add(t.Context(), zfw.Rule{
+					Action: zfw.TProxy, Protocol: intercept.TCP,
+					Destination: netip.MustParsePrefix("10.98.0.0/24"),
+					Ports:       intercept.PortRange{Low: 8080, High: 8080},
+					TProxyPort:  9999,
+				})
+				if err != nil {
 					t.Fatal(err)
 				}
 				dst = "10.98.0.7:8080"

@@ -27,7 +27,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/sirupsen/logrus"
@@ -63,7 +62,7 @@ type Firewall struct {
 	watching bool
 	// listenerMissed: when a TPROXY port's listener was last looked for
 	// and not found (handOverListeners).
-	listenerMissed map[bpfobj.ZfwListenerKey]time.Time
+	listenerMissed map[bpfobj.ZfwListenerKey]listenerMiss
 }
 
 type ifaceState struct {
@@ -170,6 +169,13 @@ func (f *Firewall) start() error {
 			f.tbl.mark = f.opts.Mark
 		}
 		f.adoptServices()
+		// Rules added while no owner ran (zfw -I on a kept dataplane)
+		// have had nobody to hand their listeners over.
+		adopted := make([]*policy.Rule, 0, len(f.tbl.rules))
+		for _, r := range f.tbl.rules {
+			adopted = append(adopted, r)
+		}
+		f.handOverListeners(adopted)
 		f.log.WithFields(logrus.Fields{"pins": f.opts.PinPath, "rules": len(f.tbl.rules)}).Info("adopted running dataplane")
 	}
 	if err := f.tbl.writeConfig(); err != nil {

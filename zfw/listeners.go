@@ -21,29 +21,32 @@ import (
 // opens, and a search is not free (it reads /proc).
 const listenerRetry = time.Second
 
-// handOverListeners puts the TPROXY listeners of the rules' TCP ports
-// into listener_map, where zfw_sk_lookup finds them for a SYN that an old
-// socket of its tuple let go (see bpf/sk_lookup.h). A listener is a TCP
-// socket listening on the loopback address of the rule's family at its
-// port: one this process opened (a tunneler built on zfw opens its own),
-// or else one another process holds (OpenZiti's router, whose rules come
-// through zfw -I), taken with pidfd_getfd. A port whose listener is not
-// found is looked for again after listenerRetry; its SYNs meanwhile take
-// the slower way. f.mu must be held.
+// handOverListeners puts the TPROXY listeners of the rules' ports into
+// listener_map. There steer finds them for the intercepts registered
+// through the Go API, which are delivered to no other socket (see
+// bpf/steer.h), and zfw_sk_lookup for a SYN that an old socket of its
+// tuple let go (bpf/sk_lookup.h). A listener is a socket of the rule's
+// protocol on the loopback address of its family at its port (listening,
+// for TCP): for an intercept, one this process opened (a tunneler built
+// on zfw opens its own); for a rule that came another way (zfw -I from
+// OpenZiti's router, which opens its listeners itself), one this process
+// or another holds, transparent (IP_TRANSPARENT) and owned by root or by
+// this process's user, taken with pidfd_getfd. A port whose listener is
+// not found is looked for again after listenerRetry. f.mu must be held.
 func (f *Firewall) handOverListeners(rules []*policy.Rule) {
 	if f.dp == nil || f.opts.RulesOnly {
 		return
 	}
 	keys := make(map[bpfobj.ZfwListenerKey]bool)
 	for _, r := range rules {
-		if r.Action != policy.ActionTProxy || r.Proto != policy.ProtoTCP {
+		if r.Action != policy.ActionTProxy {
 			continue
 		}
-		k := bpfobj.ZfwListenerKey{Port: r.TProxyPort, Family: 4}
+		k := bpfobj.ZfwListenerKey{Port: r.TProxyPort, Family: 4, Proto: r.Proto}
 		if r.Dst.Addr().Is6() {
 			k.Family = 6
 		}
-		keys[k] = true
+		keys[k] = keys[k] || !r.Intercept
 	}
 	f.handOver(keys, time.Now())
 }
@@ -57,19 +60,26 @@ func (f *Firewall) retryHandOver() {
 		return
 	}
 	keys := make(map[bpfobj.ZfwListenerKey]bool, len(f.listenerMissed))
-	for k := range f.listenerMissed {
-		keys[k] = true
+	for k, m := range f.listenerMissed {
+		keys[k] = m.foreign
 	}
 	f.handOver(keys, time.Now())
 }
 
-// handOver puts the listeners of keys into listener_map, but for those
-// there already and those missed less than listenerRetry ago.
+// listenerMiss is a listener looked for and not found.
+type listenerMiss struct {
+	at      time.Time
+	foreign bool // another process's may do
+}
+
+// handOver puts the listeners of keys (true: another process's may do)
+// into listener_map, but for those there already and those missed less
+// than listenerRetry ago.
 func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time) {
 	m := f.dp.Objects().ListenerMap
 	want := make(map[bpfobj.ZfwListenerKey]bool)
-	for k := range keys {
-		if now.Before(f.listenerMissed[k].Add(listenerRetry)) {
+	for k, foreign := range keys {
+		if miss, ok := f.listenerMissed[k]; ok && now.Before(miss.at.Add(listenerRetry)) {
 			continue
 		}
 		var cookie uint64
@@ -77,7 +87,7 @@ func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time) 
 			delete(f.listenerMissed, k)
 			continue // handed over already, and open
 		}
-		want[k] = true
+		want[k] = foreign
 	}
 	if len(want) == 0 {
 		return
@@ -88,33 +98,56 @@ func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time) 
 			return false
 		}
 		delete(f.listenerMissed, k)
+		delete(want, k)
 		return true
 	}
 	for fd, k := range ownListeners() {
-		if want[k] && put(k, fd) {
-			delete(want, k)
+		if _, ok := want[k]; ok {
+			put(k, fd)
 		}
 	}
-	if len(want) > 0 {
-		for k, sock := range f.foreignListeners(want) {
-			if fd, err := sock.dup(); err == nil {
-				if put(k, fd) {
-					delete(want, k)
-				}
-				unix.Close(fd)
+	foreign := make(map[bpfobj.ZfwListenerKey]bool)
+	for k, ok := range want {
+		if ok {
+			foreign[k] = true
+		}
+	}
+	if len(foreign) > 0 {
+		for k, sock := range f.foreignListeners(foreign) {
+			fd, err := sock.dup()
+			if err != nil {
+				continue
 			}
+			if transparent(fd, k.Family) {
+				put(k, fd)
+			} else {
+				f.log.WithFields(map[string]any{"port": k.Port, "pid": sock.pid}).Warn("a listener that is not transparent holds a TPROXY port: not handed over")
+			}
+			unix.Close(fd)
 		}
 	}
-	for k := range want {
+	for k, foreign := range want {
 		if f.listenerMissed == nil {
-			f.listenerMissed = make(map[bpfobj.ZfwListenerKey]time.Time)
+			f.listenerMissed = make(map[bpfobj.ZfwListenerKey]listenerMiss)
 		}
-		f.listenerMissed[k] = now
+		f.listenerMissed[k] = listenerMiss{at: now, foreign: foreign}
 	}
 }
 
-// ownListeners returns this process's TCP sockets listening on a loopback
-// address, by descriptor, keyed as listener_map keys them.
+// transparent reports whether the socket fd may receive other hosts'
+// traffic (IP_TRANSPARENT, IPV6_TRANSPARENT), as a TPROXY listener does.
+func transparent(fd int, family uint8) bool {
+	level, opt := unix.SOL_IP, unix.IP_TRANSPARENT
+	if family == 6 {
+		level, opt = unix.SOL_IPV6, unix.IPV6_TRANSPARENT
+	}
+	v, err := unix.GetsockoptInt(fd, level, opt)
+	return err == nil && v == 1
+}
+
+// ownListeners returns this process's TPROXY listener candidates, by
+// descriptor, keyed as listener_map keys them: TCP sockets listening on
+// a loopback address, and UDP sockets bound to one and not connected.
 func ownListeners() map[int]bpfobj.ZfwListenerKey {
 	out := make(map[int]bpfobj.ZfwListenerKey)
 	entries, err := os.ReadDir("/proc/self/fd")
@@ -130,10 +163,20 @@ func ownListeners() map[int]bpfobj.ZfwListenerKey {
 		if err != nil || !strings.HasPrefix(target, "socket:") {
 			continue
 		}
-		if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || v != 1 {
+		proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+		if err != nil {
 			continue
 		}
-		if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil || v != unix.IPPROTO_TCP {
+		switch proto {
+		case unix.IPPROTO_TCP:
+			if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || v != 1 {
+				continue
+			}
+		case unix.IPPROTO_UDP:
+			if _, err := unix.Getpeername(fd); err == nil {
+				continue // connected: a flow's socket, not a listener
+			}
+		default:
 			continue
 		}
 		sa, err := unix.Getsockname(fd)
@@ -143,11 +186,11 @@ func ownListeners() map[int]bpfobj.ZfwListenerKey {
 		switch sa := sa.(type) {
 		case *unix.SockaddrInet4:
 			if netip.AddrFrom4(sa.Addr) == netip.MustParseAddr("127.0.0.1") {
-				out[fd] = bpfobj.ZfwListenerKey{Port: uint16(sa.Port), Family: 4}
+				out[fd] = bpfobj.ZfwListenerKey{Port: uint16(sa.Port), Family: 4, Proto: uint8(proto)}
 			}
 		case *unix.SockaddrInet6:
 			if netip.AddrFrom16(sa.Addr) == netip.IPv6Loopback() {
-				out[fd] = bpfobj.ZfwListenerKey{Port: uint16(sa.Port), Family: 6}
+				out[fd] = bpfobj.ZfwListenerKey{Port: uint16(sa.Port), Family: 6, Proto: uint8(proto)}
 			}
 		}
 	}
@@ -169,18 +212,23 @@ func (s foreignSocket) dup() (int, error) {
 }
 
 // foreignListeners finds, in the dataplane's namespace, the listeners of
-// keys that other processes hold: their inodes from /proc/net/tcp and
-// tcp6, then the descriptors that name those inodes in /proc/*/fd.
+// keys that other processes hold, owned by root or by this process's
+// user: their inodes from /proc/net/tcp, tcp6, udp and udp6, then the
+// descriptors that name those inodes in /proc/*/fd.
 func (f *Firewall) foreignListeners(keys map[bpfobj.ZfwListenerKey]bool) map[bpfobj.ZfwListenerKey]foreignSocket {
 	inodes := make(map[string]bpfobj.ZfwListenerKey)
 	f.dp.InNetns(func() error {
-		for _, family := range []uint8{4, 6} {
-			name, lo := "tcp", "0100007F"
-			if family == 6 {
-				name, lo = "tcp6", "00000000000000000000000001000000"
-			}
-			for inode, port := range listeningOn("/proc/thread-self/net/"+name, lo) {
-				if k := (bpfobj.ZfwListenerKey{Port: port, Family: family}); keys[k] {
+		for _, src := range []struct {
+			file, lo, state string
+			family, proto   uint8
+		}{
+			{"tcp", "0100007F", "0A", 4, unix.IPPROTO_TCP}, // TCP_LISTEN
+			{"tcp6", "00000000000000000000000001000000", "0A", 6, unix.IPPROTO_TCP},
+			{"udp", "0100007F", "07", 4, unix.IPPROTO_UDP}, // TCP_CLOSE: unconnected
+			{"udp6", "00000000000000000000000001000000", "07", 6, unix.IPPROTO_UDP},
+		} {
+			for inode, port := range socketsOn("/proc/thread-self/net/"+src.file, src.lo, src.state) {
+				if k := (bpfobj.ZfwListenerKey{Port: port, Family: src.family, Proto: src.proto}); keys[k] {
 					inodes["socket:["+inode+"]"] = k
 				}
 			}
@@ -215,19 +263,21 @@ func (f *Firewall) foreignListeners(keys map[bpfobj.ZfwListenerKey]bool) map[bpf
 	return out
 }
 
-// listeningOn reads a /proc/net/tcp file for sockets in LISTEN on the
-// address lo (as the file writes it), and returns their ports by inode.
-func listeningOn(path, lo string) map[string]uint16 {
+// socketsOn reads a /proc/net/{tcp,udp}[6] file for sockets in state on
+// the address lo (both as the file writes them) owned by root or by this
+// process's user, and returns their ports by inode.
+func socketsOn(path, lo, state string) map[string]uint16 {
 	out := make(map[string]uint16)
 	file, err := os.Open(path)
 	if err != nil {
 		return out
 	}
 	defer file.Close()
+	uid := strconv.Itoa(os.Geteuid())
 	sc := bufio.NewScanner(file)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 10 || fields[3] != "0A" { // TCP_LISTEN
+		if len(fields) < 10 || fields[3] != state || (fields[7] != "0" && fields[7] != uid) {
 			continue
 		}
 		addr, port, ok := strings.Cut(fields[1], ":")

@@ -19,7 +19,7 @@ func TestListenersAreHandedOverWhenTheyOpen(t *testing.T) {
 	ctx := context.Background()
 	handed := func(port uint16) bool {
 		var cookie uint64
-		k := bpfobj.ZfwListenerKey{Port: port, Family: 4}
+		k := bpfobj.ZfwListenerKey{Port: port, Family: 4, Proto: 6}
 		return h.f.dp.Objects().ListenerMap.Lookup(&k, &cookie) == nil
 	}
 	register := func(id string, port uint16) {
@@ -66,8 +66,9 @@ func TestListenersAreHandedOverWhenTheyOpen(t *testing.T) {
 		t.Error("looked for again before listenerRetry had passed")
 	}
 	h.f.mu.Lock()
-	for k := range h.f.listenerMissed {
-		h.f.listenerMissed[k] = time.Now().Add(-listenerRetry)
+	for k, m := range h.f.listenerMissed {
+		m.at = time.Now().Add(-listenerRetry)
+		h.f.listenerMissed[k] = m
 	}
 	h.f.mu.Unlock()
 	h.f.retryHandOver()

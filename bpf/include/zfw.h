@@ -360,11 +360,11 @@ struct tuple_key {
 };
 
 /* listener_key names a TPROXY listener userspace handed over to
- * listener_map: its loopback port, and family (4 or 6). */
+ * listener_map: its loopback port, family (4 or 6) and protocol. */
 struct listener_key {
 	__u16 port;
 	__u8 family;
-	__u8 pad;
+	__u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
 };
 
 /* tw_steer is tw_steer_map's value: the listener port, and the rules'

@@ -259,7 +259,7 @@ type ZfwListenerKey struct {
 	_      structs.HostLayout
 	Port   uint16
 	Family uint8
-	Pad    uint8
+	Proto  uint8
 }
 
 type ZfwMasqKey struct {

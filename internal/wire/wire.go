@@ -75,7 +75,7 @@ func RangeEntry(r *policy.Rule) bpfobj.ZfwRangeEntry {
 		e.SrcLen = uint8(r.Src.Bits())
 	}
 	if len(r.Interfaces) > 0 {
-		e.Flags = uint8(bpfobj.ZfwRangeFlagZFW_RANGE_HAS_IFLIST)
+		e.Flags |= uint8(bpfobj.ZfwRangeFlagZFW_RANGE_HAS_IFLIST)
 	}
 	return e
 }
