@@ -174,9 +174,17 @@ func netip4(addr string, port int) string { return fmt.Sprintf("%s:%d", addr, po
 // ends.
 func holdListenerElsewhere(t *testing.T, ns *testenv.Namespace, addr string) {
 	t.Helper()
+	helper(t, ns, envListen+"="+addr)
+}
+
+// helper starts this test binary as a helper process in ns with env set
+// (see TestMain), waits for its "ready", and returns the rest of its
+// output, a line at a time, until the test ends it.
+func helper(t *testing.T, ns *testenv.Namespace, env string) <-chan string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := ns.Command(ctx, os.Args[0])
-	cmd.Env = append(os.Environ(), envListen+"="+addr)
+	cmd.Env = append(os.Environ(), env)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -194,8 +202,21 @@ func holdListenerElsewhere(t *testing.T, ns *testenv.Namespace, addr string) {
 		cancel()
 		cmd.Wait()
 	})
-	line, err := bufio.NewReader(out).ReadString('\n')
+	r := bufio.NewReader(out)
+	line, err := r.ReadString('\n')
 	if err != nil || line != "ready\n" {
-		t.Fatalf("helper listener: %q, %v", line, err)
+		t.Fatalf("helper: %q, %v", line, err)
 	}
+	lines := make(chan string, 64)
+	go func() {
+		defer close(lines)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			lines <- strings.TrimSpace(line)
+		}
+	}()
+	return lines
 }

@@ -3,10 +3,13 @@ package zfw_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/zfw"
 )
@@ -84,5 +87,40 @@ func TestEndToEndInterceptsReachOnlyTheTunnelersOwnListeners(t *testing.T) {
 	}
 	if !reaches() {
 		t.Error("the tunneler's new listener does not receive its intercept")
+	}
+}
+
+// The same for UDP, against a plain socket of user nobody's on the port:
+// while the tunneler is down, not one datagram reaches it.
+func TestEndToEndUDPInterceptsReachOnlyTheTunnelersOwnListeners(t *testing.T) {
+	topo := testenv.NewTestTopology(t)
+	r := newRouter(t, topo, zfw.Options{})
+	ln := echoUDP(t, topo.Router, "127.0.0.1:0")
+	port := ln.Port()
+	ic := intercept.Intercept{
+		ServiceID: "svc", Protocols: []intercept.Protocol{intercept.UDP},
+		Addresses:  []netip.Prefix{netip.MustParsePrefix("10.96.0.0/24")},
+		Ports:      []intercept.PortRange{{Low: 5353, High: 5353}},
+		TProxyPort: port,
+	}
+	if err := r.fw.Register(context.Background(), ic); err != nil {
+		t.Fatal(err)
+	}
+	const dst = "10.96.0.7:5353"
+	if got, err := udpAsk(topo.Client, dst, "hi"); err != nil || !strings.HasPrefix(got, "hi "+dst) {
+		t.Fatalf("the tunneler's own listener: %q, %v", got, err)
+	}
+	ln.Close() // the tunneler's listener goes; its rules stay
+	got := helper(t, topo.Router, fmt.Sprintf("%s=127.0.0.1:%d", envListenUDP, port))
+	for range 2 {
+		udpAsk(topo.Client, dst, "for the tunneler") // no answer expected
+	}
+	select {
+	case line := <-got:
+		t.Fatalf("user nobody's socket on the port received an intercepted datagram (%q)", line)
+	case <-time.After(time.Second):
+	}
+	if st, err := r.fw.Stats(); err != nil || st.NoListener < 2 {
+		t.Errorf("stats %+v, %v: want the datagrams counted as without a listener", st, err)
 	}
 }
