@@ -63,6 +63,8 @@ type Firewall struct {
 	// listenerMissed: when a TPROXY port's listener was last looked for
 	// and not found (handOverListeners).
 	listenerMissed map[bpfobj.ZfwListenerKey]listenerMiss
+	// diag looks sockets up in the dataplane's namespace (socketsFor).
+	diag *sockDiag
 }
 
 type ifaceState struct {
@@ -140,6 +142,7 @@ func New(opts Options) (*Firewall, error) {
 	if !opts.RulesOnly {
 		// A RulesOnly caller is short-lived; sessions are its owner's.
 		go f.collect(gcInterval(f.tbl.timeouts))
+		go f.retryHandOvers()
 	}
 	return f, nil
 }
@@ -375,6 +378,10 @@ func (f *Firewall) Close() error {
 		}
 	}
 	events := f.events
+	if f.diag != nil {
+		f.diag.close()
+		f.diag = nil
+	}
 	f.mu.Unlock()
 	if events != nil {
 		// The reader's goroutines end on f.stop; wait before the ring

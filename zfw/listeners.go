@@ -1,7 +1,6 @@
 package zfw
 
 import (
-	"bufio"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -21,6 +20,10 @@ import (
 // opens, and a search is not free (it reads /proc).
 const listenerRetry = time.Second
 
+// retryEvery is how often the ports whose listener was not found are
+// looked at again (each at most once a listenerRetry).
+const retryEvery = 100 * time.Millisecond
+
 // handOverListeners puts the TPROXY listeners of the rules' ports into
 // listener_map. There steer finds them for the intercepts registered
 // through the Go API, which are delivered to no other socket (see
@@ -32,7 +35,8 @@ const listenerRetry = time.Second
 // OpenZiti's router, which opens its listeners itself), one this process
 // or another holds, transparent (IP_TRANSPARENT) and owned by root or by
 // this process's user, taken with pidfd_getfd. A port whose listener is
-// not found is looked for again after listenerRetry. f.mu must be held.
+// not found is looked for again by the retry loop (retryHandOvers), at
+// most once a listenerRetry. f.mu must be held.
 func (f *Firewall) handOverListeners(rules []*policy.Rule) {
 	if f.dp == nil || f.opts.RulesOnly {
 		return
@@ -48,11 +52,27 @@ func (f *Firewall) handOverListeners(rules []*policy.Rule) {
 		}
 		keys[k] = keys[k] || !r.Intercept
 	}
-	f.handOver(keys, time.Now())
+	f.handOver(keys, time.Now(), false)
 }
 
-// retryHandOver looks again for the listeners not found before (the
-// collector's tick calls it: a listener may open after its rules).
+// retryHandOvers runs retryHandOver every retryEvery until the Firewall
+// closes.
+func (f *Firewall) retryHandOvers() {
+	tick := time.NewTicker(retryEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-tick.C:
+			f.retryHandOver()
+		}
+	}
+}
+
+// retryHandOver looks again for the listeners not found before (a
+// listener may open after its rules, or a change may have left its ports
+// to the retry).
 func (f *Firewall) retryHandOver() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -63,7 +83,7 @@ func (f *Firewall) retryHandOver() {
 	for k, m := range f.listenerMissed {
 		keys[k] = m.foreign
 	}
-	f.handOver(keys, time.Now())
+	f.handOver(keys, time.Now(), true)
 }
 
 // listenerMiss is a listener looked for and not found.
@@ -73,13 +93,15 @@ type listenerMiss struct {
 }
 
 // handOver puts the listeners of keys (true: another process's may do)
-// into listener_map, but for those there already and those missed less
-// than listenerRetry ago.
-func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time) {
+// into listener_map, but for those there already. A key missed before is
+// looked for again only by the retry (retry set), and not within
+// listenerRetry of its last miss: so a change pays for a search only for
+// a port it is the first to name, however many rules share the port.
+func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time, retry bool) {
 	m := f.dp.Objects().ListenerMap
 	want := make(map[bpfobj.ZfwListenerKey]bool)
 	for k, foreign := range keys {
-		if miss, ok := f.listenerMissed[k]; ok && now.Before(miss.at.Add(listenerRetry)) {
+		if miss, ok := f.listenerMissed[k]; ok && (!retry || now.Before(miss.at.Add(listenerRetry))) {
 			continue
 		}
 		var cookie uint64
@@ -92,6 +114,19 @@ func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time) 
 	if len(want) == 0 {
 		return
 	}
+	if f.listenerMissed == nil {
+		f.listenerMissed = make(map[bpfobj.ZfwListenerKey]listenerMiss)
+	}
+	// What the namespace holds on those ports, from /proc/net: most often
+	// nothing (a port whose listener is not open yet), and then no
+	// descriptor needs reading.
+	candidates := f.socketsFor(want)
+	if len(candidates) == 0 {
+		for k, foreign := range want {
+			f.listenerMissed[k] = listenerMiss{at: now, foreign: foreign}
+		}
+		return
+	}
 	put := func(k bpfobj.ZfwListenerKey, fd int) bool {
 		if err := m.Update(&k, uint64(fd), ebpf.UpdateAny); err != nil {
 			f.log.WithError(err).WithField("port", k.Port).Debug("hand the listener over to listener_map")
@@ -101,19 +136,19 @@ func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time) 
 		delete(want, k)
 		return true
 	}
-	for fd, k := range ownListeners() {
+	for fd, k := range ownListeners(candidates) {
 		if _, ok := want[k]; ok {
 			put(k, fd)
 		}
 	}
-	foreign := make(map[bpfobj.ZfwListenerKey]bool)
-	for k, ok := range want {
-		if ok {
-			foreign[k] = true
+	foreign := make(map[string]bpfobj.ZfwListenerKey)
+	for inode, c := range candidates {
+		if want[c.key] && c.rootOrOurs {
+			foreign[inode] = c.key
 		}
 	}
 	if len(foreign) > 0 {
-		for k, sock := range f.foreignListeners(foreign) {
+		for k, sock := range foreignListeners(foreign) {
 			fd, err := sock.dup()
 			if err != nil {
 				continue
@@ -127,9 +162,6 @@ func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time) 
 		}
 	}
 	for k, foreign := range want {
-		if f.listenerMissed == nil {
-			f.listenerMissed = make(map[bpfobj.ZfwListenerKey]listenerMiss)
-		}
 		f.listenerMissed[k] = listenerMiss{at: now, foreign: foreign}
 	}
 }
@@ -145,56 +177,69 @@ func transparent(fd int, family uint8) bool {
 	return err == nil && v == 1
 }
 
-// ownListeners returns this process's TPROXY listener candidates, by
-// descriptor, keyed as listener_map keys them: TCP sockets listening on
-// a loopback address, and UDP sockets bound to one and not connected.
-func ownListeners() map[int]bpfobj.ZfwListenerKey {
+// ownListeners returns this process's descriptors of the candidate
+// sockets (by "socket:[inode]"), keyed as listener_map keys them, once
+// each is checked: TCP listening on a loopback address, or UDP bound to
+// one and not connected.
+func ownListeners(candidates map[string]candidate) map[int]bpfobj.ZfwListenerKey {
 	out := make(map[int]bpfobj.ZfwListenerKey)
 	entries, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return out
 	}
 	for _, e := range entries {
+		target, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err != nil {
+			continue
+		}
+		if _, ok := candidates[target]; !ok {
+			continue
+		}
 		fd, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		target, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err != nil || !strings.HasPrefix(target, "socket:") {
-			continue
-		}
-		proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
-		if err != nil {
-			continue
-		}
-		switch proto {
-		case unix.IPPROTO_TCP:
-			if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || v != 1 {
-				continue
-			}
-		case unix.IPPROTO_UDP:
-			if _, err := unix.Getpeername(fd); err == nil {
-				continue // connected: a flow's socket, not a listener
-			}
-		default:
-			continue
-		}
-		sa, err := unix.Getsockname(fd)
-		if err != nil {
-			continue
-		}
-		switch sa := sa.(type) {
-		case *unix.SockaddrInet4:
-			if netip.AddrFrom4(sa.Addr) == netip.MustParseAddr("127.0.0.1") {
-				out[fd] = bpfobj.ZfwListenerKey{Port: uint16(sa.Port), Family: 4, Proto: uint8(proto)}
-			}
-		case *unix.SockaddrInet6:
-			if netip.AddrFrom16(sa.Addr) == netip.IPv6Loopback() {
-				out[fd] = bpfobj.ZfwListenerKey{Port: uint16(sa.Port), Family: 6, Proto: uint8(proto)}
-			}
+		if k, ok := listenerKey(fd); ok {
+			out[fd] = k
 		}
 	}
 	return out
+}
+
+// listenerKey checks that fd is a TPROXY listener candidate and returns
+// its listener_map key.
+func listenerKey(fd int) (bpfobj.ZfwListenerKey, bool) {
+	proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if err != nil {
+		return bpfobj.ZfwListenerKey{}, false
+	}
+	switch proto {
+	case unix.IPPROTO_TCP:
+		if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || v != 1 {
+			return bpfobj.ZfwListenerKey{}, false
+		}
+	case unix.IPPROTO_UDP:
+		if _, err := unix.Getpeername(fd); err == nil {
+			return bpfobj.ZfwListenerKey{}, false // connected: a flow's socket
+		}
+	default:
+		return bpfobj.ZfwListenerKey{}, false
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return bpfobj.ZfwListenerKey{}, false
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		if netip.AddrFrom4(sa.Addr) == netip.MustParseAddr("127.0.0.1") {
+			return bpfobj.ZfwListenerKey{Port: uint16(sa.Port), Family: 4, Proto: uint8(proto)}, true
+		}
+	case *unix.SockaddrInet6:
+		if netip.AddrFrom16(sa.Addr) == netip.IPv6Loopback() {
+			return bpfobj.ZfwListenerKey{Port: uint16(sa.Port), Family: 6, Proto: uint8(proto)}, true
+		}
+	}
+	return bpfobj.ZfwListenerKey{}, false
 }
 
 // foreignSocket is a descriptor of another process.
@@ -211,34 +256,50 @@ func (s foreignSocket) dup() (int, error) {
 	return unix.PidfdGetfd(pidfd, s.fd, 0)
 }
 
-// foreignListeners finds, in the dataplane's namespace, the listeners of
-// keys that other processes hold, owned by root or by this process's
-// user: their inodes from /proc/net/tcp, tcp6, udp and udp6, then the
-// descriptors that name those inodes in /proc/*/fd.
-func (f *Firewall) foreignListeners(keys map[bpfobj.ZfwListenerKey]bool) map[bpfobj.ZfwListenerKey]foreignSocket {
-	inodes := make(map[string]bpfobj.ZfwListenerKey)
-	f.dp.InNetns(func() error {
-		for _, src := range []struct {
-			file, lo, state string
-			family, proto   uint8
-		}{
-			{"tcp", "0100007F", "0A", 4, unix.IPPROTO_TCP}, // TCP_LISTEN
-			{"tcp6", "00000000000000000000000001000000", "0A", 6, unix.IPPROTO_TCP},
-			{"udp", "0100007F", "07", 4, unix.IPPROTO_UDP}, // TCP_CLOSE: unconnected
-			{"udp6", "00000000000000000000000001000000", "07", 6, unix.IPPROTO_UDP},
-		} {
-			for inode, port := range socketsOn("/proc/thread-self/net/"+src.file, src.lo, src.state) {
-				if k := (bpfobj.ZfwListenerKey{Port: port, Family: src.family, Proto: src.proto}); keys[k] {
-					inodes["socket:["+inode+"]"] = k
-				}
-			}
+// candidate is a socket /proc/net shows on a wanted port.
+type candidate struct {
+	key bpfobj.ZfwListenerKey
+	// rootOrOurs: owned by root or by this process's user, as another
+	// process's socket must be to be handed over.
+	rootOrOurs bool
+}
+
+// socketsFor returns the sockets of the dataplane's namespace that the
+// kernel would deliver a flow to at the loopback address and port of
+// each key, by "socket:[inode]", asked with exact sock_diag lookups.
+func (f *Firewall) socketsFor(keys map[bpfobj.ZfwListenerKey]bool) map[string]candidate {
+	out := make(map[string]candidate)
+	if f.diag == nil {
+		var d *sockDiag
+		err := f.dp.InNetns(func() error {
+			var err error
+			d, err = newSockDiag()
+			return err
+		})
+		if err != nil {
+			f.log.WithError(err).Debug("look for TPROXY listeners")
+			return out
 		}
-		return nil
-	})
-	out := make(map[bpfobj.ZfwListenerKey]foreignSocket)
-	if len(inodes) == 0 {
-		return out
+		f.diag = d
 	}
+	for k := range keys {
+		lo := netip.MustParseAddr("127.0.0.1")
+		if k.Family == 6 {
+			lo = netip.IPv6Loopback()
+		}
+		inode, uid, err := f.diag.listener(k.Proto, netip.AddrPortFrom(lo, k.Port))
+		if err != nil || inode == 0 {
+			continue
+		}
+		out["socket:["+strconv.FormatUint(uint64(inode), 10)+"]"] = candidate{key: k, rootOrOurs: uid == 0 || int(uid) == os.Geteuid()}
+	}
+	return out
+}
+
+// foreignListeners finds the descriptors other processes hold of the
+// sockets inodes names ("socket:[inode]"), in /proc/*/fd.
+func foreignListeners(inodes map[string]bpfobj.ZfwListenerKey) map[bpfobj.ZfwListenerKey]foreignSocket {
+	out := make(map[bpfobj.ZfwListenerKey]foreignSocket)
 	fds, _ := filepath.Glob("/proc/[0-9]*/fd/[0-9]*")
 	self := strconv.Itoa(os.Getpid())
 	for _, path := range fds {
@@ -259,36 +320,6 @@ func (f *Firewall) foreignListeners(keys map[bpfobj.ZfwListenerKey]bool) map[bpf
 		if err1 == nil && err2 == nil {
 			out[k] = foreignSocket{pid: pid, fd: fd}
 		}
-	}
-	return out
-}
-
-// socketsOn reads a /proc/net/{tcp,udp}[6] file for sockets in state on
-// the address lo (both as the file writes them) owned by root or by this
-// process's user, and returns their ports by inode.
-func socketsOn(path, lo, state string) map[string]uint16 {
-	out := make(map[string]uint16)
-	file, err := os.Open(path)
-	if err != nil {
-		return out
-	}
-	defer file.Close()
-	uid := strconv.Itoa(os.Geteuid())
-	sc := bufio.NewScanner(file)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 10 || fields[3] != state || (fields[7] != "0" && fields[7] != uid) {
-			continue
-		}
-		addr, port, ok := strings.Cut(fields[1], ":")
-		if !ok || addr != lo {
-			continue
-		}
-		p, err := strconv.ParseUint(port, 16, 16)
-		if err != nil {
-			continue
-		}
-		out[fields[9]] = uint16(p)
 	}
 	return out
 }

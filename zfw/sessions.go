@@ -378,7 +378,6 @@ func (f *Firewall) collect(every time.Duration) {
 		case <-f.stop:
 			return
 		case <-tick.C:
-			f.retryHandOver()
 			n, err := f.Sessions().collectGarbage()
 			switch {
 			case errors.Is(err, ErrClosed):

@@ -1,0 +1,104 @@
+package zfw
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// sockDiag asks the kernel, over NETLINK_SOCK_DIAG, for one socket by
+// its address: an exact lookup, which costs a hash lookup where reading
+// /proc/net/tcp walks the whole table. The socket is opened in the
+// dataplane's namespace and answers for that namespace.
+type sockDiag struct{ fd int }
+
+// Sizes of struct inet_diag_req_v2 and struct inet_diag_msg.
+const (
+	inetDiagReqLen = 56
+	inetDiagMsgLen = 72
+)
+
+func newSockDiag() (*sockDiag, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return nil, fmt.Errorf("sock_diag: %w", err)
+	}
+	tv := unix.Timeval{Sec: 1}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("sock_diag: bind: %w", err)
+	}
+	return &sockDiag{fd: fd}, nil
+}
+
+func (d *sockDiag) close() { unix.Close(d.fd) }
+
+// listener finds the socket a flow to addr would be delivered to by the
+// kernel's lookup (TCP: the listener; UDP: the bound socket) and returns
+// its inode and owner.
+func (d *sockDiag) listener(proto uint8, addr netip.AddrPort) (inode, uid uint32, err error) {
+	family := uint8(unix.AF_INET)
+	if addr.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	req := make([]byte, unix.SizeofNlMsghdr+inetDiagReqLen)
+	ne := binary.NativeEndian
+	ne.PutUint32(req[0:], uint32(len(req)))
+	ne.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
+	ne.PutUint16(req[6:], unix.NLM_F_REQUEST)
+	ne.PutUint32(req[8:], 1) // sequence
+	r := req[unix.SizeofNlMsghdr:]
+	r[0], r[1] = family, proto
+	ne.PutUint32(r[4:], 0xffffffff) // every state
+	id := r[8:]
+	a := addr.Addr().As16()
+	local := a[:]
+	if family == unix.AF_INET {
+		a4 := addr.Addr().As4()
+		local = a4[:]
+	}
+	// The id is read from the local socket's side for TCP (sport, src)
+	// and from the remote's for UDP (dport, dst are the socket's own).
+	if proto == unix.IPPROTO_TCP {
+		binary.BigEndian.PutUint16(id[0:], addr.Port())
+		copy(id[4:20], local)
+	} else {
+		binary.BigEndian.PutUint16(id[2:], addr.Port())
+		copy(id[20:36], local)
+	}
+	ne.PutUint32(id[40:], 0xffffffff) // INET_DIAG_NOCOOKIE
+	ne.PutUint32(id[44:], 0xffffffff)
+	if err := unix.Sendto(d.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return 0, 0, fmt.Errorf("sock_diag: send: %w", err)
+	}
+	buf := make([]byte, 4096)
+	n, _, err := unix.Recvfrom(d.fd, buf, 0)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sock_diag: receive: %w", err)
+	}
+	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+	if err != nil {
+		return 0, 0, fmt.Errorf("sock_diag: %w", err)
+	}
+	for _, m := range msgs {
+		switch m.Header.Type {
+		case unix.NLMSG_ERROR:
+			if len(m.Data) >= 4 {
+				if errno := -int32(ne.Uint32(m.Data)); errno != 0 {
+					return 0, 0, unix.Errno(errno)
+				}
+			}
+		case unix.SOCK_DIAG_BY_FAMILY:
+			if len(m.Data) < inetDiagMsgLen {
+				return 0, 0, errors.New("sock_diag: short answer")
+			}
+			return ne.Uint32(m.Data[68:]), ne.Uint32(m.Data[64:]), nil
+		}
+	}
+	return 0, 0, unix.ENOENT
+}
