@@ -63,8 +63,10 @@ type Firewall struct {
 	// listenerMissed: when a TPROXY port's listener was last looked for
 	// and not found (handOverListeners).
 	listenerMissed map[bpfobj.ZfwListenerKey]listenerMiss
-	// diag looks sockets up in the dataplane's namespace (socketsFor).
-	diag *sockDiag
+	// diag looks sockets up in the dataplane's namespace (socketsFor);
+	// noDiag: it cannot here, and /proc/net is read instead.
+	diag   *sockDiag
+	noDiag bool
 }
 
 type ifaceState struct {

@@ -1,6 +1,7 @@
 package zfw
 
 import (
+	"bufio"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -269,18 +270,29 @@ type candidate struct {
 // each key, by "socket:[inode]", asked with exact sock_diag lookups.
 func (f *Firewall) socketsFor(keys map[bpfobj.ZfwListenerKey]bool) map[string]candidate {
 	out := make(map[string]candidate)
-	if f.diag == nil {
+	if f.diag == nil && !f.noDiag {
 		var d *sockDiag
 		err := f.dp.InNetns(func() error {
 			var err error
 			d, err = newSockDiag()
+			if err == nil {
+				if err = d.probe(); err != nil {
+					d.close()
+				}
+			}
 			return err
 		})
 		if err != nil {
-			f.log.WithError(err).Debug("look for TPROXY listeners")
-			return out
+			// A kernel without inet_diag (a module, maybe not loaded):
+			// read /proc/net, which is slower.
+			f.log.WithError(err).Info("sock_diag does not answer here: TPROXY listeners are looked for in /proc/net")
+			f.noDiag = true
+		} else {
+			f.diag = d
 		}
-		f.diag = d
+	}
+	if f.noDiag {
+		return f.socketsFromProc(keys)
 	}
 	for k := range keys {
 		lo := netip.MustParseAddr("127.0.0.1")
@@ -322,4 +334,55 @@ func foreignListeners(inodes map[string]bpfobj.ZfwListenerKey) map[bpfobj.ZfwLis
 		}
 	}
 	return out
+}
+
+// socketsFromProc is socketsFor from /proc/net/tcp, tcp6, udp and udp6.
+func (f *Firewall) socketsFromProc(keys map[bpfobj.ZfwListenerKey]bool) map[string]candidate {
+	out := make(map[string]candidate)
+	f.dp.InNetns(func() error {
+		for _, src := range []struct {
+			file, lo, state string
+			family, proto   uint8
+		}{
+			{"tcp", "0100007F", "0A", 4, unix.IPPROTO_TCP}, // TCP_LISTEN
+			{"tcp6", "00000000000000000000000001000000", "0A", 6, unix.IPPROTO_TCP},
+			{"udp", "0100007F", "07", 4, unix.IPPROTO_UDP}, // TCP_CLOSE: unconnected
+			{"udp6", "00000000000000000000000001000000", "07", 6, unix.IPPROTO_UDP},
+		} {
+			readProcNet("/proc/thread-self/net/"+src.file, src.lo, src.state, func(inode string, port uint16, uid string) {
+				k := bpfobj.ZfwListenerKey{Port: port, Family: src.family, Proto: src.proto}
+				if _, ok := keys[k]; ok {
+					out["socket:["+inode+"]"] = candidate{key: k, rootOrOurs: uid == "0" || uid == strconv.Itoa(os.Geteuid())}
+				}
+			})
+		}
+		return nil
+	})
+	return out
+}
+
+// readProcNet calls found for each socket of a /proc/net/{tcp,udp}[6]
+// file in state on the address lo (both as the file writes them).
+func readProcNet(path, lo, state string, found func(inode string, port uint16, uid string)) {
+	file, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer file.Close()
+	sc := bufio.NewScanner(file)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 10 || fields[3] != state {
+			continue
+		}
+		addr, port, ok := strings.Cut(fields[1], ":")
+		if !ok || addr != lo {
+			continue
+		}
+		p, err := strconv.ParseUint(port, 16, 16)
+		if err != nil {
+			continue
+		}
+		found(fields[9], uint16(p), fields[7])
+	}
 }

@@ -15,7 +15,19 @@ import (
 // registered, or, opened after them, when the retry loop looks again; a
 // closed one leaves the map by itself.
 func TestListenersAreHandedOverWhenTheyOpen(t *testing.T) {
+	// sock_diag answers where inet_diag is there; /proc/net elsewhere.
+	for _, viaProc := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sock_diag", true: "/proc/net"}[viaProc], func(t *testing.T) {
+			handsOver(t, viaProc)
+		})
+	}
+}
+
+func handsOver(t *testing.T, viaProc bool) {
 	h := newHarness(t)
+	h.f.mu.Lock()
+	h.f.noDiag = viaProc
+	h.f.mu.Unlock()
 	ctx := context.Background()
 	handed := func(port uint16) bool {
 		var cookie uint64

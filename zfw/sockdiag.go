@@ -102,3 +102,34 @@ func (d *sockDiag) listener(proto uint8, addr netip.AddrPort) (inode, uid uint32
 	}
 	return 0, 0, unix.ENOENT
 }
+
+// probe checks that lookups answer in this namespace: it looks up a
+// listener of its own. Without inet_diag (tcp_diag, udp_diag) every
+// lookup would say "no such socket". The calling thread must be in the
+// namespace.
+func (d *sockDiag) probe() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("sock_diag probe: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		return fmt.Errorf("sock_diag probe: %w", err)
+	}
+	if err := unix.Listen(fd, 1); err != nil {
+		return fmt.Errorf("sock_diag probe: %w", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return fmt.Errorf("sock_diag probe: %w", err)
+	}
+	port := uint16(sa.(*unix.SockaddrInet4).Port)
+	inode, _, err := d.listener(unix.IPPROTO_TCP, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
+	if err != nil {
+		return fmt.Errorf("sock_diag probe: %w", err)
+	}
+	if inode == 0 {
+		return errors.New("sock_diag probe: no inode")
+	}
+	return nil
+}
