@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/zfw"
@@ -33,15 +32,7 @@ func TestEndToEndAttachAndDetachAtRunTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	const dst = "10.98.0.7:8080"
-	steered := func() bool {
-		c, err := topo.Client.DialTCP(dst, 2*time.Second)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		got, err := ask(c, "x")
-		return err == nil && got == "x "+dst
-	}
+	steered := func() bool { return echoes(topo, dst) }
 	if steered() {
 		t.Fatal("steered with no interface attached")
 	}

@@ -37,15 +37,7 @@ func TestEndToEndInterceptsReachOnlyTheTunnelersOwnListeners(t *testing.T) {
 		return fw
 	}
 	const dst = "10.96.0.7:8080"
-	reaches := func() bool {
-		c, err := topo.Client.DialTCP(dst, 2*time.Second)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		got, err := ask(c, "x")
-		return err == nil && got == "x "+dst
-	}
+	reaches := func() bool { return echoes(topo, dst) }
 
 	fw := start()
 	ln := echoTCP(t, topo.Router, "127.0.0.1:0")

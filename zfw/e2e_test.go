@@ -121,6 +121,18 @@ func ask(c net.Conn, msg string) (string, error) {
 	return line[:len(line)-1], nil
 }
 
+// echoes reports whether a connection from the client to dst reaches an
+// echoTCP listener that sees dst as its destination, within 2 s.
+func echoes(topo *testenv.Topology, dst string) bool {
+	c, err := topo.Client.DialTCP(dst, 2*time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	got, err := ask(c, "x")
+	return err == nil && got == "x "+dst
+}
+
 func tcpIntercept(id, prefix string, port uint16, ln *tproxy.TCPListener) intercept.Intercept {
 	return intercept.Intercept{
 		ServiceID:  id,

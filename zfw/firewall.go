@@ -144,7 +144,7 @@ func New(opts Options) (*Firewall, error) {
 	if !opts.RulesOnly {
 		// A RulesOnly caller is short-lived; sessions are its owner's.
 		go f.collect(gcInterval(f.tbl.timeouts))
-		go f.retryHandOvers()
+		go f.every(retryEvery, func() bool { f.retryHandOver(); return true })
 	}
 	return f, nil
 }

@@ -36,7 +36,7 @@ const retryEvery = 100 * time.Millisecond
 // OpenZiti's router, which opens its listeners itself), one this process
 // or another holds, transparent (IP_TRANSPARENT) and owned by root or by
 // this process's user, taken with pidfd_getfd. A port whose listener is
-// not found is looked for again by the retry loop (retryHandOvers), at
+// not found is looked for again by the retry loop (retryHandOver, every retryEvery), at
 // most once a listenerRetry. f.mu must be held.
 func (f *Firewall) handOverListeners(rules []*policy.Rule) {
 	if f.dp == nil || f.opts.RulesOnly {
@@ -54,21 +54,6 @@ func (f *Firewall) handOverListeners(rules []*policy.Rule) {
 		keys[k] = keys[k] || !r.Intercept
 	}
 	f.handOver(keys, time.Now(), false)
-}
-
-// retryHandOvers runs retryHandOver every retryEvery until the Firewall
-// closes.
-func (f *Firewall) retryHandOvers() {
-	tick := time.NewTicker(retryEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-f.stop:
-			return
-		case <-tick.C:
-			f.retryHandOver()
-		}
-	}
 }
 
 // retryHandOver looks again for the listeners not found before (a

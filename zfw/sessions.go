@@ -369,23 +369,33 @@ func gcInterval(t Timeouts) time.Duration {
 	return min(t.UDP, t.TCPTransitory, 30*time.Second)
 }
 
-// collect runs garbage collection until stop is closed.
-func (f *Firewall) collect(every time.Duration) {
-	tick := time.NewTicker(every)
+// collect runs garbage collection every d until stop is closed.
+func (f *Firewall) collect(d time.Duration) {
+	f.every(d, func() bool {
+		n, err := f.Sessions().collectGarbage()
+		switch {
+		case errors.Is(err, ErrClosed):
+			return false
+		case err != nil:
+			f.log.WithError(err).Warn("session garbage collection")
+		case n > 0:
+			f.log.WithField("removed", n).Debug("expired sessions collected")
+		}
+		return true
+	})
+}
+
+// every runs fn every d until stop is closed or fn returns false.
+func (f *Firewall) every(d time.Duration, fn func() bool) {
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
 		select {
 		case <-f.stop:
 			return
 		case <-tick.C:
-			n, err := f.Sessions().collectGarbage()
-			switch {
-			case errors.Is(err, ErrClosed):
+			if !fn() {
 				return
-			case err != nil:
-				f.log.WithError(err).Warn("session garbage collection")
-			case n > 0:
-				f.log.WithField("removed", n).Debug("expired sessions collected")
 			}
 		}
 	}
