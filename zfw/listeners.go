@@ -18,7 +18,7 @@ import (
 
 // listenerRetry is how long a port whose listener was not found is left
 // before it is looked for again: Register may come before the listener
-// opens, and a search is not free (it reads /proc).
+// opens, and a search is not free (a lookup or a listing of sockets).
 const listenerRetry = time.Second
 
 // retryEvery is how often the ports whose listener was not found are
@@ -91,7 +91,8 @@ func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time, 
 			continue
 		}
 		var cookie uint64
-		if m.Lookup(&k, &cookie) == nil {
+		// A port missed before is not in the map (a retry need not ask).
+		if !retry && m.Lookup(&k, &cookie) == nil {
 			delete(f.listenerMissed, k)
 			continue // handed over already, and open
 		}
@@ -103,7 +104,7 @@ func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time, 
 	if f.listenerMissed == nil {
 		f.listenerMissed = make(map[bpfobj.ZfwListenerKey]listenerMiss)
 	}
-	// What the namespace holds on those ports, from /proc/net: most often
+	// What the namespace holds on those ports: most often
 	// nothing (a port whose listener is not open yet), and then no
 	// descriptor needs reading.
 	candidates := f.socketsFor(want)
@@ -242,7 +243,7 @@ func (s foreignSocket) dup() (int, error) {
 	return unix.PidfdGetfd(pidfd, s.fd, 0)
 }
 
-// candidate is a socket /proc/net shows on a wanted port.
+// candidate is a socket the namespace holds on a wanted port.
 type candidate struct {
 	key bpfobj.ZfwListenerKey
 	// rootOrOurs: owned by root or by this process's user, as another
@@ -252,7 +253,8 @@ type candidate struct {
 
 // socketsFor returns the sockets of the dataplane's namespace that the
 // kernel would deliver a flow to at the loopback address and port of
-// each key, by "socket:[inode]", asked with exact sock_diag lookups.
+// each key, by "socket:[inode]", asked of sock_diag: an exact lookup a
+// key for a few keys, a listing for many.
 func (f *Firewall) socketsFor(keys map[bpfobj.ZfwListenerKey]bool) map[string]candidate {
 	out := make(map[string]candidate)
 	if f.diag == nil && !f.noDiag {
@@ -279,18 +281,59 @@ func (f *Firewall) socketsFor(keys map[bpfobj.ZfwListenerKey]bool) map[string]ca
 	if f.noDiag {
 		return f.socketsFromProc(keys)
 	}
-	for k := range keys {
-		lo := netip.MustParseAddr("127.0.0.1")
-		if k.Family == 6 {
-			lo = netip.IPv6Loopback()
-		}
-		inode, uid, err := f.diag.listener(k.Proto, netip.AddrPortFrom(lo, k.Port))
-		if err != nil || inode == 0 {
-			continue
-		}
+	add := func(k bpfobj.ZfwListenerKey, inode, uid uint32) {
 		out["socket:["+strconv.FormatUint(uint64(inode), 10)+"]"] = candidate{key: k, rootOrOurs: uid == 0 || int(uid) == os.Geteuid()}
 	}
+	if len(keys) <= lookupsAtMost {
+		for k := range keys {
+			inode, uid, err := f.diag.listener(k.Proto, netip.AddrPortFrom(loopback(k.Family), k.Port))
+			if err == nil && inode != 0 {
+				add(k, inode, uid)
+			}
+		}
+		return out
+	}
+	// Many ports (the retry of every port without a listener, a large
+	// Sync): one dump per family and protocol asked about costs what the
+	// namespace's listeners number, where a lookup each would cost what
+	// the ports number, every second.
+	kinds := make(map[[2]uint8]bool)
+	for k := range keys {
+		kinds[[2]uint8{k.Family, k.Proto}] = true
+	}
+	for kind := range kinds {
+		family, proto := kind[0], kind[1]
+		af, state := uint8(unix.AF_INET), uint8(tcpListen)
+		if family == 6 {
+			af = unix.AF_INET6
+		}
+		if proto == unix.IPPROTO_UDP {
+			state = udpClose
+		}
+		err := f.diag.sockets(af, proto, state, func(local netip.AddrPort, inode, uid uint32) {
+			k := bpfobj.ZfwListenerKey{Port: local.Port(), Family: family, Proto: proto}
+			if _, ok := keys[k]; ok && local.Addr() == loopback(family) && inode != 0 {
+				add(k, inode, uid)
+			}
+		})
+		if err != nil {
+			f.log.WithError(err).Debug("list the namespace's sockets")
+		}
+	}
 	return out
+}
+
+// lookupsAtMost is the number of ports up to which socketsFor looks each
+// up rather than listing the namespace's sockets.
+const lookupsAtMost = 16
+
+// loopback is the loopback address of family (4 or 6), where TPROXY
+// listeners listen.
+func loopback(family uint8) netip.Addr {
+	if family == 6 {
+		return netip.IPv6Loopback()
+	}
+	return netip.MustParseAddr("127.0.0.1")
 }
 
 // foreignListeners finds the descriptors other processes hold of the

@@ -2,7 +2,9 @@ package zfw
 
 import (
 	"context"
+	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,5 +90,85 @@ func handsOver(t *testing.T, viaProc bool) {
 	}
 	if handed(port) {
 		t.Error("a closed listener stays in listener_map")
+	}
+}
+
+// Asked about many ports (the retry of every port without a listener),
+// the search lists the namespace's sockets once per family and protocol
+// instead of looking each port up; it finds the same listeners: TCP
+// listening and UDP unconnected on the loopback addresses, and nothing
+// else on those ports.
+func TestListenerSearchFindsTheSameSocketsByListingAsByLookingUp(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	want := make(map[bpfobj.ZfwListenerKey]bool)
+	keys := make(map[bpfobj.ZfwListenerKey]bool)
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		tl, err := tproxy.ListenTCP(ctx, netip.MustParseAddrPort(addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tl.Close()
+		ul, err := tproxy.ListenUDP(ctx, netip.MustParseAddrPort(addr), tproxy.UDPOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ul.Close()
+		family := uint8(4)
+		if strings.HasPrefix(addr, "[") {
+			family = 6
+		}
+		for _, k := range []bpfobj.ZfwListenerKey{
+			{Port: tl.Port(), Family: family, Proto: 6},
+			{Port: ul.Port(), Family: family, Proto: 17},
+		} {
+			want[k], keys[k] = true, true
+		}
+		// Asked about, nothing there: the other protocol on each port.
+		keys[bpfobj.ZfwListenerKey{Port: tl.Port(), Family: family, Proto: 17}] = false
+		keys[bpfobj.ZfwListenerKey{Port: ul.Port(), Family: family, Proto: 6}] = false
+	}
+	// A listener on another loopback address is not a TPROXY listener.
+	conn, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	keys[bpfobj.ZfwListenerKey{Port: uint16(conn.Addr().(*net.TCPAddr).Port), Family: 4, Proto: 6}] = false
+	for p := uint16(1); len(keys) <= lookupsAtMost; p++ {
+		keys[bpfobj.ZfwListenerKey{Port: p, Family: 4, Proto: 6}] = false
+	}
+
+	h.f.mu.Lock()
+	listed := h.f.socketsFor(keys)
+	lookedUp := make(map[string]candidate)
+	for k := range keys {
+		for inode, c := range h.f.socketsFor(map[bpfobj.ZfwListenerKey]bool{k: true}) {
+			lookedUp[inode] = c
+		}
+	}
+	h.f.mu.Unlock()
+
+	for name, found := range map[string]map[string]candidate{"listed": listed, "looked up": lookedUp} {
+		got := make(map[bpfobj.ZfwListenerKey]bool)
+		for _, c := range found {
+			if !c.rootOrOurs {
+				t.Errorf("%s: %v: not ours", name, c.key)
+			}
+			got[c.key] = true
+		}
+		for k := range keys {
+			if got[k] != want[k] {
+				t.Errorf("%s: %+v found %v, want %v", name, k, got[k], want[k])
+			}
+		}
+	}
+	if len(listed) != len(lookedUp) {
+		t.Errorf("listed %d sockets, looked up %d", len(listed), len(lookedUp))
+	}
+	for inode, c := range listed {
+		if lookedUp[inode] != c {
+			t.Errorf("%s: listed as %+v, looked up as %+v", inode, c, lookedUp[inode])
+		}
 	}
 }

@@ -103,6 +103,69 @@ func (d *sockDiag) listener(proto uint8, addr netip.AddrPort) (inode, uid uint32
 	return 0, 0, unix.ENOENT
 }
 
+// Socket states as sock_diag filters them (bits of 1<<state).
+const (
+	tcpListen = 10 // TCP_LISTEN
+	udpClose  = 7  // TCP_CLOSE: an unconnected UDP socket
+)
+
+// sockets calls found for every socket of family and proto in the given
+// state, whatever its address: one dump, whose cost is the number of
+// such sockets (a listening TCP dump walks only the listening table),
+// not the number of ports asked about.
+func (d *sockDiag) sockets(family, proto, state uint8, found func(local netip.AddrPort, inode, uid uint32)) error {
+	req := make([]byte, unix.SizeofNlMsghdr+inetDiagReqLen)
+	ne := binary.NativeEndian
+	ne.PutUint32(req[0:], uint32(len(req)))
+	ne.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
+	ne.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	ne.PutUint32(req[8:], 2) // sequence
+	r := req[unix.SizeofNlMsghdr:]
+	r[0], r[1] = family, proto
+	ne.PutUint32(r[4:], 1<<state)
+	if err := unix.Sendto(d.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("sock_diag dump: send: %w", err)
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, _, err := unix.Recvfrom(d.fd, buf, 0)
+		if err != nil {
+			return fmt.Errorf("sock_diag dump: receive: %w", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return fmt.Errorf("sock_diag dump: %w", err)
+		}
+		for _, m := range msgs {
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return nil
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if errno := -int32(ne.Uint32(m.Data)); errno != 0 {
+						return fmt.Errorf("sock_diag dump: %w", unix.Errno(errno))
+					}
+				}
+				return nil
+			case unix.SOCK_DIAG_BY_FAMILY:
+				if len(m.Data) < inetDiagMsgLen {
+					return errors.New("sock_diag dump: short answer")
+				}
+				// struct inet_diag_msg: the id's sport and src are the
+				// socket's own address for TCP and UDP alike.
+				port := binary.BigEndian.Uint16(m.Data[4:])
+				var addr netip.Addr
+				if m.Data[0] == unix.AF_INET {
+					addr = netip.AddrFrom4([4]byte(m.Data[8:12]))
+				} else {
+					addr = netip.AddrFrom16([16]byte(m.Data[8:24]))
+				}
+				found(netip.AddrPortFrom(addr, port), ne.Uint32(m.Data[68:]), ne.Uint32(m.Data[64:]))
+			}
+		}
+	}
+}
+
 // probe checks that lookups answer in this namespace: it looks up a
 // listener of its own. Without inet_diag (tcp_diag, udp_diag) every
 // lookup would say "no such socket". The calling thread must be in the
