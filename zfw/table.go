@@ -27,23 +27,86 @@ type extKey struct {
 
 // extEntry tracks the services whose rules steer to one listener port.
 // tproxy_extension_map shows one of them, the owner: the first to claim
-// the port, or when it leaves, the smallest id among the rest.
+// the port, or when it leaves, the one that came next of those left.
+// Many services may share a port (OpenZiti's tunnelers put every
+// service on one), so a change costs what it touches, not what the port
+// holds.
 type extEntry struct {
 	owner   string
 	holders map[string]int // service id -> rules
+	// order holds the services in the order they came to the port; ids
+	// that have left stay until they reach the front or order is
+	// compacted.
+	order []string
 }
 
-func (e *extEntry) nextOwner() string {
-	if e.holders[e.owner] > 0 {
-		return e.owner
+// extChange is what one change does to a listener port.
+type extChange struct {
+	delta map[string]int // service id -> rules added (or, < 0, removed)
+	// newcomers: services that hold the port after the change and not
+	// before, in the order they came.
+	newcomers []string
+	owner     string // after the change; "" when no service holds it
+}
+
+// held is how many rules service id has on the port after c.
+func (e *extEntry) held(c *extChange, id string) int {
+	n := c.delta[id]
+	if e != nil {
+		n += e.holders[id]
 	}
-	next := ""
-	for id, n := range e.holders {
-		if n > 0 && (next == "" || id < next) {
-			next = id
+	return n
+}
+
+// nextOwner is the port's owner after c: the owner while it holds the
+// port, else the first service in order (then among the newcomers) that
+// holds it. e may be nil (a port no service held).
+func (e *extEntry) nextOwner(c *extChange) string {
+	var order []string
+	if e != nil {
+		if e.held(c, e.owner) > 0 {
+			return e.owner
+		}
+		order = e.order
+	}
+	for _, ids := range [][]string{order, c.newcomers} {
+		for _, id := range ids {
+			if e.held(c, id) > 0 {
+				return id
+			}
 		}
 	}
-	return next
+	return ""
+}
+
+// apply makes e what it is after c, whose owner is c.owner.
+func (e *extEntry) apply(c *extChange) {
+	for id, d := range c.delta {
+		if n := e.holders[id] + d; n > 0 {
+			e.holders[id] = n
+		} else {
+			delete(e.holders, id)
+		}
+	}
+	e.order = append(e.order, c.newcomers...)
+	e.owner = c.owner
+	// Services that left go from the front at once (so the next search
+	// for an owner starts at a holder), and from anywhere once they
+	// are half of order.
+	for len(e.order) > 0 && e.holders[e.order[0]] == 0 {
+		e.order = e.order[1:]
+	}
+	if len(e.order) > 2*len(e.holders)+8 {
+		seen := make(map[string]bool, len(e.holders))
+		kept := make([]string, 0, len(e.holders))
+		for _, id := range e.order {
+			if e.holders[id] > 0 && !seen[id] {
+				seen[id] = true
+				kept = append(kept, id)
+			}
+		}
+		e.order = kept
+	}
 }
 
 // table is the control plane's authoritative copy of what the maps hold,
@@ -148,7 +211,7 @@ type plan struct {
 	blocks   map[policy.PrefixKey][]uint32 // new id order per affected key; empty = key goes
 	lens     map[policy.LensKey][]uint8    // new length lists that differ
 	prefixes [4]int
-	ext      map[extKey]*extEntry // new state of the listener ports touched
+	ext      map[extKey]*extChange // what happens to the listener ports touched
 }
 
 // assign gives new rules their ids and insertion order.
@@ -442,11 +505,16 @@ func (t *table) apply(p *plan) (err error) {
 	for _, r := range p.add {
 		t.rules[r.ID] = r
 	}
-	for k, e := range p.ext {
-		if e.owner == "" {
+	for k, c := range p.ext {
+		switch e := t.ext[k]; {
+		case c.owner == "":
 			delete(t.ext, k)
-		} else {
+		case e == nil:
+			e = &extEntry{holders: make(map[string]int)}
+			e.apply(c)
 			t.ext[k] = e
+		default:
+			e.apply(c)
 		}
 	}
 	return nil
@@ -469,38 +537,35 @@ func steersToPort(r *policy.Rule) bool {
 	return r.ServiceID != "" && r.Action == policy.ActionTProxy
 }
 
-// planExt works out the new owner of every listener port a change
-// touches; an empty owner means the port's last rule goes.
-func (t *table) planExt(add []*policy.Rule, remove []uint32) map[extKey]*extEntry {
-	out := make(map[extKey]*extEntry)
-	entry := func(k extKey) *extEntry {
-		if e := out[k]; e != nil {
-			return e
+// planExt works out what a change does to every listener port it
+// touches, and each one's owner after it.
+func (t *table) planExt(add []*policy.Rule, remove []uint32) map[extKey]*extChange {
+	out := make(map[extKey]*extChange)
+	change := func(k extKey) *extChange {
+		c := out[k]
+		if c == nil {
+			c = &extChange{delta: make(map[string]int)}
+			out[k] = c
 		}
-		e := &extEntry{holders: make(map[string]int)}
-		if old := t.ext[k]; old != nil {
-			e.owner = old.owner
-			maps.Copy(e.holders, old.holders)
-		}
-		out[k] = e
-		return e
+		return c
 	}
 	for _, id := range remove {
 		if r := t.rules[id]; r != nil && steersToPort(r) {
-			e := entry(extKey{r.TProxyPort, r.Proto})
-			if e.holders[r.ServiceID]--; e.holders[r.ServiceID] <= 0 {
-				delete(e.holders, r.ServiceID)
-			}
+			change(extKey{r.TProxyPort, r.Proto}).delta[r.ServiceID]--
 		}
 	}
 	for _, r := range add {
 		if steersToPort(r) {
-			e := entry(extKey{r.TProxyPort, r.Proto})
-			e.holders[r.ServiceID]++
+			k := extKey{r.TProxyPort, r.Proto}
+			c := change(k)
+			if t.ext[k].held(c, r.ServiceID) == 0 {
+				c.newcomers = append(c.newcomers, r.ServiceID)
+			}
+			c.delta[r.ServiceID]++
 		}
 	}
-	for _, e := range out {
-		e.owner = e.nextOwner()
+	for k, c := range out {
+		c.owner = t.ext[k].nextOwner(c)
 	}
 	return out
 }

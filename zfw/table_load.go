@@ -2,6 +2,7 @@ package zfw
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -68,7 +69,13 @@ func (t *table) load(keepSettings bool) error {
 		if err := t.m.TProxyExt.Lookup(wire.TProxyExtKey(k.port, k.proto), &v); err == nil {
 			e.owner = wire.ServiceIDFrom(&v)
 		}
-		if owner := e.nextOwner(); owner != e.owner {
+		// The order the services came in is not kept in the maps: the
+		// owner first, then by id.
+		e.order = slices.Sorted(maps.Keys(e.holders))
+		if e.holders[e.owner] > 0 {
+			e.order = slices.Insert(slices.DeleteFunc(e.order, func(id string) bool { return id == e.owner }), 0, e.owner)
+		}
+		if owner := e.order[0]; owner != e.owner {
 			// Missing or stale entry: write the right one.
 			v := wire.ServiceID(owner)
 			if err := t.m.TProxyExt.Update(wire.TProxyExtKey(k.port, k.proto), &v, ebpf.UpdateAny); err != nil {

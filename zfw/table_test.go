@@ -2,6 +2,7 @@ package zfw
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -260,5 +261,103 @@ func TestSlotsReuseAfterQuarantine(t *testing.T) {
 	}
 	if got, _ := s2.alloc(1); got != 15 {
 		t.Fatalf("next fit = %d, want 15", got)
+	}
+}
+
+// tproxy_extension_map names one service per listener port: the first
+// to claim it, and when that one leaves, the one that came next of
+// those left, whatever the order of their ids; the entry goes with the
+// last service. The in-memory copy and the map agree at every step.
+func TestListenerPortOwnerIsTheFirstServiceLeft(t *testing.T) {
+	tbl, set := memTable(t)
+	ids := map[string][]uint32{}
+	register := func(svc string, dsts ...string) {
+		var rules []*policy.Rule
+		for _, d := range dsts {
+			r := mkRule(d, 80, 80, policy.ActionTProxy)
+			r.ServiceID = svc
+			rules = append(rules, r)
+		}
+		mustChange(t, tbl, rules, nil)
+		for _, r := range rules {
+			ids[svc] = append(ids[svc], r.ID)
+		}
+	}
+	unregister := func(svc string) {
+		mustChange(t, tbl, nil, ids[svc])
+		delete(ids, svc)
+	}
+	owner := func() string {
+		t.Helper()
+		var v bpfobj.ZfwServiceId
+		err := set.TProxyExt.Lookup(wire.TProxyExtKey(7000, policy.ProtoTCP), &v)
+		e := tbl.ext[extKey{7000, policy.ProtoTCP}]
+		if err != nil {
+			if e != nil {
+				t.Fatalf("no map entry, but the table says %q", e.owner)
+			}
+			return ""
+		}
+		got := wire.ServiceIDFrom(&v)
+		if e == nil || e.owner != got {
+			t.Fatalf("map says %q, table %+v", got, e)
+		}
+		return got
+	}
+	steps := []struct {
+		do   func()
+		want string
+	}{
+		{func() { register("zeta", "10.0.0.1/32", "10.0.0.2/32") }, "zeta"},
+		{func() { register("alpha", "10.0.0.3/32") }, "zeta"},
+		{func() { register("mid", "10.0.0.4/32") }, "zeta"},
+		{func() { unregister("alpha") }, "zeta"},
+		{func() { unregister("zeta") }, "mid"},
+		{func() { register("alpha", "10.0.0.5/32") }, "mid"},
+		{func() { unregister("mid") }, "alpha"},
+		{func() { unregister("alpha") }, ""},
+		{func() { register("beta", "10.0.0.6/32") }, "beta"},
+	}
+	for i, st := range steps {
+		st.do()
+		if got := owner(); got != st.want {
+			t.Fatalf("step %d: owner %q, want %q", i, got, st.want)
+		}
+	}
+	// Churn of services that are not the owner does not grow the order
+	// the table keeps.
+	for i := range 1000 {
+		register("churn", fmt.Sprintf("10.1.%d.%d/32", i/256, i%256))
+		unregister("churn")
+	}
+	if e := tbl.ext[extKey{7000, policy.ProtoTCP}]; len(e.order) > 2*len(e.holders)+8 {
+		t.Errorf("order holds %d ids for %d services", len(e.order), len(e.holders))
+	}
+	if got := owner(); got != "beta" {
+		t.Errorf("owner after churn %q, want beta", got)
+	}
+}
+
+// Planning a change to a listener port shared by many services costs
+// what the change touches: it allocates no more with 5,000 services on
+// the port than with 5 (Register one by one would be quadratic).
+func TestPlanningASharedPortChangeDoesNotGrowWithItsServices(t *testing.T) {
+	allocs := func(services int) float64 {
+		tbl, _ := memTable(t)
+		for i := range services {
+			r := mkRule(fmt.Sprintf("10.%d.%d.%d/32", i>>16, (i>>8)&255, i&255), 80, 80, policy.ActionTProxy)
+			r.ServiceID = fmt.Sprintf("svc%05d", i)
+			mustChange(t, tbl, []*policy.Rule{r}, nil)
+		}
+		r := mkRule("10.255.0.1/32", 80, 80, policy.ActionTProxy)
+		r.ServiceID = "new"
+		tbl.assign([]*policy.Rule{r})
+		return testing.AllocsPerRun(20, func() {
+			tbl.planExt([]*policy.Rule{r}, nil)
+		})
+	}
+	few, many := allocs(5), allocs(5000)
+	if many > few {
+		t.Errorf("planning one service's rule allocates %.0f times with 5,000 services on its port, %.0f with 5", many, few)
 	}
 }
