@@ -285,10 +285,19 @@ func (f *Firewall) socketsFor(keys map[bpfobj.ZfwListenerKey]bool) map[string]ca
 		out["socket:["+strconv.FormatUint(uint64(inode), 10)+"]"] = candidate{key: k, rootOrOurs: uid == 0 || int(uid) == os.Geteuid()}
 	}
 	if len(keys) <= lookupsAtMost {
+		asked := make([]bpfobj.ZfwListenerKey, 0, len(keys))
+		queries := make([]socketQuery, 0, len(keys))
 		for k := range keys {
-			inode, uid, err := f.diag.listener(k.Proto, netip.AddrPortFrom(loopback(k.Family), k.Port))
-			if err == nil && inode != 0 {
-				add(k, inode, uid)
+			asked = append(asked, k)
+			queries = append(queries, socketQuery{k.Proto, netip.AddrPortFrom(loopback(k.Family), k.Port)})
+		}
+		found, err := f.diag.listeners(queries)
+		if err != nil {
+			f.log.WithError(err).Debug("look TPROXY listeners up")
+		}
+		for i, a := range found {
+			if a.inode != 0 {
+				add(asked[i], a.inode, a.uid)
 			}
 		}
 		return out

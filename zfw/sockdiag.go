@@ -14,7 +14,12 @@ import (
 // its address: an exact lookup, which costs a hash lookup where reading
 // /proc/net/tcp walks the whole table. The socket is opened in the
 // dataplane's namespace and answers for that namespace.
-type sockDiag struct{ fd int }
+type sockDiag struct {
+	fd int
+	// seq numbers the requests, so that an answer to an earlier call
+	// that gave up (a receive timed out) is not taken for this one's.
+	seq uint32
+}
 
 // Sizes of struct inet_diag_req_v2 and struct inet_diag_msg.
 const (
@@ -38,69 +43,99 @@ func newSockDiag() (*sockDiag, error) {
 
 func (d *sockDiag) close() { unix.Close(d.fd) }
 
-// listener finds the socket a flow to addr would be delivered to by the
-// kernel's lookup (TCP: the listener; UDP: the bound socket) and returns
-// its inode and owner.
-func (d *sockDiag) listener(proto uint8, addr netip.AddrPort) (inode, uid uint32, err error) {
-	family := uint8(unix.AF_INET)
-	if addr.Addr().Is6() {
-		family = unix.AF_INET6
-	}
-	req := make([]byte, unix.SizeofNlMsghdr+inetDiagReqLen)
+// socketQuery is one socket asked for: the one a flow of proto to addr
+// would be delivered to by the kernel's lookup (TCP: the listener; UDP:
+// the bound socket).
+type socketQuery struct {
+	proto uint8
+	addr  netip.AddrPort
+}
+
+// socketAnswer is a socket found: its inode and owner (inode 0: none).
+type socketAnswer struct{ inode, uid uint32 }
+
+// listeners answers the queries, in their order: all sent in one message,
+// so that N lookups cost one send and N receives.
+func (d *sockDiag) listeners(queries []socketQuery) ([]socketAnswer, error) {
+	const msgLen = unix.SizeofNlMsghdr + inetDiagReqLen
+	req := make([]byte, msgLen*len(queries))
 	ne := binary.NativeEndian
-	ne.PutUint32(req[0:], uint32(len(req)))
-	ne.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
-	ne.PutUint16(req[6:], unix.NLM_F_REQUEST)
-	ne.PutUint32(req[8:], 1) // sequence
-	r := req[unix.SizeofNlMsghdr:]
-	r[0], r[1] = family, proto
-	ne.PutUint32(r[4:], 0xffffffff) // every state
-	id := r[8:]
-	a := addr.Addr().As16()
-	local := a[:]
-	if family == unix.AF_INET {
-		a4 := addr.Addr().As4()
-		local = a4[:]
+	first := d.seq + 1
+	d.seq += uint32(len(queries))
+	for i, q := range queries {
+		m := req[i*msgLen : (i+1)*msgLen]
+		family := uint8(unix.AF_INET)
+		if q.addr.Addr().Is6() {
+			family = unix.AF_INET6
+		}
+		ne.PutUint32(m[0:], msgLen)
+		ne.PutUint16(m[4:], unix.SOCK_DIAG_BY_FAMILY)
+		ne.PutUint16(m[6:], unix.NLM_F_REQUEST)
+		ne.PutUint32(m[8:], first+uint32(i))
+		r := m[unix.SizeofNlMsghdr:]
+		r[0], r[1] = family, q.proto
+		ne.PutUint32(r[4:], 0xffffffff) // every state
+		id := r[8:]
+		a := q.addr.Addr().As16()
+		local := a[:]
+		if family == unix.AF_INET {
+			a4 := q.addr.Addr().As4()
+			local = a4[:]
+		}
+		// The id is read from the local socket's side for TCP (sport,
+		// src) and from the remote's for UDP (dport, dst are the
+		// socket's own).
+		if q.proto == unix.IPPROTO_TCP {
+			binary.BigEndian.PutUint16(id[0:], q.addr.Port())
+			copy(id[4:20], local)
+		} else {
+			binary.BigEndian.PutUint16(id[2:], q.addr.Port())
+			copy(id[20:36], local)
+		}
+		ne.PutUint32(id[40:], 0xffffffff) // INET_DIAG_NOCOOKIE
+		ne.PutUint32(id[44:], 0xffffffff)
 	}
-	// The id is read from the local socket's side for TCP (sport, src)
-	// and from the remote's for UDP (dport, dst are the socket's own).
-	if proto == unix.IPPROTO_TCP {
-		binary.BigEndian.PutUint16(id[0:], addr.Port())
-		copy(id[4:20], local)
-	} else {
-		binary.BigEndian.PutUint16(id[2:], addr.Port())
-		copy(id[20:36], local)
-	}
-	ne.PutUint32(id[40:], 0xffffffff) // INET_DIAG_NOCOOKIE
-	ne.PutUint32(id[44:], 0xffffffff)
 	if err := unix.Sendto(d.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return 0, 0, fmt.Errorf("sock_diag: send: %w", err)
+		return nil, fmt.Errorf("sock_diag: send: %w", err)
 	}
+	// Each query has one answer: the socket, or an error (ENOENT: none).
+	answers := make([]socketAnswer, len(queries))
 	buf := make([]byte, 4096)
-	n, _, err := unix.Recvfrom(d.fd, buf, 0)
-	if err != nil {
-		return 0, 0, fmt.Errorf("sock_diag: receive: %w", err)
-	}
-	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-	if err != nil {
-		return 0, 0, fmt.Errorf("sock_diag: %w", err)
-	}
-	for _, m := range msgs {
-		switch m.Header.Type {
-		case unix.NLMSG_ERROR:
-			if len(m.Data) >= 4 {
-				if errno := -int32(ne.Uint32(m.Data)); errno != 0 {
-					return 0, 0, unix.Errno(errno)
+	var errs []error
+	for answered := 0; answered < len(queries); {
+		n, _, err := unix.Recvfrom(d.fd, buf, 0)
+		if err != nil {
+			return nil, fmt.Errorf("sock_diag: receive: %w", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return nil, fmt.Errorf("sock_diag: %w", err)
+		}
+		for _, m := range msgs {
+			i := int(m.Header.Seq - first)
+			if i < 0 || i >= len(queries) {
+				continue // an answer to an earlier call that gave up
+			}
+			answered++
+			switch m.Header.Type {
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if errno := unix.Errno(-int32(ne.Uint32(m.Data))); errno != 0 && errno != unix.ENOENT {
+						errs = append(errs, errno)
+					}
 				}
+			case unix.SOCK_DIAG_BY_FAMILY:
+				if len(m.Data) < inetDiagMsgLen {
+					return nil, errors.New("sock_diag: short answer")
+				}
+				answers[i] = socketAnswer{inode: ne.Uint32(m.Data[68:]), uid: ne.Uint32(m.Data[64:])}
 			}
-		case unix.SOCK_DIAG_BY_FAMILY:
-			if len(m.Data) < inetDiagMsgLen {
-				return 0, 0, errors.New("sock_diag: short answer")
-			}
-			return ne.Uint32(m.Data[68:]), ne.Uint32(m.Data[64:]), nil
 		}
 	}
-	return 0, 0, unix.ENOENT
+	if len(errs) > 0 {
+		return answers, fmt.Errorf("sock_diag: %w", errors.Join(errs...))
+	}
+	return answers, nil
 }
 
 // Socket states as sock_diag filters them (bits of 1<<state).
@@ -119,7 +154,9 @@ func (d *sockDiag) sockets(family, proto, state uint8, found func(local netip.Ad
 	ne.PutUint32(req[0:], uint32(len(req)))
 	ne.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
 	ne.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	ne.PutUint32(req[8:], 2) // sequence
+	d.seq++
+	seq := d.seq
+	ne.PutUint32(req[8:], seq)
 	r := req[unix.SizeofNlMsghdr:]
 	r[0], r[1] = family, proto
 	ne.PutUint32(r[4:], 1<<state)
@@ -137,6 +174,9 @@ func (d *sockDiag) sockets(family, proto, state uint8, found func(local netip.Ad
 			return fmt.Errorf("sock_diag dump: %w", err)
 		}
 		for _, m := range msgs {
+			if m.Header.Seq != seq {
+				continue // an answer to an earlier call that gave up
+			}
 			switch m.Header.Type {
 			case unix.NLMSG_DONE:
 				return nil
@@ -187,11 +227,11 @@ func (d *sockDiag) probe() error {
 		return fmt.Errorf("sock_diag probe: %w", err)
 	}
 	port := uint16(sa.(*unix.SockaddrInet4).Port)
-	inode, _, err := d.listener(unix.IPPROTO_TCP, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
+	found, err := d.listeners([]socketQuery{{unix.IPPROTO_TCP, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}})
 	if err != nil {
 		return fmt.Errorf("sock_diag probe: %w", err)
 	}
-	if inode == 0 {
+	if found[0].inode == 0 {
 		return errors.New("sock_diag probe: no inode")
 	}
 	return nil
