@@ -54,8 +54,10 @@ func SummarizeRates(samples []float64) Spread {
 // IPv6 /120 elsewhere in the space, on ports 8000-8099; with more than
 // 32,768 intercepts those networks overlap other intercepts' hosts. Every
 // 200th adds the range 440-450, which overlaps its own port 443.
-// Intercept i listens on tproxyPort + i%2000.
-func Intercepts(n int, tproxyPort uint16) []intercept.Intercept {
+// Intercept i listens on tproxyPort + i%ports: ports 1 is every service
+// on one TPROXY port (as OpenZiti's tunnelers share theirs), ports n one
+// port each.
+func Intercepts(n int, tproxyPort uint16, ports int) []intercept.Intercept {
 	out := make([]intercept.Intercept, 0, n)
 	for i := range n {
 		ic := intercept.Intercept{
@@ -63,7 +65,7 @@ func Intercepts(n int, tproxyPort uint16) []intercept.Intercept {
 			Protocols:  []intercept.Protocol{intercept.TCP, intercept.UDP},
 			Addresses:  []netip.Prefix{netip.PrefixFrom(HostAddr(i), 32), netip.PrefixFrom(HostAddr6(i), 128)},
 			Ports:      []intercept.PortRange{{Low: 443, High: 443}},
-			TProxyPort: tproxyPort + uint16(i%2000),
+			TProxyPort: tproxyPort + uint16(i%ports),
 		}
 		if i%50 == 49 {
 			a4 := HostAddr(i).As4()

@@ -9,7 +9,7 @@ import (
 
 func TestInterceptsAreValidAndCountedAsTheyCompile(t *testing.T) {
 	for _, n := range []int{1, 50, 200, 1000} {
-		ics := Intercepts(n, 20000)
+		ics := Intercepts(n, 20000, 2000)
 		if len(ics) != n {
 			t.Fatalf("Intercepts(%d) made %d", n, len(ics))
 		}
@@ -41,7 +41,7 @@ func TestPrefixKeysCountOneKeyPerProtocolAndPrefix(t *testing.T) {
 		{n: 50, want: 2*50 + 2},
 	}
 	for _, tc := range tests {
-		ics := Intercepts(tc.n, 1)
+		ics := Intercepts(tc.n, 1, 1)
 		for _, v4 := range []bool{true, false} {
 			if got := PrefixKeys(ics, v4); got != tc.want {
 				t.Errorf("PrefixKeys(Intercepts(%d), v4=%v) = %d, want %d", tc.n, v4, got, tc.want)

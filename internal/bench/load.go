@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +18,9 @@ import (
 // starts with one byte saying what it is for.
 const (
 	// modeRequest: a request of MessageSize bytes (the mode byte first),
-	// answered by MessageSize bytes; then the client closes.
+	// answered by MessageSize bytes; then the server closes, so that its
+	// side of the connection is left in TIME_WAIT, as a web server's is,
+	// and the client's next connections may reuse such a tuple.
 	modeRequest = 'r'
 	// modeStream: bytes until the client shuts its side down, answered
 	// by the count received as 8 bytes big-endian.
@@ -74,11 +77,7 @@ func serveConn(c net.Conn) error {
 		if _, err := io.ReadFull(c, buf[1:]); err != nil {
 			return err
 		}
-		if _, err := c.Write(buf[:]); err != nil {
-			return err
-		}
-		// Wait for the client's close, so that the client closes first.
-		_, err := io.Copy(io.Discard, c)
+		_, err := c.Write(buf[:])
 		return err
 	case modeStream:
 		// The receiving end on one CPU, the sender (Throughput) on
@@ -137,13 +136,24 @@ func dialer() *net.Dialer {
 	return d
 }
 
+// ConnStats is what ConnRate measured.
+type ConnStats struct {
+	// Rate is completed connections per second.
+	Rate float64
+	// Connections completed.
+	Connections int
+	// P50 and P99 are percentiles of a connection's latency: from the
+	// dial to the response read and the connection closed.
+	P50, P99 time.Duration
+}
+
 // ConnRate runs clients concurrent clients against the Server at addr
 // for d, each connecting, sending one request, reading the response and
-// closing, over and over; it returns completed connections per second.
-// Every client runs inside in, so its sockets are opened there.
-func ConnRate(ctx context.Context, in In, addr netip.AddrPort, clients int, d time.Duration) (float64, error) {
-	var done atomic.Int64
+// closing, over and over. Every client runs inside in, so its sockets
+// are opened there.
+func ConnRate(ctx context.Context, in In, addr netip.AddrPort, clients int, d time.Duration) (ConnStats, error) {
 	errs := make([]error, clients)
+	latencies := make([][]time.Duration, clients)
 	var wg sync.WaitGroup
 	start := time.Now()
 	deadline := start.Add(d)
@@ -155,25 +165,34 @@ func ConnRate(ctx context.Context, in In, addr netip.AddrPort, clients int, d ti
 				dl := dialer()
 				var req, resp [MessageSize]byte
 				req[0] = modeRequest
-				for time.Now().Before(deadline) {
+				for {
+					began := time.Now()
+					if !began.Before(deadline) {
+						return nil
+					}
 					if err := ctx.Err(); err != nil {
 						return err
 					}
 					if err := exchange(ctx, dl, addr, req[:], resp[:]); err != nil {
 						return err
 					}
-					done.Add(1)
+					latencies[c] = append(latencies[c], time.Since(began))
 				}
-				return nil
 			})
 		}()
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 	if err := errors.Join(errs...); err != nil {
-		return 0, err
+		return ConnStats{}, err
 	}
-	return float64(done.Load()) / elapsed.Seconds(), nil
+	all := slices.Concat(latencies...)
+	slices.Sort(all)
+	st := ConnStats{Connections: len(all), Rate: float64(len(all)) / elapsed.Seconds()}
+	if len(all) > 0 {
+		st.P50, st.P99 = all[len(all)/2], all[len(all)*99/100]
+	}
+	return st, nil
 }
 
 func exchange(ctx context.Context, dl *net.Dialer, addr netip.AddrPort, req, resp []byte) error {

@@ -37,8 +37,11 @@ func TestThroughputAndConnRateAgainstTheServer(t *testing.T) {
 		t.Errorf("Throughput: %v bit/s, %v", bits, err)
 	}
 	conns, err := ConnRate(ctx, here, addr, 2, 50*time.Millisecond)
-	if err != nil || conns <= 0 {
-		t.Errorf("ConnRate: %v conns/s, %v", conns, err)
+	if err != nil || conns.Rate <= 0 || conns.Connections == 0 {
+		t.Errorf("ConnRate: %+v, %v", conns, err)
+	}
+	if conns.P50 <= 0 || conns.P99 < conns.P50 {
+		t.Errorf("ConnRate: latency p50 %v, p99 %v", conns.P50, conns.P99)
 	}
 	if err := srv.Close(); err != nil {
 		t.Error(err)

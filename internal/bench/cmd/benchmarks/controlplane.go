@@ -6,16 +6,22 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/bench"
+	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/zfw"
 )
 
-// controlRow is the control plane at one intercept count.
+// controlRow is the control plane at one intercept count and one layout
+// of TPROXY ports.
 type controlRow struct {
 	intercepts, rounds int
+	// ports is the number of TPROXY ports the intercepts use: 1 (every
+	// service on one, as OpenZiti's tunnelers have it) or one each.
+	ports int
 	// register and unregister: one service at a time through the Go
 	// API; syncAdd and syncRemove: one Sync from none to all and back.
 	register, unregister, syncAdd, syncRemove bench.Timing
@@ -30,6 +36,15 @@ type controlResults struct {
 	defaultMaps []bench.MapMemory
 }
 
+// portLayouts are the TPROXY port layouts the control plane is timed
+// with for n intercepts, as numbers of ports: one shared port, and one
+// port each (at most maxPorts, which the ports from 20,000 up can hold).
+func portLayouts(n int) []int {
+	return slices.Compact([]int{1, min(n, maxPorts)})
+}
+
+const maxPorts = 40000
+
 func controlPlane(ctx context.Context, cfg config) (controlResults, error) {
 	var res controlResults
 	err := inNamespace(func() error {
@@ -42,20 +57,29 @@ func controlPlane(ctx context.Context, cfg config) (controlResults, error) {
 		if cerr := fw.Close(); err == nil {
 			err = cerr
 		}
-		if err != nil {
-			return err
-		}
-		for _, n := range cfg.cpCounts {
-			cfg.log.Infof("control plane: %d intercepts", n)
-			row, err := controlAt(ctx, cfg, n)
+		return err
+	})
+	if err != nil {
+		return res, err
+	}
+	// Registering is timed with the dataplane attached, as users run it:
+	// in the router of a topology, on its client-facing interface.
+	topo, err := testenv.NewTopology(ctx, "zfwbench-")
+	if err != nil {
+		return res, err
+	}
+	defer topo.Close()
+	for _, n := range cfg.cpCounts {
+		for _, ports := range portLayouts(n) {
+			cfg.log.Infof("control plane: %d intercepts on %d TPROXY ports", n, ports)
+			row, err := controlAt(ctx, cfg, topo, n, ports)
 			if err != nil {
-				return fmt.Errorf("%d intercepts: %w", n, err)
+				return res, fmt.Errorf("%d intercepts on %d TPROXY ports: %w", n, ports, err)
 			}
 			res.rows = append(res.rows, row)
 		}
-		return nil
-	})
-	return res, err
+	}
+	return res, nil
 }
 
 // benchName is a name of this process no other run uses, for its
@@ -70,23 +94,30 @@ func benchPin() string {
 	return filepath.Join("/sys/fs/bpf", benchName())
 }
 
-// controlAt times registering and removing n intercepts both ways, over
-// rounds (one round above 10,000), each round on a fresh dataplane whose
-// maps are sized for them.
-func controlAt(ctx context.Context, cfg config, n int) (controlRow, error) {
-	ics := bench.Intercepts(n, 20000)
-	row := controlRow{intercepts: n, rounds: cfg.cpRounds}
+// controlAt times registering and removing n intercepts on ports TPROXY
+// ports both ways, over rounds (one round above 10,000), each round on a
+// fresh dataplane whose maps are sized for them, attached in topo's
+// router.
+func controlAt(ctx context.Context, cfg config, topo *testenv.Topology, n, ports int) (controlRow, error) {
+	ics := bench.Intercepts(n, 20000, ports)
+	row := controlRow{intercepts: n, rounds: cfg.cpRounds, ports: ports}
 	if n > 10000 {
 		row.rounds = 1
 	}
 	var reg, unreg, add, remove []time.Duration
 	for round := range row.rounds {
 		pin := benchPin()
-		fw, err := zfw.New(zfw.Options{
-			PinPath:     pin,
-			MaxRules:    bench.RuleCount(ics) + 1024,
-			MaxPrefixes: max(bench.PrefixKeys(ics, true), bench.PrefixKeys(ics, false)) + 1024,
-			Logger:      cfg.log,
+		var fw *zfw.Firewall
+		err := topo.Router.Do(func() error {
+			var err error
+			fw, err = zfw.New(zfw.Options{
+				PinPath:     pin,
+				Interfaces:  []zfw.Interface{{Name: topo.RouterClientIf}},
+				MaxRules:    bench.RuleCount(ics) + 1024,
+				MaxPrefixes: max(bench.PrefixKeys(ics, true), bench.PrefixKeys(ics, false)) + 1024,
+				Logger:      cfg.log,
+			})
+			return err
 		})
 		if err != nil {
 			return row, err

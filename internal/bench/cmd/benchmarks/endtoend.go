@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/bench"
@@ -46,18 +48,45 @@ func (s e2eSetup) String() string {
 
 // e2eRow is one configuration's results over rounds.
 type e2eRow struct {
-	setup       e2eSetup
-	conns, bits bench.Spread
-	// connsRatio, bitsRatio: median over rounds of the result over the
-	// mean of the limit's just before and just after it.
-	connsRatio   float64
-	bitsRatio    float64
-	connsSamples []float64
-	bitsSamples  []float64
+	setup e2eSetup
+	// conns: one per client count of the configuration (cfg.e2eClients).
+	conns []connRow
+	bits  bench.Spread
+	// bitsRatio: median over rounds of the result over the mean of the
+	// limit's just before and just after it.
+	bitsRatio   float64
+	bitsSamples []float64
+}
+
+// connRow is the connections/s test at one client count over rounds.
+type connRow struct {
+	clients int
+	rate    bench.Spread
+	// ratio: as bitsRatio.
+	ratio float64
+	// p50, p99: medians over rounds of each round's percentile.
+	p50, p99 time.Duration
+	// retransPer1000: segments the kernel retransmitted, client and
+	// router together, per 1,000 connections, over all rounds.
+	retransPer1000 float64
+
+	samples      []float64
+	p50s, p99s   []time.Duration
+	retrans      int64
+	completed    int64
+	ratioSamples []float64
 }
 
 type e2eResults struct {
 	rows []e2eRow
+}
+
+// e2eMeasurement is one measurement of one configuration.
+type e2eMeasurement struct {
+	conns []bench.ConnStats // per client count
+	// retrans: segments retransmitted during each client count's run.
+	retrans []int64
+	bits    float64
 }
 
 func endToEnd(ctx context.Context, cfg config) (e2eResults, error) {
@@ -106,52 +135,77 @@ func endToEnd(ctx context.Context, cfg config) (e2eResults, error) {
 	rows := make([]e2eRow, len(setups))
 	for i, s := range setups {
 		rows[i].setup = s
-	}
-	measure := func(round, i int) (conns, bits float64, err error) {
-		cfg.log.Infof("end to end: round %d, %s", round+1, setups[i])
-		conns, bits, err = measureSetup(ctx, cfg, topo, setups[i], netip.AddrPortFrom(topo.RouterClientAddr4.Addr(), port(plain)), tp)
-		if err != nil {
-			return 0, 0, fmt.Errorf("%s: %w", setups[i], err)
+		for _, c := range cfg.e2eClients {
+			rows[i].conns = append(rows[i].conns, connRow{clients: c})
 		}
-		rows[i].connsSamples = append(rows[i].connsSamples, conns)
-		rows[i].bitsSamples = append(rows[i].bitsSamples, bits)
-		return conns, bits, nil
+	}
+	measure := func(round, i int) (e2eMeasurement, error) {
+		cfg.log.Infof("end to end: round %d, %s", round+1, setups[i])
+		m, err := measureSetup(ctx, cfg, topo, setups[i], netip.AddrPortFrom(topo.RouterClientAddr4.Addr(), port(plain)), tp)
+		if err != nil {
+			return m, fmt.Errorf("%s: %w", setups[i], err)
+		}
+		row := &rows[i]
+		for c := range row.conns {
+			cr := &row.conns[c]
+			cr.samples = append(cr.samples, m.conns[c].Rate)
+			cr.p50s = append(cr.p50s, m.conns[c].P50)
+			cr.p99s = append(cr.p99s, m.conns[c].P99)
+			cr.retrans += m.retrans[c]
+			cr.completed += int64(m.conns[c].Connections)
+		}
+		row.bitsSamples = append(row.bitsSamples, m.bits)
+		return m, nil
 	}
 	// Every configuration is measured between two measurements of the
 	// limit and set against their mean, and the rounds interleave the
 	// configurations: a slow moment of the shared machine weighs on
 	// both sides of each ratio.
-	ratios := make([]struct{ conns, bits []float64 }, len(setups))
+	bitsRatios := make([][]float64, len(setups))
 	for round := range cfg.e2eRounds {
-		beforeConns, beforeBits, err := measure(round, 0)
+		before, err := measure(round, 0)
 		if err != nil {
 			return e2eResults{}, err
 		}
 		for i := 1; i < len(setups); i++ {
-			conns, bits, err := measure(round, i)
+			m, err := measure(round, i)
 			if err != nil {
 				return e2eResults{}, err
 			}
-			afterConns, afterBits, err := measure(round, 0)
+			after, err := measure(round, 0)
 			if err != nil {
 				return e2eResults{}, err
 			}
-			ratios[i].conns = append(ratios[i].conns, 2*conns/(beforeConns+afterConns))
-			ratios[i].bits = append(ratios[i].bits, 2*bits/(beforeBits+afterBits))
-			beforeConns, beforeBits = afterConns, afterBits
+			for c := range rows[i].conns {
+				cr := &rows[i].conns[c]
+				cr.ratioSamples = append(cr.ratioSamples, 2*m.conns[c].Rate/(before.conns[c].Rate+after.conns[c].Rate))
+			}
+			bitsRatios[i] = append(bitsRatios[i], 2*m.bits/(before.bits+after.bits))
+			before = after
 		}
 	}
 	if n := plainSrv.Errors() + tpSrv.Errors(); n > 0 {
 		return e2eResults{}, fmt.Errorf("the servers failed %d connections", n)
 	}
 	for i := range rows {
-		rows[i].connsRatio, rows[i].bitsRatio = 1, 1
+		row := &rows[i]
+		row.bitsRatio = 1
 		if i > 0 {
-			rows[i].connsRatio = bench.SummarizeRates(ratios[i].conns).Median
-			rows[i].bitsRatio = bench.SummarizeRates(ratios[i].bits).Median
+			row.bitsRatio = bench.SummarizeRates(bitsRatios[i]).Median
 		}
-		rows[i].conns = bench.SummarizeRates(append([]float64(nil), rows[i].connsSamples...))
-		rows[i].bits = bench.SummarizeRates(append([]float64(nil), rows[i].bitsSamples...))
+		row.bits = bench.SummarizeRates(append([]float64(nil), row.bitsSamples...))
+		for c := range row.conns {
+			cr := &row.conns[c]
+			cr.ratio = 1
+			if i > 0 {
+				cr.ratio = bench.SummarizeRates(cr.ratioSamples).Median
+			}
+			cr.rate = bench.SummarizeRates(append([]float64(nil), cr.samples...))
+			cr.p50, cr.p99 = bench.Summarize(cr.p50s).Median, bench.Summarize(cr.p99s).Median
+			if cr.completed > 0 {
+				cr.retransPer1000 = 1000 * float64(cr.retrans) / float64(cr.completed)
+			}
+		}
 	}
 	return e2eResults{rows: rows}, nil
 }
@@ -161,9 +215,9 @@ func port(ln net.Listener) uint16 {
 }
 
 // measureSetup installs one configuration in the router, measures
-// connections per second and single-stream throughput from the client,
-// and removes the configuration.
-func measureSetup(ctx context.Context, cfg config, topo *testenv.Topology, s e2eSetup, limitAddr netip.AddrPort, tp *tproxy.TCPListener) (conns, bits float64, err error) {
+// connections per second at each client count and single-stream
+// throughput from the client, and removes the configuration.
+func measureSetup(ctx context.Context, cfg config, topo *testenv.Topology, s e2eSetup, limitAddr netip.AddrPort, tp *tproxy.TCPListener) (m e2eMeasurement, err error) {
 	target := limitAddr
 	var teardown func() error
 	// explain says, for an error, what the interception counted.
@@ -171,8 +225,9 @@ func measureSetup(ctx context.Context, cfg config, topo *testenv.Topology, s e2e
 	if s.kind != noInterception {
 		// The tested service is the last intercept: for iptables, the
 		// last rule of the chain, which every packet walks to the end.
-		ics := bench.Intercepts(s.intercepts, 20000)
-		ics[len(ics)-1].TProxyPort = tp.Port()
+		// Every service shares the one TPROXY port, as OpenZiti's
+		// tunnelers do.
+		ics := bench.Intercepts(s.intercepts, tp.Port(), 1)
 		target = netip.AddrPortFrom(bench.HostAddr(len(ics)-1), 443)
 		if s.kind == zfwDataplane {
 			var fw *zfw.Firewall
@@ -186,7 +241,7 @@ func measureSetup(ctx context.Context, cfg config, topo *testenv.Topology, s e2e
 			teardown = func() error { return t.Remove(context.WithoutCancel(ctx)) }
 		}
 		if err != nil {
-			return 0, 0, err
+			return m, err
 		}
 		defer func() {
 			if err != nil && explain != nil {
@@ -200,10 +255,23 @@ func measureSetup(ctx context.Context, cfg config, topo *testenv.Topology, s e2e
 	in := bench.In(topo.Client.Do)
 	// A short warm-up: neighbour discovery, the listener's first accepts.
 	if _, err := bench.ConnRate(ctx, in, target, 1, cfg.e2eDuration/10); err != nil {
-		return 0, 0, err
+		return m, err
 	}
-	if conns, err = bench.ConnRate(ctx, in, target, cfg.e2eClients, cfg.e2eDuration); err != nil {
-		return 0, 0, err
+	for _, clients := range cfg.e2eClients {
+		before, err := retransmitted(topo)
+		if err != nil {
+			return m, err
+		}
+		st, err := bench.ConnRate(ctx, in, target, clients, cfg.e2eDuration)
+		if err != nil {
+			return m, fmt.Errorf("%d clients: %w", clients, err)
+		}
+		after, err := retransmitted(topo)
+		if err != nil {
+			return m, err
+		}
+		m.conns = append(m.conns, st)
+		m.retrans = append(m.retrans, after-before)
 	}
 	// One stream's rate varies by about a fifth from one stream to the
 	// next, however long it runs (its CPU and memory placement); the mean
@@ -211,15 +279,34 @@ func measureSetup(ctx context.Context, cfg config, topo *testenv.Topology, s e2e
 	for range cfg.e2eStreams {
 		b, err := bench.Throughput(ctx, in, target, cfg.streamDuration())
 		if err != nil {
-			return 0, 0, err
+			return m, err
 		}
-		bits += b / float64(cfg.e2eStreams)
+		m.bits += b / float64(cfg.e2eStreams)
 	}
-	return conns, bits, nil
+	return m, nil
+}
+
+// retransmitted is the number of TCP segments the client's and the
+// router's stacks have retransmitted (Tcp RetransSegs of /proc/net/snmp).
+func retransmitted(topo *testenv.Topology) (int64, error) {
+	var total int64
+	for _, ns := range []*testenv.Namespace{topo.Client, topo.Router} {
+		snmp, err := ns.ReadProcNet("snmp")
+		if err != nil {
+			return 0, fmt.Errorf("TCP counters: %w", err)
+		}
+		n, err := strconv.ParseInt(procCounters(snmp, "Tcp:")["RetransSegs"], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("TCP counters: RetransSegs: %w", err)
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // installZfw starts a dataplane in the router on its client-facing
-// interface with ics registered, and returns what stops it.
+// interface (default interface options) with ics registered, and
+// returns what stops it.
 func installZfw(ctx context.Context, cfg config, topo *testenv.Topology, ics []intercept.Intercept) (*zfw.Firewall, error) {
 	var fw *zfw.Firewall
 	err := topo.Router.Do(func() error {
@@ -234,7 +321,8 @@ func installZfw(ctx context.Context, cfg config, topo *testenv.Topology, ics []i
 	if err != nil {
 		return nil, err
 	}
-	if err := fw.Sync(ctx, ics); err != nil {
+	// One by one, as a tunneler registers services when they arrive.
+	if _, err := bench.Each(ctx, ics, fw.Register); err != nil {
 		return nil, errors.Join(err, fw.Close())
 	}
 	return fw, nil
@@ -254,7 +342,7 @@ func dataplaneState(fw *zfw.Firewall, router *testenv.Namespace) string {
 	if err != nil {
 		return strings.Join(append(parts, "router netstat: "+err.Error()), "; ")
 	}
-	counters := tcpExt(netstat)
+	counters := procCounters(netstat, "TcpExt:")
 	var drops []string
 	for _, name := range []string{"ListenOverflows", "ListenDrops", "TCPReqQFullDrop", "TCPBacklogDrop", "TCPChallengeACK", "TCPSYNChallenge", "TW", "TWRecycled"} {
 		drops = append(drops, fmt.Sprintf("%s %s", name, counters[name]))
@@ -262,14 +350,15 @@ func dataplaneState(fw *zfw.Firewall, router *testenv.Namespace) string {
 	return strings.Join(append(parts, "router TcpExt: "+strings.Join(drops, ", ")), "; ")
 }
 
-// tcpExt reads the TcpExt counters of a /proc/net/netstat: a line of
-// names, then a line of values.
-func tcpExt(netstat []byte) map[string]string {
+// procCounters reads one group of counters (group "TcpExt:" of
+// /proc/net/netstat, "Tcp:" of /proc/net/snmp): a line of names, then a
+// line of values, both starting with group.
+func procCounters(file []byte, group string) map[string]string {
 	out := map[string]string{}
-	lines := strings.Split(string(netstat), "\n")
+	lines := strings.Split(string(file), "\n")
 	for i := 0; i+1 < len(lines); i++ {
 		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
-		if len(names) == 0 || names[0] != "TcpExt:" || len(values) != len(names) || values[0] != "TcpExt:" {
+		if len(names) == 0 || names[0] != group || len(values) != len(names) || values[0] != group {
 			continue
 		}
 		for j := 1; j < len(names); j++ {

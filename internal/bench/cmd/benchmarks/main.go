@@ -75,7 +75,9 @@ type config struct {
 	e2eCounts   []int
 	e2eRounds   int
 	e2eDuration time.Duration
-	e2eClients  int
+	// e2eClients: the connections/s test runs with each of these
+	// numbers of concurrent clients, for e2eDuration each.
+	e2eClients []int
 	// e2eStreams: the throughput of one measurement is the mean of this
 	// many streams, which share e2eDuration.
 	e2eStreams int
@@ -107,7 +109,7 @@ func fullConfig() config {
 	return config{
 		rounds: 7, repeatedRounds: 31, counts: []int{1, 1000, 100000, 250000},
 		repeat: 100000, perRound: 3000, missFlows: 16384,
-		e2eCounts: []int{1, 1000, 10000}, e2eRounds: 7, e2eDuration: 2 * time.Second, e2eClients: 4, e2eStreams: 5,
+		e2eCounts: []int{1, 1000, 10000}, e2eRounds: 5, e2eDuration: 1500 * time.Millisecond, e2eClients: []int{1, 4, 16}, e2eStreams: 4,
 		cpCounts: []int{1000, 10000, 100000}, cpRounds: 3,
 		zitiCLICalls: 1000, zitiCLIRounds: 3, zitiServices: 10000, zitiRegRounds: 5, zitiCreates: 5,
 		kernels: defaultKernels,
@@ -119,7 +121,7 @@ func quickConfig() config {
 		quick:  true,
 		rounds: 3, repeatedRounds: 3, counts: []int{1, 1000},
 		repeat: 2000, perRound: 300, missFlows: 3 * flowCacheSlots,
-		e2eCounts: []int{1, 100}, e2eRounds: 1, e2eDuration: 300 * time.Millisecond, e2eClients: 2, e2eStreams: 1,
+		e2eCounts: []int{1, 100}, e2eRounds: 1, e2eDuration: 300 * time.Millisecond, e2eClients: []int{1, 2}, e2eStreams: 1,
 		cpCounts: []int{1000}, cpRounds: 1,
 		zitiCLICalls: 50, zitiCLIRounds: 3, zitiServices: 1000, zitiRegRounds: 2, zitiCreates: 1, zitiRefresh: "1s",
 		kernels: defaultKernels,

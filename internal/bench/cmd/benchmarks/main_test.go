@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,11 @@ func TestQuickRunWritesEveryReportSection(t *testing.T) {
 		"`zfw_ingress`",
 		"## End to end",
 		"iptables TPROXY, 100 rules",
+		// A row per client count, with latency and retransmissions.
+		"| zfw, 100 intercepts | 2 |", "retransmitted per 1,000 connections",
+		"| configuration | Gbit/s, one stream |",
+		// Both layouts of TPROXY ports.
+		"| 1,000 | 1 | 1 |", "| 1,000 | 1,000 | 1 |",
 		"## Control plane",
 		"## OpenZiti integration (issue 5)",
 		"### Service creation to first intercepted connection",
@@ -63,10 +69,20 @@ func TestQuickRunWritesEveryReportSection(t *testing.T) {
 	}
 }
 
-func TestTCPExtReadsNamesAndValuesOfTheTcpExtLines(t *testing.T) {
-	netstat := "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 0 3 5\nIpExt: InNoRoutes\nIpExt: 7\n"
-	got := tcpExt([]byte(netstat))
-	if got["ListenOverflows"] != "3" || got["ListenDrops"] != "5" || got["InNoRoutes"] != "" || len(got) != 3 {
-		t.Errorf("tcpExt = %v", got)
+func TestProcCountersReadTheNamesAndValuesOfOneGroup(t *testing.T) {
+	tests := []struct {
+		file, group string
+		want        map[string]string
+	}{
+		{"TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 0 3 5\nIpExt: InNoRoutes\nIpExt: 7\n", "TcpExt:",
+			map[string]string{"SyncookiesSent": "0", "ListenOverflows": "3", "ListenDrops": "5"}},
+		{"Ip: Forwarding DefaultTTL\nIp: 1 64\nTcp: RtoAlgorithm RetransSegs\nTcp: 1 42\nUdp: InDatagrams\nUdp: 9\n", "Tcp:",
+			map[string]string{"RtoAlgorithm": "1", "RetransSegs": "42"}},
+		{"Tcp: RetransSegs\nTcp: 1 2\n", "Tcp:", map[string]string{}}, // values do not match the names
+	}
+	for _, tc := range tests {
+		if got := procCounters([]byte(tc.file), tc.group); !maps.Equal(got, tc.want) {
+			t.Errorf("procCounters(%q, %s) = %v, want %v", tc.file, tc.group, got, tc.want)
+		}
 	}
 }

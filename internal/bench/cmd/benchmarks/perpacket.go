@@ -250,7 +250,7 @@ type packetDataplane struct {
 }
 
 func newPacketDataplane(ctx context.Context, cfg config, n int, ifindex map[string]int) (*packetDataplane, sizeRow, error) {
-	ics := bench.Intercepts(n, 20000)
+	ics := bench.Intercepts(n, 20000, 2000)
 	size := sizeRow{
 		intercepts: n,
 		rules:      bench.RuleCount(ics),

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -144,33 +145,52 @@ func writePerPacket(b *bytes.Buffer, cfg config, res packetResults) {
 }
 
 func writeEndToEnd(b *bytes.Buffer, cfg config, res e2eResults) {
+	clients := make([]string, len(cfg.e2eClients))
+	for i, c := range cfg.e2eClients {
+		clients[i] = strconv.Itoa(c)
+	}
 	fmt.Fprintf(b, "## End to end (network namespaces, veth)\n\n")
 	fmt.Fprintf(b, "A client namespace connects through a veth to a TPROXY listener (`tproxy.ListenTCP` on 127.0.0.1) in the router namespace; both ends are Go (`internal/bench`: load clients, server). "+
-		"*Connections per second*: %d concurrent clients for %s, each connecting, sending one %d-byte request, reading the %d-byte response and closing. *Throughput*: one TCP stream at a time, counted by the receiver: the mean rate of %d streams of %s, one after the other (the rate of a single stream varies by about a fifth from one stream to the next, however long it runs); the sending and the receiving thread are pinned to different CPUs, so that where the scheduler puts them does not decide the rate. "+
+		"*Connections per second*: %s concurrent clients, %s each, each client connecting, sending one %d-byte request and reading the %d-byte response, after which the server closes (its side of each connection stays in TIME_WAIT, and the client reuses such tuples); *latency* is one connection's, from the dial to the response read and the connection closed (p50, p99 of each round, median over rounds); *retransmitted* counts the segments the client's and the router's TCP stacks retransmitted (`RetransSegs`), per 1,000 connections over all rounds. *Throughput*: one TCP stream at a time, counted by the receiver: the mean rate of %d streams of %s, one after the other (the rate of a single stream varies by about a fifth from one stream to the next, however long it runs); the sending and the receiving thread are pinned to different CPUs, so that where the scheduler puts them does not decide the rate. "+
 		"*No interception* is a plain listener on the router's own address: the limit of this machine for the same client and server code. "+
-		"*zfw* is the dataplane on the router's client-facing interface with *n* intercepts registered (`Sync`); the client connects to the last one's address. "+
+		"*zfw* is the dataplane attached with default options (`zfw.Interface{Name: …}`) on the router's client-facing interface, with *n* intercepts registered one by one (`Register`), all on the one TPROXY port; the client connects to the last one's address. "+
 		"*iptables TPROXY* is how OpenZiti's Go tunneler intercepts without a diverter: one mangle rule per intercept (`-p tcp -d ADDR --dport PORT -j TPROXY --on-ip 127.0.0.1 --on-port PORT --tproxy-mark 0x1/0x1`, the intercept's first IPv4 address and port range; the tunneler adds one per address, protocol and range, so real chains are longer) in a chain jumped to from PREROUTING, plus `ip rule fwmark 0x1/0x1 lookup 100` and `ip route add local 0.0.0.0/0 dev lo table 100`, all inside the router namespace. "+
 		"The tested service's rule is the **last** of the chain (the worst case of the linear scan; the tunneler inserts new rules at the top, so the oldest service is last). "+
-		"Median of %d rounds [min–max] (the limit's row: of all its measurements). Within a round the limit is measured before and after each configuration, and the rounds interleave the configurations; the ratio is the median over rounds of the configuration's result over the mean of the limit's just before and just after it. Client, router and server share the machine's %d cores.\n\n",
-		cfg.e2eClients, cfg.e2eDuration, bench.MessageSize, bench.MessageSize, cfg.e2eStreams, cfg.streamDuration(), cfg.e2eRounds, describeMachine().cores)
-	fmt.Fprintf(b, "| configuration | connections/s | of the limit | Gbit/s, one stream | of the limit |\n|---|---|---|---|---|\n")
+		"Median of %d rounds [min–max] (the limit's rows: of all its measurements). Within a round the limit is measured before and after each configuration, and the rounds interleave the configurations; the ratio is the median over rounds of the configuration's result over the mean of the limit's just before and just after it. Client, router and server share the machine's %d cores.\n\n",
+		strings.Join(clients, ", "), cfg.e2eDuration, bench.MessageSize, bench.MessageSize, cfg.e2eStreams, cfg.streamDuration(), cfg.e2eRounds, describeMachine().cores)
+	fmt.Fprintf(b, "| configuration | clients | connections/s | of the limit | latency p50 | latency p99 | retransmitted per 1,000 connections |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range res.rows {
-		fmt.Fprintf(b, "| %s | %s [%s–%s] | %.0f%% | %.2f [%.2f–%.2f] | %.0f%% |\n", r.setup,
-			count(int(r.conns.Median)), count(int(r.conns.Min)), count(int(r.conns.Max)), 100*r.connsRatio,
-			r.bits.Median/1e9, r.bits.Min/1e9, r.bits.Max/1e9, 100*r.bitsRatio)
+		for _, c := range r.conns {
+			fmt.Fprintf(b, "| %s | %d | %s [%s–%s] | %.0f%% | %s | %s | %.1f |\n", r.setup, c.clients,
+				count(int(c.rate.Median)), count(int(c.rate.Min)), count(int(c.rate.Max)), 100*c.ratio,
+				latency(c.p50), latency(c.p99), c.retransPer1000)
+		}
+	}
+	fmt.Fprintf(b, "\n| configuration | Gbit/s, one stream | of the limit |\n|---|---|---|\n")
+	for _, r := range res.rows {
+		fmt.Fprintf(b, "| %s | %.2f [%.2f–%.2f] | %.0f%% |\n", r.setup, r.bits.Median/1e9, r.bits.Min/1e9, r.bits.Max/1e9, 100*r.bitsRatio)
 	}
 	fmt.Fprintln(b)
 }
 
+// latency writes a connection's latency in microseconds.
+func latency(d time.Duration) string {
+	return count(int(d.Microseconds())) + " µs"
+}
+
 func writeControlPlane(b *bytes.Buffer, res controlResults, packets packetResults) {
 	fmt.Fprintf(b, "## Control plane\n\n")
-	fmt.Fprintf(b, "Each round on a fresh dataplane (maps sized for the intercepts, nothing attached): register the intercepts one by one through `Firewall.Register` (as a tunneler does when services arrive), unregister them one by one, then `Sync` from none to all and from all to none. Median [min–max] of the rounds shown.\n\n")
-	fmt.Fprintf(b, "| intercepts | rounds | Register, one by one | Unregister, one by one | Sync, none to all | Sync, all to none |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "Each round on a fresh dataplane (maps sized for the intercepts), attached with default options to the client-facing interface of a router namespace: register the intercepts one by one through `Firewall.Register` (as a tunneler does when services arrive), unregister them one by one, then `Sync` from none to all and from all to none. The intercepts share one TPROXY port (as OpenZiti's tunnelers have them), or have one each (at most %s ports, shared beyond); only ports without a listener here, so every port's listener is looked for. *Per intercept* is Register's time over the count: flat if Register scales linearly. Median [min–max] of the rounds shown.\n\n", count(maxPorts))
+	fmt.Fprintf(b, "| intercepts | TPROXY ports | rounds | Register, one by one | per intercept | Unregister, one by one | Sync, none to all | Sync, all to none |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range res.rows {
-		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s |\n", count(r.intercepts), r.rounds, dur(r.register), dur(r.unregister), dur(r.syncAdd), dur(r.syncRemove))
+		fmt.Fprintf(b, "| %s | %s | %d | %s | %.0f µs | %s | %s | %s |\n", count(r.intercepts), count(r.ports), r.rounds, dur(r.register),
+			float64(r.register.Median.Microseconds())/float64(r.intercepts), dur(r.unregister), dur(r.syncAdd), dur(r.syncRemove))
 	}
-	fmt.Fprintf(b, "\nMemory that registering the intercepts added (first round): the Go heap still held after garbage collection, and the kernel maps' memory (fdinfo `memlock`).\n\n| intercepts | Go heap | per 10,000 intercepts | kernel maps | per 10,000 intercepts |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "\nMemory that registering the intercepts added (first round, one shared TPROXY port): the Go heap still held after garbage collection, and the kernel maps' memory (fdinfo `memlock`).\n\n| intercepts | Go heap | per 10,000 intercepts | kernel maps | per 10,000 intercepts |\n|---|---|---|---|---|\n")
 	for _, r := range res.rows {
+		if r.ports != 1 {
+			continue // the same rules; the ports do not change the memory much
+		}
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", count(r.intercepts), mib(r.heapBytes), mib(r.heapBytes*10000/int64(r.intercepts)), mib(r.mapBytes), mib(r.mapBytes*10000/int64(r.intercepts)))
 	}
 	total := bench.TotalBytes(res.defaultMaps)

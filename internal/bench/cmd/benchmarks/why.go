@@ -95,18 +95,25 @@ func instructions(p packetResults, name string) string {
 }
 
 func writeWhyEndToEnd(b *bytes.Buffer, e e2eResults) {
-	fmt.Fprintf(b, "- An intercepted connection pays, on top of a plain one: the ingress program on every packet (a flow-cache hit after the SYN), a socket lookup and `bpf_sk_assign` for the SYN, and policy routing: with any `ip rule` installed the kernel walks the rule list on every route lookup instead of going straight to the main table. The TPROXY listener accepts connections addressed to a non-local address, which the plain listener does not need. iptables TPROXY pays the same policy routing and, instead of the BPF program, walks the mangle chain rule by rule for every packet, not only for the SYN: its cost grows with the number of rules in front of the matching one.\n")
+	fmt.Fprintf(b, "- An intercepted connection pays, on top of a plain one: the ingress program on every packet (a flow-cache hit after the SYN), a socket lookup and `bpf_sk_assign` for the SYN, and policy routing: with any `ip rule` installed the kernel walks the rule list on every route lookup instead of going straight to the main table. The TPROXY listener accepts connections addressed to a non-local address, which the plain listener does not need. The server closes first, so the router holds each connection's tuple in TIME_WAIT for a minute and the client soon reuses such tuples: the kernel hands a SYN that a TIME_WAIT socket accepts as a new connection to the listener of the SYN's destination, which for an intercepted address does not exist; zfw's `sk_lookup` program hands it to the TPROXY listener instead (`Stats.TupleHandedOver`), so it is not answered with an ACK, reset and sent again (issue 14: 1,606 SYN retransmissions over 8,599 connections before). The retransmitted column shows what is left. iptables TPROXY pays the same policy routing and, instead of the BPF program, walks the mangle chain rule by rule for every packet, not only for the SYN: its cost grows with the number of rules in front of the matching one.\n")
 	fmt.Fprintf(b, "- The rates are those of Go clients and a Go server on the same two cores as the kernel's forwarding; connection setup and teardown dominate the connections/s test, the copy of data the throughput test. Both share the cores with the other work on this machine, which is why each configuration is measured between two measurements of the limit and set against them, and the rounds interleave the configurations; a single stream's rate varies by about a fifth from one stream to the next, whatever its length, so each throughput figure is the mean of several streams; that mean still varies by about a tenth, so a ratio within ten points of 100%% is within the noise.\n\n")
 }
 
 func writeWhyControl(b *bytes.Buffer, c controlResults) {
 	fmt.Fprintf(b, "- `Register` compiles one intercept to its rules (one per protocol, address and port range), writes them make-before-break (the rule values and `range_map` blocks before the prefix keys that point at them) and updates `prefix_len_map` and `tproxy_extension_map`: a handful of map updates per rule, so registering one by one grows about linearly with the intercepts.\n")
-	if len(c.rows) > 1 {
-		a, z := c.rows[0], c.rows[len(c.rows)-1]
+	var shared []controlRow
+	for _, r := range c.rows {
+		if r.ports == 1 {
+			shared = append(shared, r)
+		}
+	}
+	if len(shared) > 1 {
+		a, z := shared[0], shared[len(shared)-1]
 		per := func(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }
 		fmt.Fprintf(b, "- `Sync` diffs the desired set against the registered one and applies the difference as one change, make-before-break like `Register`, with the change's rules indexed by id. Per intercept it took %.0f µs at %s intercepts and %.0f µs at %s (Register, one by one: %.0f and %.0f µs): both grow about linearly with the rules (%s at %s intercepts). What rises per intercept at the larger counts is the cost of map updates in bigger hash tables and of the Go maps that mirror them.\n",
 			per(a.syncAdd.Median, a.intercepts), count(a.intercepts), per(z.syncAdd.Median, z.intercepts), count(z.intercepts),
-			per(a.register.Median, a.intercepts), per(z.register.Median, z.intercepts), count(bench.RuleCount(bench.Intercepts(z.intercepts, 1))), count(z.intercepts))
+			per(a.register.Median, a.intercepts), per(z.register.Median, z.intercepts), count(bench.RuleCount(bench.Intercepts(z.intercepts, 1, 1))), count(z.intercepts))
 	}
+	fmt.Fprintf(b, "- With a TPROXY port each, a Register that names a port first also looks for the port's listener (one `sock_diag` lookup in the dataplane's namespace) to hand it over to the dataplane; ports still without one are looked for again each second, in one listing of the namespace's sockets whatever their number.\n")
 	fmt.Fprintf(b, "- The kernel memory that grows with the intercepts is in the maps created without preallocation (the prefix maps, `rule_store_map`, `tproxy_extension_map`, `rule_hits_map`, which is per CPU), plus `range_map`, which is preallocated to `MaxRules` up front. Most of an empty dataplane's memory is the preallocated session, masquerade and flow-cache maps, which do not depend on the intercepts.\n\n")
 }
