@@ -93,7 +93,12 @@ func TestTopologyConfiguration(t *testing.T) {
 		if l.Type() != "veth" || l.Attrs().Flags&unix.IFF_UP == 0 {
 			t.Errorf("%s in %s: type %s flags %v, want an up veth", e.ifname, e.n.Name(), l.Type(), l.Attrs().Flags)
 		}
+		// A dump the kernel says a change interrupted (an IPv6 address
+		// settling) is asked again.
 		addrs, err := e.n.Netlink().AddrList(l, netlink.FAMILY_ALL)
+		for i := 0; i < 5 && errors.Is(err, netlink.ErrDumpInterrupted); i++ {
+			addrs, err = e.n.Netlink().AddrList(l, netlink.FAMILY_ALL)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"errors"
 	"cmp"
 	"fmt"
 	"net/netip"
@@ -13,7 +14,7 @@ import (
 // Addresses lists an interface's own addresses, IPv4 and IPv6.
 func (d *Dataplane) Addresses(ifindex int) (v4, v6 []netip.Addr, err error) {
 	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: ifindex}}
-	addrs, err := d.nl.AddrList(link, netlink.FAMILY_ALL)
+	addrs, err := whole(func() ([]netlink.Addr, error) { return d.nl.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, nil, fmt.Errorf("list addresses of interface %d: %w", ifindex, err)
 	}
@@ -71,4 +72,16 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// whole runs a netlink dump again while the kernel says a change during
+// it may have left entries out (netlink.ErrDumpInterrupted), as happens
+// when addresses or routes change on a busy host, up to five times.
+func whole[T any](dump func() (T, error)) (T, error) {
+	for i := 1; ; i++ {
+		v, err := dump()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || i == 5 {
+			return v, err
+		}
+	}
 }

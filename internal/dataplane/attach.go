@@ -293,7 +293,7 @@ func (d *Dataplane) DetachTunXDP(ifname string) error {
 // same namespace would lose its filters too.
 func (d *Dataplane) RemoveFilters() error {
 	return d.inNetns(func() error {
-		links, err := d.nl.LinkList()
+		links, err := whole(d.nl.LinkList)
 		if err != nil {
 			return fmt.Errorf("remove filters: list interfaces: %w", err)
 		}
