@@ -67,6 +67,8 @@ type Firewall struct {
 	// noDiag: it cannot here, and /proc/net is read instead.
 	diag   *sockDiag
 	noDiag bool
+	// sources counts the uses of each local source (LocalSources).
+	sources map[netip.Prefix]int
 }
 
 type ifaceState struct {
@@ -159,6 +161,16 @@ func tableFor(set *zmaps.Set, opts Options) *table {
 }
 
 func (f *Firewall) start() error {
+	// Local sources an earlier owner kept, or left when it died: each
+	// counts as added once.
+	f.sources = make(map[netip.Prefix]int)
+	kept, err := f.dp.LocalSources()
+	if err != nil {
+		return fmt.Errorf("open dataplane at %s: %w", f.opts.PinPath, err)
+	}
+	for _, p := range kept {
+		f.sources[p] = 1
+	}
 	if f.opts.RulesOnly {
 		if err := f.tbl.load(true); err != nil {
 			return fmt.Errorf("open dataplane at %s: %w", f.opts.PinPath, err)
@@ -444,7 +456,9 @@ func (f *Firewall) ifname(index int) string {
 	return fmt.Sprintf("if%d", index)
 }
 
-// SetInterface changes the settings of an attached interface.
+// SetInterface changes the settings of an attached interface. Turning
+// TunnelMode on with no tunnel set (SetTunnel) takes the namespace's
+// Ziti tun, if it has exactly one tun device named ziti*.
 func (f *Firewall) SetInterface(ctx context.Context, name string, s InterfaceSettings) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -455,7 +469,13 @@ func (f *Firewall) SetInterface(ctx context.Context, name string, s InterfaceSet
 	if st == nil {
 		return fmt.Errorf("set interface %s: not attached: %w", name, ErrNotFound)
 	}
-	return f.setInterface(name, st.index, s)
+	if err := f.setInterface(name, st.index, s); err != nil {
+		return err
+	}
+	if s.TunnelMode {
+		f.takeZitiTun(ctx)
+	}
+	return nil
 }
 
 // settingBits pairs each of s's settings with its diag_map bit.

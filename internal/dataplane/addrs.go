@@ -1,8 +1,9 @@
 package dataplane
 
 import (
-	"errors"
+	"strings"
 	"cmp"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -84,4 +85,20 @@ func whole[T any](dump func() (T, error)) (T, error) {
 			return v, err
 		}
 	}
+}
+
+// ZitiTuns lists the namespace's tun devices named ziti*: the Ziti tun
+// of ziti-edge-tunnel (ziti0, ...).
+func (d *Dataplane) ZitiTuns() ([]string, error) {
+	links, err := whole(d.nl.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	var out []string
+	for _, l := range links {
+		if name := l.Attrs().Name; strings.HasPrefix(name, "ziti") && l.Type() == "tuntap" {
+			out = append(out, name)
+		}
+	}
+	return out, nil
 }

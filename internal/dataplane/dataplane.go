@@ -243,6 +243,9 @@ func (d *Dataplane) Close(keep bool) error {
 				errs = append(errs, err)
 			}
 		}
+		if err := d.RemoveLocalSources(); err != nil {
+			errs = append(errs, err)
+		}
 	} else {
 		for _, a := range d.attach {
 			a.release()

@@ -23,6 +23,9 @@ const (
 	// ListDNP3Codes: the DNP3 function codes OT filtering allows (zfw -g,
 	// -L -C).
 	ListDNP3Codes = "dnp3-fcode"
+	// ListBindSources: the local sources (zfw.LocalSources; zfw -B, -J,
+	// -F -j), a prefix as often as it was added.
+	ListBindSources = "bind-saddr"
 )
 
 // memberList is how one list reads and changes its members, as text.
@@ -74,6 +77,22 @@ func lists() map[string]memberList {
 				}), err
 			},
 		},
+		ListBindSources: {
+			members: func(fw *zfw.Firewall) ([]string, error) {
+				ps, err := fw.LocalSources().List()
+				return texts(ps, netip.Prefix.String), err
+			},
+			set: func(ctx context.Context, fw *zfw.Firewall, member string, on bool) error {
+				p, err := netip.ParsePrefix(member)
+				if err != nil {
+					return fmt.Errorf("prefix %q: not an IPv4 or IPv6 prefix", member)
+				}
+				if on {
+					return fw.LocalSources().Add(ctx, p)
+				}
+				return fw.LocalSources().Remove(ctx, p)
+			},
+		},
 		ListDNP3Codes: {
 			members: func(fw *zfw.Firewall) ([]string, error) {
 				codes, err := fw.OT().DNP3Allowed()
@@ -104,7 +123,7 @@ func texts[T any](xs []T, text func(T) string) []string {
 func lookupList(name string) (memberList, error) {
 	l, ok := lists()[name]
 	if !ok {
-		return memberList{}, fmt.Errorf("list %q: not one of %s, %s, %s, %s", name, ListDDoSPorts, ListDDoSSources, ListDDoSBans, ListDNP3Codes)
+		return memberList{}, fmt.Errorf("list %q: not one of %s, %s, %s, %s, %s", name, ListDDoSPorts, ListDDoSSources, ListDDoSBans, ListDNP3Codes, ListBindSources)
 	}
 	return l, nil
 }
