@@ -10,7 +10,7 @@ import (
 
 // flushRules is -F: every rule added with -I goes (only one direction's
 // with -z), all at once; the intercepts the owner registered stay. With
-// -Y, -U or -C it empties that list instead (lists.go).
+// -Y, -U, -C or -j it empties that list instead (lists.go).
 func flushRules(ctx context.Context, cmd zfwargs.Command, ctl control.Controller, _, _ io.Writer) error {
 	if cmd.List != "" {
 		return flushMembers(ctx, cmd, ctl)

@@ -40,8 +40,8 @@ func listMembers(ctx context.Context, cmd zfwargs.Command, ctl control.Controlle
 	return nil
 }
 
-// flushMembers is -F -Y, -F -U, -F -C: the list is emptied, member by
-// member.
+// flushMembers is -F -Y, -F -U, -F -C, -F -j: the list is emptied,
+// member by member (a local source as often as it was added).
 func flushMembers(ctx context.Context, cmd zfwargs.Command, ctl control.Controller) error {
 	members, err := ctl.Members(ctx, cmd.List)
 	if err != nil {
@@ -55,7 +55,9 @@ func flushMembers(ctx context.Context, cmd zfwargs.Command, ctl control.Controll
 	return nil
 }
 
-// setMember is -y, -u, -g: a member added to a list, or removed with -d.
+// setMember is -y, -u, -g: a member added to a list, or removed with -d;
+// -B adds a local source and -J removes one. Removing what is not there
+// succeeds, as the C zfw's callers expect.
 func setMember(ctx context.Context, cmd zfwargs.Command, ctl control.Controller, _, stderr io.Writer) error {
 	err := ctl.SetMember(ctx, cmd.List, cmd.Member, !cmd.Off)
 	if cmd.Off && errors.Is(err, zfw.ErrNotFound) {

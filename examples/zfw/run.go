@@ -50,12 +50,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stdout, "zfw %s (zfw-go, control protocol %d)\n", control.BuildVersion(), control.ProtocolVersion)
 		return 0
 	}
-	if cmd.Op == zfwargs.OpNothing {
-		return nothingToDo(cmd, stderr)
-	}
 	locate(&cmd, getenv)
 	if cmd.Op == zfwargs.OpUninstall {
-		if err := uninstall(ctx, cmd.PinPath, cmd.Socket); err != nil {
+		if err := uninstall(ctx, cmd.PinPath, cmd.Socket, stderr); err != nil {
+			fmt.Fprintf(stderr, "zfw: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	if cmd.Op == zfwargs.OpUserRules {
+		if err := userRules(ctx, cmd, getenv, stdout, stderr); err != nil {
 			fmt.Fprintf(stderr, "zfw: %v\n", err)
 			return 1
 		}

@@ -36,7 +36,7 @@ func (p place) getenv(k string) string {
 	case envSocket:
 		return p.socket
 	}
-	return ""
+	return os.Getenv(k)
 }
 
 // zfwRun runs a command line and returns its status and output.

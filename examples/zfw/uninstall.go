@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/sirupsen/logrus"
 
@@ -11,14 +12,22 @@ import (
 	"github.com/zfw-go/zfw/zfw/control"
 )
 
-// uninstall is -Q: it removes a dataplane nobody owns, all of it. An
-// owner that runs is asked to do nothing: stopping it without keeping
-// the dataplane removes everything, and removing its dataplane under it
-// would leave it running blind.
-func uninstall(ctx context.Context, pin, socket string) error {
+// uninstall is -Q. A dataplane nobody owns goes, all of it. A running
+// owner is asked to turn it off as the C zfw's -Q does: every interface
+// detached and every rule added with -I flushed; the owner runs on (its
+// own intercepts stay, and -X attaches again), and stopping it removes
+// the rest. ziti-edge-tunnel runs -Q as it starts and as it stops.
+func uninstall(ctx context.Context, pin, socket string, stderr io.Writer) error {
 	if c, err := control.Dial(ctx, socket); err == nil {
-		c.Close()
-		return fmt.Errorf("-Q: the dataplane at %s is owned by the process serving %s: stop it, and it removes everything unless it keeps the dataplane", pin, socket)
+		defer c.Close()
+		if err := c.Detach(ctx, control.AllInterfaces); err != nil {
+			return fmt.Errorf("-Q: detach every interface: %w", err)
+		}
+		if err := c.Flush(ctx, control.BothDirections); err != nil {
+			return fmt.Errorf("-Q: flush the rules: %w", err)
+		}
+		fmt.Fprintf(stderr, "zfw: -Q: the owner serving %s detached every interface and flushed the rules added with -I; it keeps running (stop it to remove the dataplane at %s)\n", socket, pin)
+		return nil
 	}
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)

@@ -4,21 +4,26 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/zfw"
 )
 
 // zfw -Q removes a kept dataplane, all of it: its pins, its policy
 // routing and its attachments, TCX links or (LegacyTC, and kernels
-// without TCX) clsact filters. With the owner running it refuses.
+// without TCX) clsact filters. With the owner running it turns the
+// dataplane off through the owner: every interface detached and the
+// rules added with -I flushed, the owner's own intercepts kept.
 func TestUninstallRemovesAKeptDataplane(t *testing.T) {
 	for _, legacy := range []bool{false, true} {
 		t.Run(map[bool]string{false: "tcx", true: "clsact"}[legacy], func(t *testing.T) {
@@ -34,9 +39,30 @@ func TestUninstallRemovesAKeptDataplane(t *testing.T) {
 				t.Fatal(err)
 			}
 			p.serve(t, fw)
-			if code, _, errOut := p.zfwRun(t, "-Q"); code != 1 || !strings.Contains(errOut, "owned by the process serving") {
-				t.Errorf("-Q with the owner running: exit %d, %q; want a refusal", code, errOut)
+			err = fw.Register(context.Background(), intercept.Intercept{
+				ServiceID: "own", Protocols: []intercept.Protocol{intercept.TCP},
+				Addresses: []netip.Prefix{netip.MustParsePrefix("10.66.0.1/32")},
+				Ports:     []intercept.PortRange{{Low: 80, High: 80}}, TProxyPort: 4000,
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
+			p.must(t, insert)
+			if code, _, errOut := p.zfwRun(t, "-Q"); code != 0 || !strings.Contains(errOut, "keeps running") {
+				t.Fatalf("-Q with the owner running: exit %d, %q; want 0 and a note", code, errOut)
+			}
+			if n := attached(t, ns); n != 0 {
+				t.Errorf("%d programs still attached to lo after -Q through the owner", n)
+			}
+			if rules := rows(p.must(t, "-L")); len(rules) == 0 || slices.ContainsFunc(rules, func(r string) bool { return strings.Contains(r, "100.64.0.2") }) {
+				t.Errorf("after -Q through the owner, -L shows %q: want the owner's intercept and not the -I rule", rules)
+			}
+			// -X attaches again, and the kept dataplane is what the rest
+			// of the test removes without its owner.
+			ns.Do(func() error {
+				p.must(t, "-X lo -z ingress")
+				return nil
+			})
 			if err := fw.Close(); err != nil {
 				t.Fatal(err)
 			}

@@ -32,10 +32,14 @@ const (
 	// OpSetInterface turns one interface setting on or off (-e, -v, -x,
 	// -P, -T, -R, -w, -a, -b, -k, -6, -q, -S, with -d for off).
 	OpSetInterface
-	// OpUninstall removes a dataplane nobody owns (-Q).
+	// OpUninstall removes a dataplane nobody owns, or turns it off
+	// through its owner (-Q).
 	OpUninstall
+	// OpUserRules runs the user rules script (-A).
+	OpUserRules
 	// OpSetMember adds to one of the dataplane's lists or, with -d,
-	// removes from it (-y, -u, -g).
+	// removes from it (-y, -u, -g; -B adds a local source, -J removes
+	// one).
 	OpSetMember
 	// OpAttach attaches Interface (-X -z ingress, -H), or detaches it
 	// when Off (-X -z ingress -d); with Direction egress and Off it turns
@@ -48,16 +52,14 @@ const (
 	// OpMonitor prints events as they happen (-M), to LogFile (-W) if
 	// set.
 	OpMonitor
-	// OpNothing is a C zfw operation this zfw has no need for (-B, -J,
-	// -F -j): it succeeds, and Note says why.
-	OpNothing
 )
+
+// UserRulesScript is where the C zfw's -A finds the user's rules: a
+// script of zfw command lines.
+const UserRulesScript = "/opt/openziti/bin/user/user_rules.sh"
 
 // objectReason is why -O has nothing to do.
 const objectReason = "the programs are built into the dataplane's owner"
-
-// bindReason is why -B, -J and -j have nothing to do.
-const bindReason = "this zfw adds no address to lo; a tunneler that sources hosted connections from client addresses binds them with IP_TRANSPARENT"
 
 // Command is a parsed command line.
 type Command struct {
@@ -72,8 +74,7 @@ type Command struct {
 	Interfaces, Sessions bool
 	// Interface, Setting (a control.Settings name) and Off are
 	// OpSetInterface's; Interface may be control.AllInterfaces.
-	// Note is OpNothing's reason, or what OpAttach accepted without
-	// effect. LogFile is OpMonitor's -W.
+	// Note is what OpAttach accepted without effect. LogFile is OpMonitor's -W.
 	Interface, Setting, Note, LogFile string
 	Off                               bool
 	// List is the dataplane list (a control.List* name) that -L and -F
@@ -94,8 +95,6 @@ type option struct {
 	long  string // "" : short form only
 	arg   string // the value's name; "" for a flag
 	help  string
-	// refused says why this zfw does not take a C zfw option.
-	refused string
 	// setting: an interface setting, named by long (control.Settings).
 	setting bool
 	// list: the dataplane list (control.List*) this option lists with -L
@@ -124,7 +123,7 @@ var options = []option{
 	{short: 'r', long: "route", help: "accepted and ignored: no route is needed per prefix"},
 	{short: 'i', long: "intercepts", help: "with -L: only TPROXY rules"},
 	{short: 'f', long: "passthrough", help: "with -L: only pass-through rules"},
-	{short: 'Q', long: "disable-ebpf", help: "remove a dataplane nobody owns: detach it everywhere, remove its routing and pins"},
+	{short: 'Q', long: "disable-ebpf", help: "remove a dataplane nobody owns: detach it everywhere, remove its routing and pins; with an owner running, detach every interface and flush the -I rules through it"},
 	{short: 'z', long: "direction", arg: "ingress|egress", help: "with -I/-D: an egress rule (-t 0 or -d only); with -L/-F: only that direction's rules"},
 	{short: 'G', long: "list-gc-sessions", help: "with -L: the sessions the dataplane tracks (expired ones are collected by its owner)"},
 	{short: 'E', long: "list-diag", help: "with -L: the managed interfaces and their settings (exit 0 while a dataplane runs)"},
@@ -143,9 +142,9 @@ var options = []option{
 
 	// The C zfw's bind addresses: ziti-edge-tunnel adds them to source
 	// hosted connections from client addresses.
-	{short: 'B', long: "bind-saddr-add", arg: "ADDR", help: "accepted, nothing to do (with -m): " + bindReason},
-	{short: 'J', long: "bind-saddr-delete", arg: "ADDR", help: "accepted, nothing to do (with -m): " + bindReason},
-	{short: 'j', long: "bind-flush", help: "with -F: accepted, nothing to do: " + bindReason},
+	{short: 'B', long: "bind-saddr-add", arg: "ADDR", help: "with -m: make the prefix local (a route on lo), so that a tunneler can source hosted connections from its clients' addresses; counted, through the owner"},
+	{short: 'J', long: "bind-saddr-delete", arg: "ADDR", help: "with -m: take back one -B of the prefix"},
+	{short: 'j', long: "bind-flush", help: "with -F: take back every -B"},
 
 	// The dataplane's lists.
 	{short: 'Y', long: "list-ddos-saddr", list: control.ListDDoSSources, help: "with -L: the DDoS allow-list and the sources banned now; with -F: empty the allow-list"},
@@ -173,7 +172,7 @@ var options = []option{
 	// The C zfw's other options: attachment, monitoring and the like
 	// belong to the process that owns the dataplane here.
 
-	{short: 'A', long: "add-user-rules", refused: "edge-router reads user rules (-I command lines or JSON) from its --rules file when it starts, and they can be inserted with -I at any time"},
+	{short: 'A', long: "add-user-rules", help: "run the user rules script (" + UserRulesScript + ", or $ZFW_USER_RULES), as the C zfw does; none there is no error"},
 }
 
 // name is how messages refer to an option: "-c (--dcidr-block)".
@@ -303,9 +302,6 @@ func Parse(args []string) (Command, error) {
 	)
 	for _, s := range settings {
 		o := s.opt
-		if o.refused != "" {
-			return Command{}, fmt.Errorf("option %s of the C zfw is not supported: %s", o.name(), o.refused)
-		}
 		switch o.long {
 		case "pin-path":
 			cmd.PinPath = s.value
@@ -327,7 +323,7 @@ func Parse(args []string) (Command, error) {
 			ifSetting = o
 		}
 		switch o.short {
-		case 'I', 'D', 'L', 'F', 'Q':
+		case 'I', 'D', 'L', 'F', 'Q', 'A':
 			if !containsOpt(ops, o) {
 				ops = append(ops, o)
 			}
@@ -374,7 +370,7 @@ func Parse(args []string) (Command, error) {
 		return Command{}, errors.New("-W (--write-log) goes with -M (--monitor)")
 	}
 	if given['B'] != nil || given['J'] != nil {
-		return bindAddress(settings, values)
+		return bindAddress(cmd, settings, values)
 	}
 	switch len(ops) {
 	case 0:
@@ -394,6 +390,8 @@ func Parse(args []string) (Command, error) {
 		cmd.Op = OpFlush
 	case 'Q':
 		cmd.Op = OpUninstall
+	case 'A':
+		cmd.Op = OpUserRules
 	}
 
 	// Which options go with which operation.
@@ -403,6 +401,7 @@ func Parse(args []string) (Command, error) {
 		OpList:      "LifEzYUCG",
 		OpFlush:     "FrzYUCj",
 		OpUninstall: "Q",
+		OpUserRules: "A",
 	}[cmd.Op]
 	// In command-line order, so the message names the first misfit.
 	for _, s := range settings {
@@ -422,7 +421,7 @@ func Parse(args []string) (Command, error) {
 				return Command{}, fmt.Errorf("option %s does not go with -F -j (--bind-flush)", s.opt.name())
 			}
 		}
-		return Command{Op: OpNothing, Note: "-F -j: " + bindReason}, nil
+		return Command{Op: OpFlush, List: control.ListBindSources, PinPath: cmd.PinPath, Socket: cmd.Socket}, nil
 	}
 	if listOpt != nil {
 		for _, s := range settings {
@@ -466,7 +465,7 @@ func Parse(args []string) (Command, error) {
 		}
 		return cmd, nil
 	}
-	if cmd.Op == OpFlush || cmd.Op == OpUninstall {
+	if cmd.Op == OpFlush || cmd.Op == OpUninstall || cmd.Op == OpUserRules {
 		return cmd, nil
 	}
 
@@ -663,9 +662,9 @@ func monitor(settings []setting, o *option) (Command, error) {
 	return cmd, err
 }
 
-// bindAddress is -B or -J <addr> -m <len>: checked as the C zfw checks
-// it, and then nothing to do.
-func bindAddress(settings []setting, values map[rune]string) (Command, error) {
+// bindAddress is -B or -J <addr> -m <len>: a local source added or
+// removed, checked as the C zfw checks it.
+func bindAddress(cmd Command, settings []setting, values map[rune]string) (Command, error) {
 	var o *option
 	for _, s := range settings {
 		switch c := s.opt.short; {
@@ -687,7 +686,7 @@ func bindAddress(settings []setting, values map[rune]string) (Command, error) {
 	if err != nil {
 		return Command{}, err
 	}
-	return Command{Op: OpNothing, Note: fmt.Sprintf("-%c %s: %s", o.short, p, bindReason)}, nil
+	return Command{Op: OpSetMember, List: control.ListBindSources, Member: p.String(), Off: o.short == 'J', PinPath: cmd.PinPath, Socket: cmd.Socket}, nil
 }
 
 // setMember is the command of a list option that takes a value (-y, -u,
@@ -713,9 +712,6 @@ func setMember(settings []setting, o *option) (Command, error) {
 // message.
 func WriteOptions(w io.Writer) {
 	for _, o := range options {
-		if o.refused != "" {
-			continue
-		}
 		flag := "    "
 		if o.short != 0 {
 			flag = fmt.Sprintf("-%c, ", o.short)

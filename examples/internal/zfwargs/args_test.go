@@ -90,6 +90,8 @@ func TestParseAccepts(t *testing.T) {
 		{"list interfaces", "-L -E", Command{Op: OpList, Interfaces: true}},
 		{"list sessions", "-L -G", Command{Op: OpList, Sessions: true}},
 		{"uninstall", "-Q", Command{Op: OpUninstall}},
+		{"user rules", "-A", Command{Op: OpUserRules}},
+		{"user rules, long", "--add-user-rules", Command{Op: OpUserRules}},
 		{"list with the C zfw's ipv6 table option", "-L -6 all", Command{Op: OpList}},
 		{"uninstall, long, elsewhere", "--disable-ebpf --pin-path /sys/fs/bpf/r1", Command{Op: OpUninstall, PinPath: "/sys/fs/bpf/r1"}},
 		{"icmp echo on", "-e eth0", Command{Op: OpSetInterface, Interface: "eth0", Setting: "icmp-echo"}},
@@ -117,9 +119,11 @@ func TestParseAccepts(t *testing.T) {
 		{"guard a port, elsewhere", "--ddos-dport-add=443 --pin-path /sys/fs/bpf/r1", Command{Op: OpSetMember, List: control.ListDDoSPorts, Member: "443", PinPath: "/sys/fs/bpf/r1"}},
 		{"monitor", "-M all", Command{Op: OpMonitor, Interface: "all"}},
 		{"monitor to a file", "--monitor eth0 -W /var/log/zfw.log", Command{Op: OpMonitor, Interface: "eth0", LogFile: "/var/log/zfw.log"}},
-		{"bind address", "-B 10.5.0.0 -m 24", Command{Op: OpNothing, Note: "-B 10.5.0.0/24: " + bindReason}},
-		{"bind address delete", "--bind-saddr-delete fd00::5 -m 128", Command{Op: OpNothing, Note: "-J fd00::5/128: " + bindReason}},
-		{"bind flush", "-F -j", Command{Op: OpNothing, Note: "-F -j: " + bindReason}},
+		{"bind address", "-B 10.5.0.0 -m 24", Command{Op: OpSetMember, List: control.ListBindSources, Member: "10.5.0.0/24"}},
+		{"bind address, host bits set", "-B 10.5.0.7 -m 24", Command{Op: OpSetMember, List: control.ListBindSources, Member: "10.5.0.0/24"}},
+		{"bind address delete", "--bind-saddr-delete fd00::5 -m 128", Command{Op: OpSetMember, List: control.ListBindSources, Member: "fd00::5/128", Off: true}},
+		{"bind address elsewhere", "-B 10.5.0.0 -m 24 --pin-path /sys/fs/bpf/x", Command{Op: OpSetMember, List: control.ListBindSources, Member: "10.5.0.0/24", PinPath: "/sys/fs/bpf/x"}},
+		{"bind flush", "-F -j", Command{Op: OpFlush, List: control.ListBindSources}},
 		{"block a dnp3 code", "-g 5 -d", Command{Op: OpSetMember, List: control.ListDNP3Codes, Member: "5", Off: true}},
 	}
 	for _, tc := range tests {
@@ -252,7 +256,7 @@ func TestParseAttachment(t *testing.T) {
 		{"-Z all", "takes the one interface that is the Ziti tun, not all"},
 		{"-X eth0 -z ingress -L", "option -L (--list) does not go with -X"},
 		{"-L -O x", "-O (--object-file) goes with -X, -H or -Z"},
-		{"-A", "option -A (--add-user-rules) of the C zfw is not supported"},
+		{"-A -p tcp", "option -p (--protocol) does not go with -A"},
 	} {
 		if _, err := Parse(strings.Fields(tc.args)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Parse(%s) = %v, want an error saying %q", tc.args, err, tc.want)
