@@ -28,9 +28,14 @@ type Tunnel struct {
 // replies straight back out of the interface each flow came in on, with
 // the Ethernet addresses of its request.
 func (f *Firewall) SetTunnel(ctx context.Context, t Tunnel) error {
-	name := t.Interface
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.setTunnel(ctx, t)
+}
+
+// setTunnel is SetTunnel with f.mu held.
+func (f *Firewall) setTunnel(ctx context.Context, t Tunnel) error {
+	name := t.Interface
 	objs, err := f.kernel(ctx, "set tunnel")
 	if err != nil {
 		return err
@@ -72,4 +77,27 @@ func (f *Firewall) Tunnel() Tunnel {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.tunnel
+}
+
+// takeZitiTun sets tunnel mode's tun, when none is set, to the Ziti tun
+// of the dataplane's namespace: its one tun device named ziti*, as the C
+// zfw finds it. ziti-edge-tunnel turns tunnel mode on for its interfaces
+// (zfw -T) and attaches its own XDP program to its tun, which cannot
+// share this dataplane's maps; this one is attached instead. With no
+// such tun, or several, nothing is set and SetTunnel is needed. f.mu
+// must be held.
+func (f *Firewall) takeZitiTun(ctx context.Context) {
+	if f.tunnel.Interface != "" || f.dp == nil {
+		return
+	}
+	tuns, err := f.dp.ZitiTuns()
+	if err != nil || len(tuns) != 1 {
+		f.log.WithError(err).WithField("candidates", tuns).Warn("tunnel mode is on, but no Ziti tun is set (SetTunnel, zfw -Z) and the namespace has not one tun named ziti*")
+		return
+	}
+	if err := f.setTunnel(ctx, Tunnel{Interface: tuns[0]}); err != nil {
+		f.log.WithError(err).WithField("tun", tuns[0]).Warn("take the Ziti tun for tunnel mode")
+		return
+	}
+	f.log.WithField("tun", tuns[0]).Info("tunnel mode: took the namespace's Ziti tun")
 }
