@@ -1,12 +1,12 @@
 package dataplane
 
 import (
-	"strings"
 	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
