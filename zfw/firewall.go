@@ -27,6 +27,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/sirupsen/logrus"
@@ -63,6 +64,8 @@ type Firewall struct {
 	// listenerMissed: when a TPROXY port's listener was last looked for
 	// and not found (handOverListeners).
 	listenerMissed map[bpfobj.ZfwListenerKey]listenerMiss
+	// nextRetry: when the first of listenerMissed is due again.
+	nextRetry time.Time
 	// diag looks sockets up in the dataplane's namespace (socketsFor);
 	// noDiag: it cannot here, and /proc/net is read instead.
 	diag   *sockDiag

@@ -59,17 +59,42 @@ func (f *Firewall) handOverListeners(rules []*policy.Rule) {
 // retryHandOver looks again for the listeners not found before (a
 // listener may open after its rules, or a change may have left its ports
 // to the retry).
+//
+// It walks the ports missed only when the first of them is due again
+// (f.nextRetry), so a firewall with many ports without a listener pays
+// for one walk a listenerRetry, not one a tick; a port no rule steers to
+// any more leaves the walk for good.
 func (f *Firewall) retryHandOver() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closed || len(f.listenerMissed) == 0 {
+	now := time.Now()
+	if f.closed || len(f.listenerMissed) == 0 || now.Before(f.nextRetry) {
 		return
 	}
-	keys := make(map[bpfobj.ZfwListenerKey]bool, len(f.listenerMissed))
+	keys := make(map[bpfobj.ZfwListenerKey]bool)
+	next := now.Add(listenerRetry) // when the ports retried now are due
 	for k, m := range f.listenerMissed {
+		if _, used := f.tbl.ext[extKey{k.Port, k.Proto}]; !used {
+			delete(f.listenerMissed, k)
+			continue
+		}
+		if due := m.at.Add(listenerRetry); now.Before(due) {
+			next = minTime(next, due)
+			continue
+		}
 		keys[k] = m.foreign
 	}
-	f.handOver(keys, time.Now(), true)
+	f.nextRetry = next
+	if len(keys) > 0 {
+		f.handOver(keys, now, true)
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // listenerMiss is a listener looked for and not found.
@@ -110,7 +135,7 @@ func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time, 
 	candidates := f.socketsFor(want)
 	if len(candidates) == 0 {
 		for k, foreign := range want {
-			f.listenerMissed[k] = listenerMiss{at: now, foreign: foreign}
+			f.missed(k, now, foreign)
 		}
 		return
 	}
@@ -149,7 +174,16 @@ func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time, 
 		}
 	}
 	for k, foreign := range want {
-		f.listenerMissed[k] = listenerMiss{at: now, foreign: foreign}
+		f.missed(k, now, foreign)
+	}
+}
+
+// missed records that k's listener was looked for at now and not found,
+// for the retry. f.mu must be held.
+func (f *Firewall) missed(k bpfobj.ZfwListenerKey, now time.Time, foreign bool) {
+	f.listenerMissed[k] = listenerMiss{at: now, foreign: foreign}
+	if due := now.Add(listenerRetry); f.nextRetry.IsZero() || due.Before(f.nextRetry) {
+		f.nextRetry = due
 	}
 }
 

@@ -172,3 +172,43 @@ func TestListenerSearchFindsTheSameSocketsByListingAsByLookingUp(t *testing.T) {
 		}
 	}
 }
+
+// The retry forgets a port no rule steers to any more, and walks the
+// ports missed only once the first of them is due.
+func TestListenerRetryForgetsPortsNoRuleUses(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	ic := intercept.Intercept{
+		ServiceID: "gone", Protocols: []intercept.Protocol{intercept.TCP},
+		Addresses:  []netip.Prefix{netip.MustParsePrefix("10.97.1.0/24")},
+		Ports:      []intercept.PortRange{{Low: 80, High: 80}},
+		TProxyPort: 1, // no listener here
+	}
+	if err := h.f.Register(ctx, ic); err != nil {
+		t.Fatal(err)
+	}
+	missed := func() int {
+		h.f.mu.Lock()
+		defer h.f.mu.Unlock()
+		return len(h.f.listenerMissed)
+	}
+	if missed() == 0 {
+		t.Fatal("the port without a listener is not left to the retry")
+	}
+	h.f.mu.Lock()
+	due := h.f.nextRetry
+	h.f.mu.Unlock()
+	if due.IsZero() || time.Until(due) > listenerRetry {
+		t.Errorf("next retry at %v, want within %v", due, listenerRetry)
+	}
+	if err := h.f.Unregister(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	h.f.mu.Lock()
+	h.f.nextRetry = time.Time{} // due now
+	h.f.mu.Unlock()
+	h.f.retryHandOver()
+	if n := missed(); n != 0 {
+		t.Errorf("%d ports left to the retry after their rules went", n)
+	}
+}
