@@ -119,6 +119,7 @@ FUZZTIME ?= 30s
 FUZZ_TARGETS := \
 	./intercept:FuzzValidateAndRules \
 	./intercept/ziti:FuzzDecodeConfig \
+	./intercept/ziti:FuzzHostTarget \
 	./intercept/dns:FuzzAnswer \
 	./examples/internal/zfwargs:FuzzParse \
 	./zfw/control:FuzzServerAnswer \

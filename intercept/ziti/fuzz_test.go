@@ -3,9 +3,14 @@ package ziti
 import (
 	"encoding/json"
 	"errors"
+	"net"
+	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/openziti/edge-api/rest_model"
+
+	"github.com/zfw-go/zfw/intercept"
 )
 
 // FuzzDecodeConfig feeds DecodeConfig the configs a controller could send
@@ -53,6 +58,53 @@ func FuzzDecodeConfig(f *testing.F) {
 		for _, p := range cfg.SourcePrefixes {
 			if !p.IsValid() {
 				t.Fatalf("accepted source prefix %v", p)
+			}
+		}
+	})
+}
+
+// FuzzHostTarget feeds the hosting side what a controller (host.v1 and
+// host.v2 configs) and a dialing side (AppData) could send: it never
+// panics, and a target it accepts is a TCP or UDP host:port with a port,
+// opened from a source the config allows or from the host's own address.
+func FuzzHostTarget(f *testing.F) {
+	for _, seed := range []struct{ configs, appData string }{
+		{`{"host.v1":{"protocol":"tcp","address":"127.0.0.1","port":8080}}`, ``},
+		{`{"host.v1":{"forwardProtocol":true,"allowedProtocols":["tcp","udp"],"forwardAddress":true,"allowedAddresses":["10.0.0.0/8","*.corp"],"forwardPort":true,"allowedPortRanges":[{"low":1,"high":65535}],"allowedSourceAddresses":["192.168.0.0/16"]}}`,
+			`{"dst_protocol":"udp","dst_ip":"10.1.2.3","dst_hostname":"a.corp","dst_port":"53","source_addr":"192.168.1.1:4000"}`},
+		{`{"host.v2":{"terminators":[{"protocol":"udp","address":"fd00::1","port":53,"listenOptions":{"precedence":"failed","cost":3}}]}}`, `{"dst_port":"0"}`},
+		{`{"host.v1":{"protocol":"sctp","address":"10.0.0.0/8","port":-1}}`, `[]`},
+	} {
+		f.Add([]byte(seed.configs), []byte(seed.appData))
+	}
+	f.Fuzz(func(t *testing.T, data, appData []byte) {
+		var configs map[string]map[string]any
+		if json.Unmarshal(data, &configs) != nil {
+			return
+		}
+		id, name := "3Tq", "web"
+		hosts, err := DecodeHosts(&rest_model.ServiceDetail{BaseEntity: rest_model.BaseEntity{ID: &id}, Name: &name, Config: configs})
+		if err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.ServiceID != id || ce.Reason == "" {
+				t.Fatalf("error %v (%T): want a *ConfigError naming the service", err, err)
+			}
+			return
+		}
+		for _, h := range hosts {
+			tgt, err := h.Target(appData)
+			if err != nil {
+				continue
+			}
+			if tgt.Protocol != intercept.TCP && tgt.Protocol != intercept.UDP {
+				t.Fatalf("target protocol %q", tgt.Protocol)
+			}
+			host, port, err := net.SplitHostPort(tgt.Address)
+			if err != nil || host == "" || port == "0" {
+				t.Fatalf("target address %q", tgt.Address)
+			}
+			if tgt.Source.IsValid() && !slices.ContainsFunc(h.AllowedSourceAddresses, func(p netip.Prefix) bool { return p.Contains(tgt.Source.Addr()) }) {
+				t.Fatalf("source %s outside %v", tgt.Source, h.AllowedSourceAddresses)
 			}
 		}
 	})
