@@ -13,8 +13,11 @@
 // the DNS range, and opens one TCP and one UDP TPROXY listener per service,
 // on one loopback port. Every intercepted connection or UDP flow is dialed
 // to its service with the AppData OpenZiti's hosting tunnelers read
-// (dst_protocol, dst_ip, dst_port, dst_hostname, source_addr). On SIGINT or
-// SIGTERM it unregisters every service, detaches and exits.
+// (dst_protocol, dst_ip, dst_port, dst_hostname, source_addr). It also
+// hosts the services the identity may bind, as their host.v1 or host.v2
+// configs say, from the client's own address where allowedSourceAddresses
+// permit it. On SIGINT or SIGTERM it unregisters every service, stops
+// hosting, detaches and exits.
 //
 // It needs root (CAP_NET_ADMIN and CAP_BPF) and an enrolled identity.
 //

@@ -42,8 +42,9 @@ type config struct {
 	// UDPIdleTimeout ends a UDP flow that carried nothing for so long.
 	UDPIdleTimeout time.Duration
 	// InNamespace runs fn where the dataplane belongs: it attaches to
-	// the interfaces, and opens the DNS and TPROXY sockets, there. The
-	// Ziti context's connections are opened where the tunneler runs.
+	// the interfaces, opens the DNS and TPROXY sockets, and dials the
+	// targets of hosted services, there. The Ziti context's connections
+	// are opened where the tunneler runs.
 	// Nil runs fn in place. Tests pass a network namespace's Do.
 	InNamespace func(fn func() error) error
 	// Logger receives the logs.
@@ -51,7 +52,7 @@ type config struct {
 }
 
 // tunneler intercepts the services an identity may dial and carries their
-// connections over Ziti.
+// connections over Ziti, and hosts the services it may bind.
 type tunneler struct {
 	cfg       config
 	log       logrus.FieldLogger
@@ -100,7 +101,7 @@ func (t *tunneler) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load identity %s: %w", t.cfg.Identity, err)
 	}
-	zcfg.ConfigTypes = []string{ziti.InterceptV1, ziti.TunnelerClientV1}
+	zcfg.ConfigTypes = []string{ziti.InterceptV1, ziti.TunnelerClientV1, ziti.HostV1, ziti.HostV2}
 	zctx, err := sdk.NewContextWithOpts(zcfg, &sdk.Options{RefreshInterval: t.cfg.RefreshInterval})
 	if err != nil {
 		return fmt.Errorf("ziti context for %s: %w", t.cfg.Identity, err)
@@ -158,6 +159,9 @@ func (t *tunneler) Run(ctx context.Context) error {
 	t.ic = ic
 	detach := ic.Attach(zctx)
 	defer detach()
+	host := newHoster(zctx, fw.LocalSources(), t.cfg.InNamespace, t.cfg.UDPIdleTimeout, t.log)
+	detachHost := host.attach()
+	defer detachHost()
 	close(t.attached)
 
 	runCtx, stopRun := context.WithCancel(ctx)
@@ -166,9 +170,15 @@ func (t *tunneler) Run(ctx context.Context) error {
 		defer close(runDone)
 		_ = ic.Run(runCtx)
 	}()
+	hostDone := make(chan struct{})
+	go func() {
+		defer close(hostDone)
+		host.run(runCtx)
+	}()
 	defer func() {
 		stopRun()
 		<-runDone
+		<-hostDone
 		// ctx is done by now: unregister with a fresh one.
 		if err := ic.Close(context.Background()); err != nil {
 			t.log.WithError(err).Warn("Unregistering the services failed")

@@ -98,7 +98,9 @@ func TestListsRefuseWhatTheyCannotHold(t *testing.T) {
 		{ListDNP3Codes, "256", true, `function code "256": 0 to 255`},
 		{ListDDoSBans, "10.0.0.1", true, "the dataplane adds to this list itself"},
 		{ListDDoSBans, "10.0.0.1", false, "not found"},
-		{"bind-saddr", "10.0.0.1", true, `list "bind-saddr": not one of`},
+		{ListBindSources, "10.0.0.1", true, `prefix "10.0.0.1": not an IPv4 or IPv6 prefix`},
+		{ListBindSources, "0.0.0.0/0", true, "/0"},
+		{"bind-addr", "10.0.0.1/32", true, `list "bind-addr": not one of`},
 	} {
 		err := c.SetMember(ctx, tc.list, tc.member, tc.on)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
