@@ -29,7 +29,7 @@ func (n *Network) Host(ctx context.Context, identity Identity) (*HostProcess, er
 	}
 	logPath := filepath.Join(n.logDir, n.uniqueNameLocked("host-"+identity.Name)+".log")
 	args := []string{"tunnel", "host", "--identity", identity.File, "--cli-agent=false"}
-	proc, err := startProcess(n.bin, args, n.env, logPath)
+	proc, err := startProcess(n.bin, args, n.env, logPath, nil)
 	if err != nil {
 		return nil, fmt.Errorf("host %s: %w", identity.Name, err)
 	}

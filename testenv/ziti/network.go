@@ -19,7 +19,6 @@ package ziti
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -83,11 +82,12 @@ type Network struct {
 	routerPort int
 	log        logrus.FieldLogger
 
-	mu     sync.Mutex
-	qs     *process
-	hosts  []*HostProcess
-	names  map[string]int // per-prefix counters for unique file names
-	closed bool
+	mu      sync.Mutex
+	qs      *process
+	hosts   []*HostProcess
+	routers []*Router
+	names   map[string]int // per-prefix counters for unique file names
+	closed  bool
 }
 
 // Start runs `ziti edge quickstart` with a fresh home directory and free
@@ -196,7 +196,7 @@ func (n *Network) start(ctx context.Context, timeout time.Duration) error {
 		"ZITI_CTRL_BIND_ADDRESS="+Address,
 		"ZITI_CTRL_EDGE_BIND_ADDRESS="+Address,
 	)
-	qs, err := startProcess(n.bin, n.quickstartArgs(), qsEnv, n.LogPath())
+	qs, err := startProcess(n.bin, n.quickstartArgs(), qsEnv, n.LogPath(), nil)
 	if err != nil {
 		return err
 	}
@@ -278,28 +278,16 @@ func (n *Network) waitReady(ctx context.Context) error {
 // routerOnline reports whether the controller sees the quickstart router
 // online.
 func (n *Network) routerOnline(ctx context.Context) (bool, error) {
-	routers, err := n.List(ctx, "edge-routers", fmt.Sprintf("name=%q", RouterName))
-	if err != nil {
-		return false, err
-	}
-	for _, raw := range routers {
-		var r struct {
-			IsOnline bool `json:"isOnline"`
-		}
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return false, fmt.Errorf("decode edge router: %w", err)
-		}
-		if r.IsOnline {
-			return true, nil
-		}
-	}
-	return false, nil
+	return n.online(ctx, RouterName)
 }
 
 // logTail returns the end of the quickstart log, for error messages.
-func (n *Network) logTail() []byte {
+func (n *Network) logTail() []byte { return tail(n.LogPath()) }
+
+// tail returns the end of the log at path, for error messages.
+func tail(path string) []byte {
 	const max = 2000
-	data, err := os.ReadFile(n.LogPath())
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return []byte(err.Error())
 	}
@@ -335,8 +323,8 @@ func (n *Network) Binary() string { return n.bin }
 // identityDir holds enrollment tokens and identity files.
 func (n *Network) identityDir() string { return filepath.Join(n.dir, "identities") }
 
-// Close stops every process the network started (hosting tunnelers first,
-// then quickstart) and removes its directory.
+// Close stops every process the network started (routers StartRouter
+// ran and hosting tunnelers first, then quickstart) and removes its directory.
 func (n *Network) Close() error { return n.close(false) }
 
 // close stops the processes and removes the network directory, except the
@@ -348,11 +336,14 @@ func (n *Network) close(keepLogs bool) error {
 		return nil
 	}
 	n.closed = true
-	hosts, qs := n.hosts, n.qs
-	n.hosts = nil
+	hosts, routers, qs := n.hosts, n.routers, n.qs
+	n.hosts, n.routers = nil, nil
 	n.mu.Unlock()
 
 	var errs []error
+	for _, r := range routers {
+		errs = append(errs, r.stop())
+	}
 	for _, h := range hosts {
 		errs = append(errs, h.stop())
 	}

@@ -23,8 +23,9 @@ type process struct {
 }
 
 // startProcess starts bin with args and env in a new process group, writing
-// stdout and stderr to logPath.
-func startProcess(bin string, args, env []string, logPath string) (*process, error) {
+// stdout and stderr to logPath. start starts the command; nil is
+// cmd.Start.
+func startProcess(bin string, args, env []string, logPath string, start func(*exec.Cmd) error) (*process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
@@ -36,7 +37,10 @@ func startProcess(bin string, args, env []string, logPath string) (*process, err
 	// Its own group, so stop reaches every child; and killed if this
 	// process dies before stopping it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if start == nil {
+		start = (*exec.Cmd).Start
+	}
+	if err := start(cmd); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
