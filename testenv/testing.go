@@ -59,8 +59,9 @@ func NewTestNamespace(tb testing.TB, name string) *Namespace {
 	return n
 }
 
-// cleanupStale removes dead runs' test namespaces, logging what it did; a
-// failure there is logged, not fatal, since it does not stop this test.
+// cleanupStale removes dead runs' test namespaces and pin folders, logging
+// what it did; a failure there is logged, not fatal, since it does not
+// stop this test.
 func cleanupStale(tb testing.TB) {
 	tb.Helper()
 	removed, err := CleanupStale(TestPrefix)
@@ -69,5 +70,12 @@ func cleanupStale(tb testing.TB) {
 	}
 	if err != nil {
 		tb.Logf("testenv: deleting stale namespaces: %v", err)
+	}
+	pins, err := removeStalePins()
+	if len(pins) > 0 {
+		tb.Logf("testenv: removed stale pins of dead test runs: %v", pins)
+	}
+	if err != nil {
+		tb.Logf("testenv: removing stale pins: %v", err)
 	}
 }

@@ -174,7 +174,7 @@ func matchesModel(t *testing.T, h *harness, seed uint64, n int) {
 		if (res.cached != nil) != wantCached {
 			t.Errorf("seed %d packet %d: cached %v, want %v", seed, i, res.cached != nil, wantCached)
 		}
-		if want.Action == policy.ActionTProxy && !fragment && res.mark != DefaultMark {
+		if want.Action == policy.ActionTProxy && !fragment && res.mark != defaultMark {
 			t.Errorf("seed %d packet %d: steered without the mark", seed, i)
 		}
 		if (want.Action == policy.ActionDeny) != (res.code == tcShot) && want.Action != policy.ActionTProxy {

@@ -118,8 +118,8 @@ func TestFlowCacheDecidesRepeatedPackets(t *testing.T) {
 					t.Errorf("packet %d: code %d decision %+v, want code %d %+v", i+1, res.code, res.decision(), tc.code, tc.want)
 				}
 			}
-			if tc.want.action == TProxy && second.mark != DefaultMark {
-				t.Errorf("cached steer: mark %#x, want %#x", second.mark, DefaultMark)
+			if tc.want.action == TProxy && second.mark != defaultMark {
+				t.Errorf("cached steer: mark %#x, want %#x", second.mark, defaultMark)
 			}
 		})
 	}

@@ -85,7 +85,7 @@ func TestProgramDropsMalformedPackets(t *testing.T) {
 
 	t.Run("twins are steered", func(t *testing.T) {
 		for _, frame := range [][]byte{v4(), v6()} {
-			if res := h.runFrame(frame, packet.Spec{}, 1); res.mark != DefaultMark {
+			if res := h.runFrame(frame, packet.Spec{}, 1); res.mark != defaultMark {
 				t.Errorf("well-formed twin not steered: code %d mark %#x", res.code, res.mark)
 			}
 		}

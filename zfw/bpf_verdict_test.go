@@ -265,8 +265,8 @@ func TestProgramVerdicts(t *testing.T) {
 			}
 			switch tc.want.action {
 			case policy.ActionTProxy:
-				if res.mark != DefaultMark {
-					t.Errorf("mark = %#x, want %#x", res.mark, DefaultMark)
+				if res.mark != defaultMark {
+					t.Errorf("mark = %#x, want %#x", res.mark, defaultMark)
 				}
 				// No listener in this namespace: the steer is refused.
 				if res.code != tcShot {
@@ -300,14 +300,14 @@ func TestSteeredConnectionsSurviveRuleChanges(t *testing.T) {
 	dgram := udpTo("10.9.0.5", 53)
 	// Seed the verdict cache as the connection's first packets would.
 	for _, s := range []packet.Spec{ack, dgram} {
-		if res := h.runFrame(packet.Build(s), packet.Spec{}, 1); res.mark != DefaultMark {
+		if res := h.runFrame(packet.Build(s), packet.Spec{}, 1); res.mark != defaultMark {
 			t.Fatalf("%v not steered before the change: mark %#x", s.Proto, res.mark)
 		}
 	}
 	if err := h.f.Rules().Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if res := h.runFrame(packet.Build(ack), packet.Spec{}, 1); res.mark != DefaultMark || res.code != tcOK {
+	if res := h.runFrame(packet.Build(ack), packet.Spec{}, 1); res.mark != defaultMark || res.code != tcOK {
 		t.Errorf("established segment after the change: code %d mark %#x, want steered", res.code, res.mark)
 	}
 	if res := h.run(dgram, 1); res.mark != 0 || res.code != tcOK {
@@ -334,7 +334,7 @@ func TestAReusedTupleFollowsTheRulesOfItsNewConnection(t *testing.T) {
 	// The old connection's segments: the first decides it from the rules
 	// (matched_map), the second is served by the flow cache.
 	for range 2 {
-		if res := h.runFrame(packet.Build(ack), packet.Spec{}, 1); res.mark != DefaultMark {
+		if res := h.runFrame(packet.Build(ack), packet.Spec{}, 1); res.mark != defaultMark {
 			t.Fatalf("old connection not steered: mark %#x", res.mark)
 		}
 	}

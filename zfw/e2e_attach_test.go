@@ -15,7 +15,7 @@ import (
 // proven by a real connection from the client namespace.
 func TestEndToEndAttachAndDetachAtRunTime(t *testing.T) {
 	topo := testenv.NewTestTopology(t)
-	pin := pinPath()
+	pin := pinPath(t)
 	t.Cleanup(func() { os.RemoveAll(pin) })
 	var fw *zfw.Firewall
 	if err := topo.Router.Do(func() error {

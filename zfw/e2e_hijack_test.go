@@ -22,7 +22,7 @@ import (
 // again.
 func TestEndToEndInterceptsReachOnlyTheTunnelersOwnListeners(t *testing.T) {
 	topo := testenv.NewTestTopology(t)
-	pin := pinPath()
+	pin := pinPath(t)
 	t.Cleanup(func() { os.RemoveAll(pin) })
 	start := func() *zfw.Firewall {
 		t.Helper()

@@ -22,17 +22,18 @@ import (
 // EventKind says what an Event reports.
 type EventKind uint8
 
-// Event kinds.
+// Event kinds. The values are the dataplane's own (enum zfw_event_kind in
+// bpf/zfw.h).
 const (
 	// EventDrop: a packet was dropped; Reason says why.
-	EventDrop = EventKind(bpfobj.ZfwEventKindZFW_EVENT_DROP)
+	EventDrop EventKind = 1
 	// EventSteer: a new flow was handed to its TPROXY listener.
-	EventSteer = EventKind(bpfobj.ZfwEventKindZFW_EVENT_STEER)
+	EventSteer EventKind = 2
 	// EventSession: a tracked session changed state; Event.Session says
 	// how.
-	EventSession = EventKind(bpfobj.ZfwEventKindZFW_EVENT_SESSION)
+	EventSession EventKind = 3
 	// EventBan: a source was banned for flooding SYNs.
-	EventBan = EventKind(bpfobj.ZfwEventKindZFW_EVENT_BAN)
+	EventBan EventKind = 4
 )
 
 func (k EventKind) String() string {
@@ -52,14 +53,14 @@ func (k EventKind) String() string {
 // SessionChange is what happened to a tracked session.
 type SessionChange uint8
 
-// Session changes.
+// Session changes, the dataplane's values (enum zfw_track).
 const (
-	SessionOpenedOut   = SessionChange(bpfobj.ZfwTrackZFW_TRACK_OPENED_OUT)
-	SessionOpenedIn    = SessionChange(bpfobj.ZfwTrackZFW_TRACK_OPENED_IN)
-	SessionEstablished = SessionChange(bpfobj.ZfwTrackZFW_TRACK_ESTABLISHED)
-	SessionClosed      = SessionChange(bpfobj.ZfwTrackZFW_TRACK_CLOSED)
-	SessionReset       = SessionChange(bpfobj.ZfwTrackZFW_TRACK_RESET)
-	SessionExpired     = SessionChange(bpfobj.ZfwTrackZFW_TRACK_EXPIRED)
+	SessionOpenedOut   SessionChange = 1
+	SessionOpenedIn    SessionChange = 2
+	SessionEstablished SessionChange = 3
+	SessionClosed      SessionChange = 4
+	SessionReset       SessionChange = 5
+	SessionExpired     SessionChange = 6
 )
 
 func (c SessionChange) String() string {
@@ -83,20 +84,20 @@ func (c SessionChange) String() string {
 // DropReason says why a packet was dropped.
 type DropReason uint8
 
-// Drop reasons.
+// Drop reasons, the dataplane's values (enum zfw_reason); zero is none.
 const (
-	ReasonMalformed    = DropReason(bpfobj.ZfwReasonZFW_REASON_MALFORMED)
-	ReasonRuleDeny     = DropReason(bpfobj.ZfwReasonZFW_REASON_RULE_DENY)
-	ReasonDefaultDeny  = DropReason(bpfobj.ZfwReasonZFW_REASON_DEFAULT_DENY)
-	ReasonFragment     = DropReason(bpfobj.ZfwReasonZFW_REASON_FRAGMENT)
-	ReasonNoListener   = DropReason(bpfobj.ZfwReasonZFW_REASON_NO_LISTENER)
-	ReasonAssignFailed = DropReason(bpfobj.ZfwReasonZFW_REASON_ASSIGN_FAILED)
-	ReasonBanned       = DropReason(bpfobj.ZfwReasonZFW_REASON_BANNED)
-	ReasonDNP3Blocked  = DropReason(bpfobj.ZfwReasonZFW_REASON_DNP3BLOCKED)
-	ReasonDNP3Dir      = DropReason(bpfobj.ZfwReasonZFW_REASON_DNP3DIRECTION)
-	ReasonModbus       = DropReason(bpfobj.ZfwReasonZFW_REASON_MODBUS_UNEXPECTED)
-	ReasonMasquerade   = DropReason(bpfobj.ZfwReasonZFW_REASON_MASQUERADE)
-	ReasonNotAllowed   = DropReason(bpfobj.ZfwReasonZFW_REASON_NOT_ALLOWED)
+	ReasonMalformed    DropReason = 1
+	ReasonRuleDeny     DropReason = 2
+	ReasonDefaultDeny  DropReason = 3
+	ReasonFragment     DropReason = 4
+	ReasonNoListener   DropReason = 5
+	ReasonAssignFailed DropReason = 6
+	ReasonBanned       DropReason = 7
+	ReasonDNP3Blocked  DropReason = 8
+	ReasonDNP3Dir      DropReason = 9
+	ReasonModbus       DropReason = 10
+	ReasonMasquerade   DropReason = 11
+	ReasonNotAllowed   DropReason = 12
 )
 
 func (r DropReason) String() string {

@@ -2,9 +2,9 @@ package zfw_test
 
 import (
 	"context"
+	"fmt"
 	"log"
 	"net/netip"
-	"os"
 
 	"github.com/sirupsen/logrus"
 
@@ -54,7 +54,7 @@ func Example() {
 }
 
 // Rules that are not intercepts: here a pass rule for the router's own
-// listener, listed as zfw -L lists them. An in-memory firewall from
+// listener, listed with its mapping as zfw -L shows it. An in-memory firewall from
 // zfwtest needs no root.
 func ExampleRules() {
 	fw, err := zfwtest.Open(zfw.Interface{Name: "eth0"})
@@ -72,10 +72,12 @@ func ExampleRules() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	zfw.WriteTable(os.Stdout, fw.Rules().List(), fw.Usage())
+	for _, r := range fw.Rules().List() {
+		fmt.Println(r.Action, r.Protocol, r.Destination, r.Ports, r.Interfaces, r.Mapping())
+	}
+	u := fw.Usage()
+	fmt.Printf("%d of %d rules\n", u.Rules, u.MaxRules)
 	// Output:
-	// type    direction  service id  proto  origin  destination     mapping                                  interfaces  hits
-	// accept  ingress    -           tcp    any     192.168.1.1/32  dpts=443:443 PASSTHRU to 192.168.1.1/32  eth0        0
-	// Rule Count: 1 / 250000
-	// prefix_tuple_count: 1 / 100000 (IPv4), 0 / 100000 (IPv6)
+	// pass tcp 192.168.1.1/32 443 [eth0] PASSTHRU to 192.168.1.1/32
+	// 1 of 250000 rules
 }

@@ -770,11 +770,3 @@ func protoOf(n uint8) intercept.Protocol {
 	}
 	return intercept.TCP
 }
-
-// prefixOrAny renders a zero prefix as "any".
-func prefixOrAny(p netip.Prefix) string {
-	if !p.IsValid() {
-		return "any"
-	}
-	return p.String()
-}

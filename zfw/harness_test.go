@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"testing"
@@ -93,7 +91,7 @@ func newHarnessWith(t testing.TB, opts Options) *harness {
 	if err != nil {
 		t.Fatalf("__sk_buff layout: %v", err)
 	}
-	pin := fmt.Sprintf("/sys/fs/bpf/zfwt-%d-%d", rand.Uint32(), rand.Uint32())
+	pin := testenv.PinPath(t, "bpf")
 	opts.PinPath = pin
 	f, err := New(opts)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/tproxy"
 )
 
@@ -31,7 +32,8 @@ func TestMain(m *testing.M) {
 	if addr := os.Getenv(envListenUDP); addr != "" {
 		os.Exit(holdUDPAsNobody(addr))
 	}
-	os.Exit(m.Run())
+	// Then the leak check: no namespace, pin, link or goroutine left.
+	os.Exit(testenv.Main(m))
 }
 
 func holdUDPAsNobody(addr string) int {

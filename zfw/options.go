@@ -10,17 +10,18 @@ import (
 	"github.com/zfw-go/zfw/internal/policy"
 )
 
-// Defaults for Options.
+// DefaultPinPath is where the dataplane's maps and links are pinned.
+const DefaultPinPath = "/sys/fs/bpf/zfw"
+
+// Defaults of the policy routing options.
 const (
-	// DefaultPinPath is where the dataplane's maps and links are pinned.
-	DefaultPinPath = "/sys/fs/bpf/zfw"
-	// DefaultMark is the skb mark put on steered packets ("ZF" in the top
+	// defaultMark is the skb mark put on steered packets ("ZF" in the top
 	// half, clear of the low bits other software tends to use).
-	DefaultMark uint32 = 0x5a460000
-	// DefaultRouteTable holds the local default routes for marked packets.
-	DefaultRouteTable = 23110
-	// DefaultRulePriority places the fwmark rule before the main table.
-	DefaultRulePriority = 100
+	defaultMark uint32 = 0x5a460000
+	// defaultRouteTable holds the local default routes for marked packets.
+	defaultRouteTable = 23110
+	// defaultRulePriority places the fwmark rule before the main table.
+	defaultRulePriority = 100
 )
 
 // Options configure New.
@@ -44,7 +45,9 @@ type Options struct {
 	RulesOnly bool
 	// Mark, RouteTable and RulePriority shape the policy routing that
 	// delivers steered packets locally (one rule and one route per
-	// family). Zero means the default.
+	// family). Zero means the default: mark 0x5a460000 ("ZF" in the top
+	// half, clear of the low bits other software tends to use), table
+	// 23110, and rule priority 100 (before the main table).
 	Mark         uint32
 	RouteTable   int
 	RulePriority int
@@ -171,13 +174,13 @@ func (o Options) withDefaults() (Options, error) {
 		o.PinPath = DefaultPinPath
 	}
 	if o.Mark == 0 {
-		o.Mark = DefaultMark
+		o.Mark = defaultMark
 	}
 	if o.RouteTable == 0 {
-		o.RouteTable = DefaultRouteTable
+		o.RouteTable = defaultRouteTable
 	}
 	if o.RulePriority == 0 {
-		o.RulePriority = DefaultRulePriority
+		o.RulePriority = defaultRulePriority
 	}
 	if o.Logger == nil {
 		l := logrus.New()

@@ -41,8 +41,8 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.PinPath != DefaultPinPath || o.Mark != DefaultMark || o.RouteTable != DefaultRouteTable ||
-		o.RulePriority != DefaultRulePriority || o.MaxRules != 250000 || o.MaxPrefixes != 100000 || o.Logger == nil {
+	if o.PinPath != DefaultPinPath || o.Mark != defaultMark || o.RouteTable != defaultRouteTable ||
+		o.RulePriority != defaultRulePriority || o.MaxRules != 250000 || o.MaxPrefixes != 100000 || o.Logger == nil {
 		t.Errorf("defaults %+v", o)
 	}
 }

@@ -4,14 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"net/netip"
 	"slices"
-	"strconv"
-	"strings"
-	"text/tabwriter"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/policy"
@@ -23,11 +17,11 @@ type Action uint8
 // Actions.
 const (
 	// Pass hands matching packets to the host stack.
-	Pass = Action(policy.ActionPass)
+	Pass Action = 1
 	// Deny drops matching packets.
-	Deny = Action(policy.ActionDeny)
+	Deny Action = 2
 	// TProxy steers matching packets to the listener at TProxyPort.
-	TProxy = Action(policy.ActionTProxy)
+	TProxy Action = 3
 )
 
 func (a Action) String() string { return policy.Action(a).String() }
@@ -286,52 +280,6 @@ func bitsOrZero(p netip.Prefix) int {
 		return 0
 	}
 	return p.Bits()
-}
-
-// printable returns s as it is when it is valid UTF-8 without control
-// characters or blanks that would break a column, else quoted with Go's
-// escapes: what a dataplane pinned by another version holds must not
-// reach an operator's terminal raw.
-func printable(s string) string {
-	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0 {
-		return strconv.Quote(s)
-	}
-	return s
-}
-
-// WriteTable prints rules in the column layout of `zfw -L`: type, service
-// id, protocol, origin, destination, mapping and interfaces, followed by
-// the counts against the map limits.
-func WriteTable(w io.Writer, rules []RuleInfo, u Usage) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "type\tdirection\tservice id\tproto\torigin\tdestination\tmapping\tinterfaces\thits")
-	for _, r := range rules {
-		typ := "accept"
-		if r.Action == Deny {
-			typ = "deny"
-		}
-		sid := printable(r.ServiceID)
-		if sid == "" {
-			sid = "-"
-		}
-		ifs := "all"
-		if len(r.Interfaces) > 0 {
-			ifs = printable(strings.Join(r.Interfaces, ","))
-		}
-		dir := "ingress"
-		if r.Egress {
-			dir = "egress"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\tdpts=%d:%d %s\t%s\t%d\n",
-			typ, dir, sid, r.Protocol, prefixOrAny(r.Source), r.Destination,
-			r.Ports.Low, r.Ports.High, r.Mapping(), ifs, r.Hits)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	_, err := fmt.Fprintf(w, "Rule Count: %d / %d\nprefix_tuple_count: %d / %d (IPv4), %d / %d (IPv6)\n",
-		u.Rules, u.MaxRules, u.Prefixes4, u.MaxPrefixes, u.Prefixes6, u.MaxPrefixes)
-	return err
 }
 
 // compileRule validates a user rule and turns it into a policy rule.

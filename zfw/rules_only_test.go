@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,7 +17,7 @@ import (
 
 func TestRulesOnlyFailsWithoutADataplane(t *testing.T) {
 	testenv.RequirePrivileged(t)
-	pin := fmt.Sprintf("/sys/fs/bpf/zfwt-ro-%d", rand.Uint32())
+	pin := testenv.PinPath(t, "ro")
 	fw, err := New(Options{PinPath: pin, RulesOnly: true})
 	if err == nil {
 		fw.Close()
@@ -53,7 +52,7 @@ func TestRulesOnlyOptionsAreChecked(t *testing.T) {
 // the rest as the owner set it: attachments, mark, timeouts.
 func TestRulesOnlyKeepsWhatTheOwnerSet(t *testing.T) {
 	ns := testenv.NewTestNamespace(t, "ro")
-	pin := fmt.Sprintf("/sys/fs/bpf/zfwt-ro-%d", rand.Uint32())
+	pin := testenv.PinPath(t, "ro")
 	t.Cleanup(func() { os.RemoveAll(pin) })
 	ctx := context.Background()
 	const mark = 0x1230000
@@ -156,7 +155,7 @@ func TestRulesOnlyKeepsWhatTheOwnerSet(t *testing.T) {
 // owner and by RulesOnly alike.
 func TestAdoptionKeepsTheSizesOfTheDataplane(t *testing.T) {
 	testenv.RequirePrivileged(t)
-	pin := fmt.Sprintf("/sys/fs/bpf/zfwt-ro-%d", rand.Uint32())
+	pin := testenv.PinPath(t, "ro")
 	t.Cleanup(func() { os.RemoveAll(pin) })
 	fw, err := New(Options{PinPath: pin, KeepOnClose: true, MaxRules: 1000, MaxPrefixes: 100})
 	if err != nil {

@@ -3,8 +3,6 @@ package zfw
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -18,7 +16,7 @@ import (
 // each as added once and removes them on Close.
 func TestLocalSourcesAreCountedLocalRoutes(t *testing.T) {
 	ns := testenv.NewTestNamespace(t, "src")
-	pin := fmt.Sprintf("/sys/fs/bpf/zfwt-src-%d", rand.Uint32())
+	pin := testenv.PinPath(t, "src")
 	ctx := context.Background()
 	open := func(keep bool) *Firewall {
 		t.Helper()

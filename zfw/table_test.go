@@ -21,7 +21,7 @@ func memTable(t *testing.T) (*table, *zmaps.Set) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tbl := newTable(set, DefaultMark)
+	tbl := newTable(set, defaultMark)
 	if err := tbl.writeConfig(); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestTableAdoptsWhatAnotherTableWrote(t *testing.T) {
 	mustChange(t, tbl, rules, nil)
 	before := snap(t, set)
 
-	adopted := newTable(set, DefaultMark)
+	adopted := newTable(set, defaultMark)
 	if err := adopted.load(false); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestTableRepairsAHalfWrittenDataplane(t *testing.T) {
 	if err := set.Prefix4.Update(&stray, &bpfobj.ZfwPrefixValue{Start: 5000, Count: 1}, ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}
-	adopted := newTable(set, DefaultMark)
+	adopted := newTable(set, defaultMark)
 	if err := adopted.load(false); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zfw-go/zfw/examples/internal/listing"
 	"net"
 	"net/netip"
 	"os"
@@ -130,7 +131,7 @@ func run(ctx context.Context) error {
 			return err
 		}
 	}
-	zfw.WriteTable(os.Stdout, fw.Rules().List(), fw.Usage())
+	listing.Rules(os.Stdout, fw.Rules().List(), fw.Usage())
 
 	step("sending traffic from the client namespace")
 	for _, dst := range []string{"10.99.0.7:8080", "10.99.0.200:8080"} {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -112,9 +111,30 @@ func zfwCLI(t *testing.T, bin, pin, socket string, args ...string) string {
 	return string(out)
 }
 
-// serve accepts on ln and runs handle for each connection until ln closes.
-func serve(ln net.Listener, handle func(net.Conn)) {
-	testenv.Serve(ln.Accept, handle)
+// serve accepts on ln and runs handle for each connection until tb ends:
+// then it closes ln and every connection still open (a peer behind a
+// namespace already deleted never hangs up), and waits for the handlers.
+func serve(tb testing.TB, ln net.Listener, handle func(net.Conn)) {
+	var mu sync.Mutex
+	open := map[net.Conn]bool{}
+	wait := testenv.Serve(ln.Accept, func(c net.Conn) {
+		mu.Lock()
+		open[c] = true
+		mu.Unlock()
+		handle(c)
+		mu.Lock()
+		delete(open, c)
+		mu.Unlock()
+	})
+	tb.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wait()
+	})
 }
 
 // echoPeer answers each line with the line and the peer's address.
@@ -134,7 +154,8 @@ func echoLocal(c net.Conn) {
 	}
 }
 
-// listen opens a TCP listener inside ns, closed when the test ends.
+// listen opens a TCP listener inside ns, closed with its connections
+// when the test ends.
 func listen(t *testing.T, ns *testenv.Namespace, addr string, handle func(net.Conn)) net.Listener {
 	t.Helper()
 	var ln net.Listener
@@ -145,8 +166,7 @@ func listen(t *testing.T, ns *testenv.Namespace, addr string, handle func(net.Co
 	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	serve(ln, handle)
+	serve(t, ln, handle)
 	return ln
 }
 
@@ -180,8 +200,7 @@ func dialAsk(ns *testenv.Namespace, dst, msg string) (string, error) {
 // operator and OpenZiti's router do.
 func TestRouterInNamespaces(t *testing.T) {
 	topo := testenv.NewTestTopology(t)
-	pin := fmt.Sprintf("/sys/fs/bpf/zfwt-er-%d", rand.Uint32())
-	t.Cleanup(func() { os.RemoveAll(pin) })
+	pin := testenv.PinPath(t, "er")
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "run", "zfw.sock")
 	config := filepath.Join(dir, "ebpf_config.json")
@@ -258,8 +277,7 @@ func TestRouterInNamespaces(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer tln.Close()
-	serve(tln, echoLocal)
+	serve(t, tln, echoLocal)
 	tport := tln.Port()
 	zfwCLI(t, bin, pin, socket, "-I", "-c", server.String(), "-m", "32", "-p", "tcp", "-o", "0.0.0.0", "-n", "0",
 		"-l", "8080", "-h", "8080", "-t", fmt.Sprint(tport), "-s", "edgeRouterTestService")

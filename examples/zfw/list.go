@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/zfw-go/zfw/examples/internal/listing"
 	"io"
 
 	"github.com/zfw-go/zfw/examples/internal/zfwargs"
@@ -46,5 +47,5 @@ func list(ctx context.Context, cmd zfwargs.Command, ctl control.Controller, stdo
 		}
 		rules = append(rules, r)
 	}
-	return zfw.WriteTable(stdout, rules, l.Usage)
+	return listing.Rules(stdout, rules, l.Usage)
 }

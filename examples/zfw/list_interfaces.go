@@ -2,10 +2,9 @@ package main
 
 import (
 	"fmt"
+	"github.com/zfw-go/zfw/examples/internal/listing"
 	"io"
-	"strconv"
 	"strings"
-	"unicode"
 
 	"github.com/zfw-go/zfw/zfw"
 	"github.com/zfw-go/zfw/zfw/control"
@@ -21,7 +20,7 @@ func writeInterfaces(w io.Writer, ifs []zfw.Interface) error {
 	}
 	rule := strings.Repeat("-", 34)
 	for _, ifc := range ifs {
-		fmt.Fprintf(w, "%s\n%s\n", printableName(ifc.Name), rule)
+		fmt.Fprintf(w, "%s\n%s\n", listing.Printable(ifc.Name), rule)
 		// Default deny has no option of its own in the C zfw; the rest are
 		// the settings its options change.
 		fmt.Fprintf(w, "%-24s:%d\n", "default deny", bit(ifc.DefaultDeny))
@@ -31,15 +30,6 @@ func writeInterfaces(w io.Writer, ifs []zfw.Interface) error {
 		fmt.Fprintln(w, rule)
 	}
 	return nil
-}
-
-// printableName is an interface name as a terminal may show it: quoted
-// if it holds a control byte.
-func printableName(name string) string {
-	if strings.IndexFunc(name, unicode.IsControl) >= 0 {
-		return strconv.Quote(name)
-	}
-	return name
 }
 
 func bit(on bool) int {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/zfw-go/zfw/examples/internal/listing"
 	"io"
 	"text/tabwriter"
 	"time"
@@ -20,7 +21,7 @@ func writeSessions(w io.Writer, sessions []zfw.Session) error {
 		if s.Expired {
 			state += " (expired)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Direction, s.Protocol, printableName(s.Interface),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Direction, s.Protocol, listing.Printable(s.Interface),
 			s.Client, s.Server, state, s.Idle.Round(time.Second))
 	}
 	if err := tw.Flush(); err != nil {

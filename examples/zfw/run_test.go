@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +21,7 @@ type place struct{ pin, socket string }
 func newPlace(t testing.TB) place {
 	testenv.RequirePrivileged(t)
 	p := place{
-		pin:    fmt.Sprintf("/sys/fs/bpf/zfwt-cli-%d", rand.Uint32()),
+		pin:    testenv.PinPath(t, "cli"),
 		socket: filepath.Join(t.TempDir(), "zfw.sock"),
 	}
 	t.Cleanup(func() { os.RemoveAll(p.pin) })

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/zfw-go/zfw/testenv"
 )
 
 // envRunAsZfw makes the test binary the zfw command (TestMain), so that
@@ -16,7 +18,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envRunAsZfw) == "1" {
 		os.Exit(run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	// Then the leak check: no namespace, pin, link or goroutine left.
+	os.Exit(testenv.Main(m))
 }
 
 // -A runs the user rules script, whose zfw calls reach the same

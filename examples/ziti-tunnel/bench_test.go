@@ -20,7 +20,7 @@ func BenchmarkRegister10000Services(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fw, err := zfw.New(zfw.Options{PinPath: pinPath()})
+	fw, err := zfw.New(zfw.Options{PinPath: pinPath(b)})
 	if err != nil {
 		b.Fatal(err)
 	}

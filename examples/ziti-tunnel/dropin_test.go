@@ -162,7 +162,7 @@ func TestZitiTunnelTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 	// The dataplane's owner: attached to the router's client-facing
 	// interface, serving its rules on the control socket the diverter
 	// talks to.
-	pin := pinPath()
+	pin := pinPath(t)
 	socket := control.SocketPath(pin)
 	var fw *zfw.Firewall
 	must("zfw.New in the router namespace", topo.Router.Do(func() error {

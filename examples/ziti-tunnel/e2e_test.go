@@ -34,7 +34,7 @@ func startTunneler(t *testing.T, topo *testenv.Topology, id zitinet.Identity) (t
 		Identity:        id.File,
 		Interfaces:      []string{topo.RouterClientIf},
 		DNSAddr:         dnsAddr.String(),
-		PinPath:         pinPath(),
+		PinPath:         pinPath(t),
 		RefreshInterval: time.Second,
 		UDPIdleTimeout:  2 * time.Second,
 		InNamespace:     topo.Router.Do,

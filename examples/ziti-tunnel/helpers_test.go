@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -54,7 +53,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 }
 
 // pinPath returns a fresh pin folder for a test's dataplane.
-func pinPath() string { return fmt.Sprintf("/sys/fs/bpf/zfwt-zt-%d", rand.Uint32()) }
+func pinPath(tb testing.TB) string { return testenv.PinPath(tb, "zt") }
 
 // loopbackServers answers on 127.0.0.1, on TCP and UDP, with the port the
 // request arrived on and the request: "port|request". TCP reads the

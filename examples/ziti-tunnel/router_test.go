@@ -55,7 +55,7 @@ func TestZitiRouterTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 
 	// The dataplane's owner in the router namespace, serving its rules
 	// on the control socket the router's diverter talks to.
-	pin := pinPath()
+	pin := pinPath(t)
 	socket := control.SocketPath(pin)
 	var fw *zfw.Firewall
 	must("zfw.New in the router namespace", topo.Router.Do(func() error {

@@ -2,8 +2,6 @@ package control
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
@@ -17,7 +15,7 @@ import (
 func kernelFirewall(t *testing.T) *zfw.Firewall {
 	t.Helper()
 	testenv.RequirePrivileged(t)
-	pin := fmt.Sprintf("/sys/fs/bpf/zfwt-ctl-%d", rand.Uint32())
+	pin := testenv.PinPath(t, "ctl")
 	fw, err := zfw.New(zfw.Options{PinPath: pin, MaxRules: 1024, MaxPrefixes: 256})
 	if err != nil {
 		t.Fatal(err)

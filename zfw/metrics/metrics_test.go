@@ -2,8 +2,6 @@ package metrics_test
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -56,10 +54,11 @@ zfw_services 1
 func TestCollectorOnTheKernelDataplane(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	ns := testenv.NewTestNamespace(t, "metrics")
+	pin := testenv.PinPath(t, "metrics")
 	var fw *zfw.Firewall
 	err := ns.Do(func() error {
 		var err error
-		fw, err = zfw.New(zfw.Options{PinPath: fmt.Sprintf("/sys/fs/bpf/zfwt-metrics-%d", rand.Uint32()), Interfaces: []zfw.Interface{{Name: "lo"}}})
+		fw, err = zfw.New(zfw.Options{PinPath: pin, Interfaces: []zfw.Interface{{Name: "lo"}}})
 		return err
 	})
 	if err != nil {
