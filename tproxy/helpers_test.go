@@ -106,18 +106,6 @@ func read(t *testing.T, s *UDPSession) string {
 	return string(buf[:n])
 }
 
-// eventually polls cond until it holds or waitTimeout passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v", what, waitTimeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // getsockopt reads an integer socket option of c.
 func getsockopt(t *testing.T, c syscall.Conn, level, name int) int {
 	t.Helper()

@@ -28,7 +28,7 @@ func TestUDPSessionsBeyondTheBoundAreRefusedOrTakeAnIdleOnesPlace(t *testing.T) 
 	send(t, b, dst, "b")
 	sb := accept(t, l)
 	send(t, c, dst, "c refused")
-	eventually(t, "c refused", func() bool { return l.Stats().Refused == 1 })
+	testenv.WaitFor(t, waitTimeout, "c refused", func() bool { return l.Stats().Refused == 1 })
 	if st := l.Stats(); st.Active != 2 || st.Sessions != 2 {
 		t.Fatalf("after a refusal: %+v, want 2 sessions", st)
 	}
@@ -72,7 +72,7 @@ func TestUDPQueuedBytesAreBounded(t *testing.T) {
 	for i := range 10 {
 		send(t, c, dst, msg(i))
 	}
-	eventually(t, "the datagrams read", func() bool { return l.Stats().Datagrams == 10 })
+	testenv.WaitFor(t, waitTimeout, "the datagrams read", func() bool { return l.Stats().Datagrams == 10 })
 	if st := l.Stats(); st.QueuedBytes != 3*size || st.MemoryDrops != 7 {
 		t.Fatalf("%+v: want %d bytes queued and 7 drops", st, 3*size)
 	}
@@ -87,7 +87,7 @@ func TestUDPQueuedBytesAreBounded(t *testing.T) {
 	}
 	send(t, c, dst, msg(10))
 	send(t, c, dst, msg(11))
-	eventually(t, "two more queued", func() bool { return l.Stats().QueuedBytes == 2*size })
+	testenv.WaitFor(t, waitTimeout, "two more queued", func() bool { return l.Stats().QueuedBytes == 2*size })
 	s.Close()
 	if st := l.Stats(); st.QueuedBytes != 0 {
 		t.Errorf("after Close: %d bytes still counted", st.QueuedBytes)
@@ -229,7 +229,7 @@ flooding:
 	// What the socket's receive buffer held is read once the count
 	// stops growing (the kernel drops what did not fit).
 	last := l.Stats().Datagrams
-	eventually(t, "the flood read", func() bool {
+	testenv.WaitFor(t, waitTimeout, "the flood read", func() bool {
 		time.Sleep(100 * time.Millisecond)
 		now := l.Stats().Datagrams
 		done := now == last

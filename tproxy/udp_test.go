@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
 	"github.com/zfw-go/zfw/testenv"
 )
 
@@ -176,7 +177,7 @@ func TestUDPExpiredSessionKeepsQueuedDatagrams(t *testing.T) {
 	send(t, c, dst, "one")
 	send(t, c, dst, "two")
 	s := accept(t, l)
-	eventually(t, "session expired", func() bool { return l.Stats().Expired == 1 })
+	testenv.WaitFor(t, waitTimeout, "session expired", func() bool { return l.Stats().Expired == 1 })
 	for _, want := range []string{"one", "two"} {
 		if got := read(t, s); got != want {
 			t.Errorf("read %q, want %q", got, want)
@@ -267,7 +268,7 @@ func TestUDPListenerCloseEndsAcceptAndReads(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Errorf("second Close: %v, want nil", err)
 	}
-	eventually(t, "goroutines back to where they were", func() bool {
+	testenv.WaitFor(t, waitTimeout, "goroutines back to where they were", func() bool {
 		return runtime.NumGoroutine() <= before
 	})
 }
@@ -286,7 +287,7 @@ func TestUDPFullQueueDropsWithoutBlocking(t *testing.T) {
 		send(t, busy, dst, fmt.Sprint("busy", i))
 	}
 	sBusy := accept(t, l)
-	eventually(t, "the flood read", func() bool { return l.Stats().Datagrams == flood })
+	testenv.WaitFor(t, waitTimeout, "the flood read", func() bool { return l.Stats().Datagrams == flood })
 
 	send(t, other, dst, "other")
 	sOther := accept(t, l)
@@ -318,9 +319,9 @@ func TestUDPFullBacklogDropsNewFlows(t *testing.T) {
 	a, b := udpClient(t, "127.0.0.1"), udpClient(t, "127.0.0.1")
 
 	send(t, a, dst, "a")
-	eventually(t, "a's session waiting", func() bool { return l.Stats().Sessions == 1 })
+	testenv.WaitFor(t, waitTimeout, "a's session waiting", func() bool { return l.Stats().Sessions == 1 })
 	send(t, b, dst, "b dropped")
-	eventually(t, "b's datagram dropped", func() bool { return l.Stats().BacklogDrops == 1 })
+	testenv.WaitFor(t, waitTimeout, "b's datagram dropped", func() bool { return l.Stats().BacklogDrops == 1 })
 	logged := false
 	for _, e := range hook.AllEntries() {
 		if strings.Contains(e.Message, "backlog full") && e.Data["client"] == clientAddr(b) {

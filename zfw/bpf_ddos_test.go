@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/zfw-go/zfw/internal/packet"
+	"github.com/zfw-go/zfw/zfw/event"
 )
 
 // TestSYNFloodBansTheSource walks a source over the SYN threshold.
@@ -32,7 +33,7 @@ func TestSYNFloodBansTheSource(t *testing.T) {
 	if code := syn(attacker.String(), 80, 30000); code != tcShot {
 		t.Fatalf("SYN over the threshold: code %d, want drop", code)
 	}
-	if ev := next(t, events, EventBan); ev.Src.Addr() != attacker || !strings.Contains(ev.String(), "SYN flood") {
+	if ev := next(t, events, event.Ban); ev.Src.Addr() != attacker || !strings.Contains(ev.String(), "SYN flood") {
 		t.Errorf("ban event %+v", ev)
 	}
 	udp := packet.Spec{Src: attacker, Dst: addr("10.9.0.5"), Proto: packet.UDP, SrcPort: 5, DstPort: 53}
@@ -147,7 +148,7 @@ func TestDDoSAllowListGatesProtectedPorts(t *testing.T) {
 			}
 		})
 	}
-	if ev := next(t, events, EventDrop); ev.Src.Addr() != stranger || ev.Reason != ReasonNotAllowed || !strings.Contains(ev.String(), "allow-list") {
+	if ev := next(t, events, event.Drop); ev.Src.Addr() != stranger || ev.Reason != event.ReasonNotAllowed || !strings.Contains(ev.String(), "allow-list") {
 		t.Errorf("drop event %+v (%s), want the stranger's, not on the allow-list", ev, ev)
 	}
 	// A listed source is never counted: far over the threshold, no ban.

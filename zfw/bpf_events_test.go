@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/zfw-go/zfw/internal/packet"
+	"github.com/zfw-go/zfw/zfw/event"
 )
 
 // next waits for an event of kind, skipping others.
-func next(t *testing.T, ch <-chan Event, kind EventKind) Event {
+func next(t *testing.T, ch <-chan event.Event, kind event.Kind) event.Event {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
@@ -46,15 +47,15 @@ func TestEventsReportDropsAndSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
-		if ev := next(t, second, EventDrop); ev.Reason != ReasonDefaultDeny {
+		if ev := next(t, second, event.Drop); ev.Reason != event.ReasonDefaultDeny {
 			t.Errorf("the second reader's first drop: %+v", ev)
 		}
 	}()
 
 	before := time.Now().Add(-time.Second)
 	h.runFrame(packet.Build(tcpTo("10.9.0.5", 80)), packet.Spec{}, 1)
-	ev := next(t, ch, EventDrop)
-	if ev.Reason != ReasonDefaultDeny || ev.Interface != "lo" || ev.Egress || ev.Protocol != packet.TCP ||
+	ev := next(t, ch, event.Drop)
+	if ev.Reason != event.ReasonDefaultDeny || ev.Interface != "lo" || ev.Egress || ev.Protocol != packet.TCP ||
 		ev.Dst.String() != "10.9.0.5:80" || ev.Src.String() != "192.168.7.10:40000" {
 		t.Errorf("drop event %+v", ev)
 	}
@@ -69,25 +70,25 @@ func TestEventsReportDropsAndSessions(t *testing.T) {
 	}
 
 	h.egress(packet.Spec{Src: hostAddr, Dst: serverAddr, Proto: packet.TCP, SrcPort: 40000, DstPort: 443, TCPFlags: packet.SYN}, 1)
-	ev = next(t, ch, EventSession)
-	if !ev.Egress || ev.Src.String() != "10.50.0.1:40000" || ev.Session != SessionOpenedOut {
+	ev = next(t, ch, event.Session)
+	if !ev.Egress || ev.Src.String() != "10.50.0.1:40000" || ev.Session != event.OpenedOut {
 		t.Errorf("session event %+v", ev)
 	}
 	// The server answers, the host acknowledges: established; then a RST.
 	h.runFrame(packet.Build(packet.Spec{Src: serverAddr, Dst: hostAddr, Proto: packet.TCP, SrcPort: 443, DstPort: 40000, TCPFlags: packet.SYN | packet.ACK, Seq: 5000, Ack: 1001}), packet.Spec{}, 1)
 	h.egress(packet.Spec{Src: hostAddr, Dst: serverAddr, Proto: packet.TCP, SrcPort: 40000, DstPort: 443, TCPFlags: packet.ACK, Seq: 1001, Ack: 5001}, 1)
-	if ev = next(t, ch, EventSession); ev.Session != SessionEstablished {
+	if ev = next(t, ch, event.Session); ev.Session != event.Established {
 		t.Errorf("after the handshake: %+v", ev)
 	}
 	h.runFrame(packet.Build(packet.Spec{Src: serverAddr, Dst: hostAddr, Proto: packet.TCP, SrcPort: 443, DstPort: 40000, TCPFlags: packet.RST, Seq: 5001}), packet.Spec{}, 1)
-	if ev = next(t, ch, EventSession); ev.Session != SessionReset || !strings.Contains(ev.String(), "session reset") {
+	if ev = next(t, ch, event.Session); ev.Session != event.Reset || !strings.Contains(ev.String(), "session reset") {
 		t.Errorf("after the RST: %+v (%s)", ev, ev)
 	}
 
 	h.add(steer("10.9.0.6/32", 80, 80, 7999))
 	h.runFrame(packet.Build(tcpTo("10.9.0.6", 80)), packet.Spec{}, 1)
-	ev = next(t, ch, EventDrop)
-	if ev.Reason != ReasonNoListener || ev.TProxyPort != 7999 || ev.Action != TProxy {
+	ev = next(t, ch, event.Drop)
+	if ev.Reason != event.ReasonNoListener || ev.TProxyPort != 7999 {
 		t.Errorf("no-listener drop %+v", ev)
 	}
 
@@ -191,7 +192,7 @@ func TestEventsReachEveryReaderAndASlowOneHoldsBackNone(t *testing.T) {
 	go func() {
 		n := 0
 		for ev := range reading {
-			if ev.Kind == EventDrop {
+			if ev.Kind == event.Drop {
 				n++
 			}
 		}
@@ -225,5 +226,5 @@ func TestEventsReachEveryReaderAndASlowOneHoldsBackNone(t *testing.T) {
 		t.Fatalf("Events after every reader left: %v", err)
 	}
 	h.runFrame(frame, packet.Spec{}, 1)
-	next(t, again, EventDrop)
+	next(t, again, event.Drop)
 }

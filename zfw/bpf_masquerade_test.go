@@ -15,6 +15,7 @@ import (
 	"github.com/zfw-go/zfw/internal/bpfobj"
 	"github.com/zfw-go/zfw/internal/packet"
 	"github.com/zfw-go/zfw/internal/wire"
+	"github.com/zfw-go/zfw/zfw/event"
 )
 
 // frameAddrs reads the addresses and ports of a frame Build made.
@@ -377,8 +378,8 @@ func TestMasqueradeWithoutAFreePortDropsWithItsOwnReason(t *testing.T) {
 	if st := h.stats(); st.MasqueradeNoPort != 1 {
 		t.Errorf("%d packets counted without a free port, want 1", st.MasqueradeNoPort)
 	}
-	ev := next(t, ch, EventDrop)
-	if ev.Reason != ReasonMasquerade || !strings.Contains(ev.String(), "masquerade translation failed") {
+	ev := next(t, ch, event.Drop)
+	if ev.Reason != event.ReasonMasquerade || !strings.Contains(ev.String(), "masquerade translation failed") {
 		t.Errorf("drop event %+v (%s), want a failed translation", ev, ev)
 	}
 }

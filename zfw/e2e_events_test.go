@@ -12,6 +12,7 @@ import (
 	"github.com/zfw-go/zfw/internal/packet"
 	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/zfw/event"
 )
 
 // TestEndToEndSteerEvents: a verbose interface reports each steered
@@ -38,7 +39,7 @@ func TestEndToEndSteerEvents(t *testing.T) {
 	for {
 		select {
 		case ev := <-events:
-			if ev.Kind != zfw.EventSteer {
+			if ev.Kind != event.Steer {
 				continue
 			}
 			if ev.Dst.String() != "10.92.0.9:80" || ev.TProxyPort != ln.Port() || ev.Interface != topo.RouterClientIf {
@@ -71,7 +72,7 @@ func TestEndToEndSYNFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer legit.Close()
-	if _, err := ask(legit, "before"); err != nil {
+	if _, err := testenv.AskLine(legit, "before"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -108,7 +109,7 @@ func TestEndToEndSYNFlood(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for i := range 5 {
-		if got, err := ask(legit, fmt.Sprintf("during%d", i)); err != nil || !strings.HasPrefix(got, fmt.Sprintf("during%d", i)) {
+		if got, err := testenv.AskLine(legit, fmt.Sprintf("during%d", i)); err != nil || !strings.HasPrefix(got, fmt.Sprintf("during%d", i)) {
 			t.Fatalf("established session during the flood: %q, %v", got, err)
 		}
 	}

@@ -122,7 +122,7 @@ func TestEndToEndHostFirewall(t *testing.T) {
 		t.Fatalf("inbound connection a rule admits: %v", err)
 	}
 	for i := range 3 {
-		if _, err := ask(c, fmt.Sprintf("in%d", i)); err != nil {
+		if _, err := testenv.AskLine(c, fmt.Sprintf("in%d", i)); err != nil {
 			t.Fatalf("inbound exchange %d: %v", i, err)
 		}
 	}
@@ -177,7 +177,7 @@ func TestEndToEndOutboundFilter(t *testing.T) {
 		if err != nil {
 			t.Fatalf("allowed destination %s: %v", dst, err)
 		}
-		if _, err := ask(c, "hi"); err != nil {
+		if _, err := testenv.AskLine(c, "hi"); err != nil {
 			t.Errorf("exchange with %s: %v", dst, err)
 		}
 		c.Close()
@@ -211,7 +211,7 @@ func TestEndToEndSteeringOnAFirewalledInterface(t *testing.T) {
 	}
 	defer c.Close()
 	for i := range 5 {
-		if got, err := ask(c, fmt.Sprintf("m%d", i)); err != nil || got != fmt.Sprintf("m%d 10.93.0.4:8080", i) {
+		if got, err := testenv.AskLine(c, fmt.Sprintf("m%d", i)); err != nil || got != fmt.Sprintf("m%d 10.93.0.4:8080", i) {
 			t.Fatalf("exchange %d: %q, %v", i, got, err)
 		}
 	}

@@ -29,7 +29,7 @@ func TestEndToEndRestartAdoptsKeptDataplane(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := ask(c, "before"); err != nil {
+	if _, err := testenv.AskLine(c, "before"); err != nil {
 		t.Fatal(err)
 	}
 	if err := first.fw.Close(); err != nil {
@@ -38,7 +38,7 @@ func TestEndToEndRestartAdoptsKeptDataplane(t *testing.T) {
 	first.fw = nil
 
 	// The dataplane keeps running with nobody owning it.
-	if got, err := ask(c, "between"); err != nil || got != "between 10.96.0.1:6060" {
+	if got, err := testenv.AskLine(c, "between"); err != nil || got != "between 10.96.0.1:6060" {
 		t.Fatalf("connection while no process owns the dataplane: %q, %v", got, err)
 	}
 
@@ -50,7 +50,7 @@ func TestEndToEndRestartAdoptsKeptDataplane(t *testing.T) {
 	if len(got) != 1 || !got[0].Equal(ic) {
 		t.Fatalf("intercepts after restart = %+v, want %+v", got, ic)
 	}
-	if got, err := ask(c, "after"); err != nil || got != "after 10.96.0.1:6060" {
+	if got, err := testenv.AskLine(c, "after"); err != nil || got != "after 10.96.0.1:6060" {
 		t.Errorf("connection after restart: %q, %v", got, err)
 	}
 	nc, err := topo.Client.DialTCP("10.96.0.2:6060", 5*time.Second)
@@ -58,7 +58,7 @@ func TestEndToEndRestartAdoptsKeptDataplane(t *testing.T) {
 		t.Fatalf("new connection after restart: %v", err)
 	}
 	defer nc.Close()
-	if _, err := ask(nc, "new"); err != nil {
+	if _, err := testenv.AskLine(nc, "new"); err != nil {
 		t.Error(err)
 	}
 	// A second owner of the same pins is refused while this one lives.
@@ -90,7 +90,7 @@ func (r *router) steersTCP(id, prefix, addr string, port uint16) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if got, err := ask(c, "x"); err != nil || got != "x "+dst {
+	if got, err := testenv.AskLine(c, "x"); err != nil || got != "x "+dst {
 		t.Fatalf("reply %q, %v; want %q", got, err, "x "+dst)
 	}
 }
@@ -178,7 +178,7 @@ func TestInterfaceAddressesFollowNetlink(t *testing.T) {
 		}
 	}
 	ip("addr", "add", extra.String(), "dev", topo.RouterClientIf)
-	waitFor(t, "the added address is known", func() bool { return has(extra.Addr()) })
+	testenv.WaitFor(t, 10*time.Second, "the added address is known", func() bool { return has(extra.Addr()) })
 
 	// SSH to the new address is admitted by default on a default-deny
 	// interface; to an address the router does not have, it is not.
@@ -200,5 +200,5 @@ func TestInterfaceAddressesFollowNetlink(t *testing.T) {
 	refused(t, topo.Client, "10.201.1.1:80", 2*time.Second, "a port no rule allows was reachable on a default-deny interface")
 
 	ip("addr", "del", extra.String(), "dev", topo.RouterClientIf)
-	waitFor(t, "the removed address is forgotten", func() bool { return !has(extra.Addr()) })
+	testenv.WaitFor(t, 10*time.Second, "the removed address is forgotten", func() bool { return !has(extra.Addr()) })
 }

@@ -42,7 +42,7 @@ func TestEndToEndTCP(t *testing.T) {
 			// Several exchanges: every segment of the flow must arrive,
 			// not only the first.
 			for i := range 5 {
-				got, err := ask(c, fmt.Sprintf("hello%d", i))
+				got, err := testenv.AskLine(c, fmt.Sprintf("hello%d", i))
 				if err != nil {
 					t.Fatalf("exchange %d: %v", i, err)
 				}
@@ -99,7 +99,7 @@ func TestEndToEndManyConcurrentConnections(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := ask(c, fmt.Sprintf("c%d", i))
+			got, err := testenv.AskLine(c, fmt.Sprintf("c%d", i))
 			if err != nil {
 				errs <- fmt.Errorf("conn %d: %w", i, err)
 				return
@@ -141,7 +141,7 @@ func TestEndToEndUnregisterWhileTrafficFlows(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := ask(c, fmt.Sprintf("m%d", i)); err != nil {
+			if _, err := testenv.AskLine(c, fmt.Sprintf("m%d", i)); err != nil {
 				done <- fmt.Errorf("exchange %d: %w", i, err)
 				return
 			}
@@ -156,7 +156,7 @@ func TestEndToEndUnregisterWhileTrafficFlows(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("connection opened before Unregister broke: %v", err)
 	}
-	if got, err := ask(c, "after"); err != nil || got != "after 10.97.0.1:7070" {
+	if got, err := testenv.AskLine(c, "after"); err != nil || got != "after 10.97.0.1:7070" {
 		t.Errorf("established connection after Unregister: %q, %v", got, err)
 	}
 }
@@ -236,7 +236,7 @@ func TestEndToEndANewConnectionOnATupleTheListenerHoldsInTimeWait(t *testing.T) 
 			}
 			// The listener's side of the tuple is in TIME_WAIT (state 06)
 			// once the client's FIN has been acknowledged.
-			waitFor(t, "the listener's side in TIME_WAIT", func() bool {
+			testenv.WaitFor(t, 10*time.Second, "the listener's side in TIME_WAIT", func() bool {
 				return inTimeWait(t, topo.Router, tc.procfs, tc.dst, from)
 			})
 			if err := hello(); err != nil {

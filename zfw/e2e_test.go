@@ -101,19 +101,6 @@ func refused(t *testing.T, ns *testenv.Namespace, dst string, timeout time.Durat
 	}
 }
 
-// ask sends a line and returns the reply line.
-func ask(c net.Conn, msg string) (string, error) {
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := fmt.Fprintf(c, "%s\n", msg); err != nil {
-		return "", err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	return line[:len(line)-1], nil
-}
-
 // echoes reports whether a connection from the client to dst reaches an
 // echoTCP listener that sees dst as its destination, within 2 s.
 func echoes(topo *testenv.Topology, dst string) bool {
@@ -122,7 +109,7 @@ func echoes(topo *testenv.Topology, dst string) bool {
 		return false
 	}
 	defer c.Close()
-	got, err := ask(c, "x")
+	got, err := testenv.AskLine(c, "x")
 	return err == nil && got == "x "+dst
 }
 
@@ -141,15 +128,3 @@ func tcpIntercept(id, prefix string, port uint16, ln *tproxy.TCPListener) interc
 // through the wrong thread (as /proc/net would) then fails every time, not
 // only when the scheduler happens to pick another thread.
 func init() { runtime.LockOSThread() }
-
-// waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/zfw/zfwtest"
 )
 
 // Delete of several rules removes all of them or, when one is not a
@@ -25,7 +26,7 @@ func TestRulesDeleteIsAllOrNothing(t *testing.T) {
 		{"with one missing", func(ids []uint32) []uint32 { return append(ids[:2:2], 9999) }, zfw.ErrNotFound, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fw := memFirewall(t)
+			fw := zfwtest.New(t).Firewall
 			var ids []uint32
 			for _, dst := range []string{"10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16"} {
 				id, err := fw.Rules().Add(ctx, steer(dst, "", 80, 80, 4000, "svc"))

@@ -8,17 +8,8 @@ import (
 
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/zfw/zfwtest"
 )
-
-func memFirewall(t *testing.T) *zfw.Firewall {
-	t.Helper()
-	fw, err := zfw.New(zfw.Options{InMemory: true, MaxRules: 64, MaxPrefixes: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fw.Close() })
-	return fw
-}
 
 func steer(dst, src string, low, high, port uint16, sid string) zfw.Rule {
 	r := zfw.Rule{
@@ -34,7 +25,7 @@ func steer(dst, src string, low, high, port uint16, sid string) zfw.Rule {
 }
 
 func TestRulesFindMatchesOnlyTheSameMatch(t *testing.T) {
-	fw := memFirewall(t)
+	fw := zfwtest.New(t).Firewall
 	ctx := context.Background()
 	want, err := fw.Rules().Add(ctx, steer("10.1.0.0/16", "0.0.0.0/0", 80, 90, 4000, "svc"))
 	if err != nil {
@@ -84,7 +75,7 @@ func TestRulesFindMatchesOnlyTheSameMatch(t *testing.T) {
 }
 
 func TestRulesFindSkipsIntercepts(t *testing.T) {
-	fw := memFirewall(t)
+	fw := zfwtest.New(t).Firewall
 	ctx := context.Background()
 	ic := intercept.Intercept{
 		ServiceID: "svc", Protocols: []intercept.Protocol{intercept.TCP},
@@ -100,7 +91,7 @@ func TestRulesFindSkipsIntercepts(t *testing.T) {
 }
 
 func TestRulesReplaceSwapsTheRule(t *testing.T) {
-	fw := memFirewall(t)
+	fw := zfwtest.New(t).Firewall
 	ctx := context.Background()
 	old, err := fw.Rules().Add(ctx, steer("10.1.0.0/16", "", 80, 90, 4000, "svc"))
 	if err != nil {

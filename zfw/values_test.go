@@ -7,6 +7,7 @@ import (
 
 	"github.com/zfw-go/zfw/internal/bpfobj"
 	"github.com/zfw-go/zfw/internal/policy"
+	"github.com/zfw-go/zfw/zfw/event"
 )
 
 // TestPublicValuesAreTheDataplanes: the public enums carry the values
@@ -18,28 +19,28 @@ func TestPublicValuesAreTheDataplanes(t *testing.T) {
 		public, internal uint32
 		str              string
 	}{
-		{"EventDrop", uint32(EventDrop), uint32(bpfobj.ZfwEventKindZFW_EVENT_DROP), EventDrop.String()},
-		{"EventSteer", uint32(EventSteer), uint32(bpfobj.ZfwEventKindZFW_EVENT_STEER), EventSteer.String()},
-		{"EventSession", uint32(EventSession), uint32(bpfobj.ZfwEventKindZFW_EVENT_SESSION), EventSession.String()},
-		{"EventBan", uint32(EventBan), uint32(bpfobj.ZfwEventKindZFW_EVENT_BAN), EventBan.String()},
-		{"SessionOpenedOut", uint32(SessionOpenedOut), uint32(bpfobj.ZfwTrackZFW_TRACK_OPENED_OUT), SessionOpenedOut.String()},
-		{"SessionOpenedIn", uint32(SessionOpenedIn), uint32(bpfobj.ZfwTrackZFW_TRACK_OPENED_IN), SessionOpenedIn.String()},
-		{"SessionEstablished", uint32(SessionEstablished), uint32(bpfobj.ZfwTrackZFW_TRACK_ESTABLISHED), SessionEstablished.String()},
-		{"SessionClosed", uint32(SessionClosed), uint32(bpfobj.ZfwTrackZFW_TRACK_CLOSED), SessionClosed.String()},
-		{"SessionReset", uint32(SessionReset), uint32(bpfobj.ZfwTrackZFW_TRACK_RESET), SessionReset.String()},
-		{"SessionExpired", uint32(SessionExpired), uint32(bpfobj.ZfwTrackZFW_TRACK_EXPIRED), SessionExpired.String()},
-		{"ReasonMalformed", uint32(ReasonMalformed), uint32(bpfobj.ZfwReasonZFW_REASON_MALFORMED), ReasonMalformed.String()},
-		{"ReasonRuleDeny", uint32(ReasonRuleDeny), uint32(bpfobj.ZfwReasonZFW_REASON_RULE_DENY), ReasonRuleDeny.String()},
-		{"ReasonDefaultDeny", uint32(ReasonDefaultDeny), uint32(bpfobj.ZfwReasonZFW_REASON_DEFAULT_DENY), ReasonDefaultDeny.String()},
-		{"ReasonFragment", uint32(ReasonFragment), uint32(bpfobj.ZfwReasonZFW_REASON_FRAGMENT), ReasonFragment.String()},
-		{"ReasonNoListener", uint32(ReasonNoListener), uint32(bpfobj.ZfwReasonZFW_REASON_NO_LISTENER), ReasonNoListener.String()},
-		{"ReasonAssignFailed", uint32(ReasonAssignFailed), uint32(bpfobj.ZfwReasonZFW_REASON_ASSIGN_FAILED), ReasonAssignFailed.String()},
-		{"ReasonBanned", uint32(ReasonBanned), uint32(bpfobj.ZfwReasonZFW_REASON_BANNED), ReasonBanned.String()},
-		{"ReasonDNP3Blocked", uint32(ReasonDNP3Blocked), uint32(bpfobj.ZfwReasonZFW_REASON_DNP3BLOCKED), ReasonDNP3Blocked.String()},
-		{"ReasonDNP3Dir", uint32(ReasonDNP3Dir), uint32(bpfobj.ZfwReasonZFW_REASON_DNP3DIRECTION), ReasonDNP3Dir.String()},
-		{"ReasonModbus", uint32(ReasonModbus), uint32(bpfobj.ZfwReasonZFW_REASON_MODBUS_UNEXPECTED), ReasonModbus.String()},
-		{"ReasonMasquerade", uint32(ReasonMasquerade), uint32(bpfobj.ZfwReasonZFW_REASON_MASQUERADE), ReasonMasquerade.String()},
-		{"ReasonNotAllowed", uint32(ReasonNotAllowed), uint32(bpfobj.ZfwReasonZFW_REASON_NOT_ALLOWED), ReasonNotAllowed.String()},
+		{"event.Drop", uint32(event.Drop), uint32(bpfobj.ZfwEventKindZFW_EVENT_DROP), event.Drop.String()},
+		{"event.Steer", uint32(event.Steer), uint32(bpfobj.ZfwEventKindZFW_EVENT_STEER), event.Steer.String()},
+		{"event.Session", uint32(event.Session), uint32(bpfobj.ZfwEventKindZFW_EVENT_SESSION), event.Session.String()},
+		{"event.Ban", uint32(event.Ban), uint32(bpfobj.ZfwEventKindZFW_EVENT_BAN), event.Ban.String()},
+		{"event.OpenedOut", uint32(event.OpenedOut), uint32(bpfobj.ZfwTrackZFW_TRACK_OPENED_OUT), event.OpenedOut.String()},
+		{"event.OpenedIn", uint32(event.OpenedIn), uint32(bpfobj.ZfwTrackZFW_TRACK_OPENED_IN), event.OpenedIn.String()},
+		{"event.Established", uint32(event.Established), uint32(bpfobj.ZfwTrackZFW_TRACK_ESTABLISHED), event.Established.String()},
+		{"event.Closed", uint32(event.Closed), uint32(bpfobj.ZfwTrackZFW_TRACK_CLOSED), event.Closed.String()},
+		{"event.Reset", uint32(event.Reset), uint32(bpfobj.ZfwTrackZFW_TRACK_RESET), event.Reset.String()},
+		{"event.Expired", uint32(event.Expired), uint32(bpfobj.ZfwTrackZFW_TRACK_EXPIRED), event.Expired.String()},
+		{"event.ReasonMalformed", uint32(event.ReasonMalformed), uint32(bpfobj.ZfwReasonZFW_REASON_MALFORMED), event.ReasonMalformed.String()},
+		{"event.ReasonRuleDeny", uint32(event.ReasonRuleDeny), uint32(bpfobj.ZfwReasonZFW_REASON_RULE_DENY), event.ReasonRuleDeny.String()},
+		{"event.ReasonDefaultDeny", uint32(event.ReasonDefaultDeny), uint32(bpfobj.ZfwReasonZFW_REASON_DEFAULT_DENY), event.ReasonDefaultDeny.String()},
+		{"event.ReasonFragment", uint32(event.ReasonFragment), uint32(bpfobj.ZfwReasonZFW_REASON_FRAGMENT), event.ReasonFragment.String()},
+		{"event.ReasonNoListener", uint32(event.ReasonNoListener), uint32(bpfobj.ZfwReasonZFW_REASON_NO_LISTENER), event.ReasonNoListener.String()},
+		{"event.ReasonAssignFailed", uint32(event.ReasonAssignFailed), uint32(bpfobj.ZfwReasonZFW_REASON_ASSIGN_FAILED), event.ReasonAssignFailed.String()},
+		{"event.ReasonBanned", uint32(event.ReasonBanned), uint32(bpfobj.ZfwReasonZFW_REASON_BANNED), event.ReasonBanned.String()},
+		{"event.ReasonDNP3Blocked", uint32(event.ReasonDNP3Blocked), uint32(bpfobj.ZfwReasonZFW_REASON_DNP3BLOCKED), event.ReasonDNP3Blocked.String()},
+		{"event.ReasonDNP3Dir", uint32(event.ReasonDNP3Dir), uint32(bpfobj.ZfwReasonZFW_REASON_DNP3DIRECTION), event.ReasonDNP3Dir.String()},
+		{"event.ReasonModbus", uint32(event.ReasonModbus), uint32(bpfobj.ZfwReasonZFW_REASON_MODBUS_UNEXPECTED), event.ReasonModbus.String()},
+		{"event.ReasonMasquerade", uint32(event.ReasonMasquerade), uint32(bpfobj.ZfwReasonZFW_REASON_MASQUERADE), event.ReasonMasquerade.String()},
+		{"event.ReasonNotAllowed", uint32(event.ReasonNotAllowed), uint32(bpfobj.ZfwReasonZFW_REASON_NOT_ALLOWED), event.ReasonNotAllowed.String()},
 		{"Pass", uint32(Pass), uint32(policy.ActionPass), Pass.String()},
 		{"Deny", uint32(Deny), uint32(policy.ActionDeny), Deny.String()},
 		{"TProxy", uint32(TProxy), uint32(policy.ActionTProxy), TProxy.String()},

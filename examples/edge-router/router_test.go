@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -174,16 +175,6 @@ func dial(ns *testenv.Namespace, dst string) (net.Conn, error) {
 	return ns.DialTCP(dst, 3*time.Second)
 }
 
-// ask sends a line on c and returns the answer line.
-func ask(c net.Conn, msg string) (string, error) {
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := fmt.Fprintf(c, "%s\n", msg); err != nil {
-		return "", err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return strings.TrimSuffix(line, "\n"), err
-}
-
 // dialAsk opens a connection, asks one line and closes it.
 func dialAsk(ns *testenv.Namespace, dst, msg string) (string, error) {
 	c, err := dial(ns, dst)
@@ -191,7 +182,7 @@ func dialAsk(ns *testenv.Namespace, dst, msg string) (string, error) {
 		return "", err
 	}
 	defer c.Close()
-	return ask(c, msg)
+	return testenv.AskLine(c, msg)
 }
 
 // TestRouterInNamespaces runs edge-router in the router namespace of a
@@ -241,7 +232,7 @@ func TestRouterInNamespaces(t *testing.T) {
 		t.Fatalf("client to server through the router: %v", err)
 	}
 	defer c.Close()
-	if got, err := ask(c, "hello"); err != nil || got != "hello "+routerOut.String() {
+	if got, err := testenv.AskLine(c, "hello"); err != nil || got != "hello "+routerOut.String() {
 		t.Fatalf("server answered %q (%v), want it to have seen the router's %s", got, err, routerOut)
 	}
 
@@ -250,10 +241,13 @@ func TestRouterInNamespaces(t *testing.T) {
 		t.Errorf("server reached the client through the external interface: %q", got)
 	}
 	// The external interface is verbose: the drop is logged.
-	if !eventually(func() bool {
-		return strings.Contains(first.log.String(), "> "+clientSvc+" | DROP")
-	}) {
-		t.Errorf("no drop event for %s in the log", clientSvc)
+	if err := testenv.Eventually(t.Context(), 10*time.Second, "a drop event for "+clientSvc+" in the log", func() error {
+		if !strings.Contains(first.log.String(), "> "+clientSvc+" | DROP") {
+			return errors.New("not logged")
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 	// The rules file opened 9001 on the router; 9002 stays closed.
 	if got, err := dialAsk(topo.Server, netip.AddrPortFrom(routerOut, 9001).String(), "svc"); err != nil || got != "svc "+server.String() {
@@ -310,14 +304,14 @@ func TestRouterInNamespaces(t *testing.T) {
 	if _, err := os.Stat(pin); err != nil {
 		t.Fatalf("dataplane not kept: %v", err)
 	}
-	if got, err := ask(c, "between"); err != nil || got != "between "+routerOut.String() {
+	if got, err := testenv.AskLine(c, "between"); err != nil || got != "between "+routerOut.String() {
 		t.Fatalf("connection while no router runs: %q, %v", got, err)
 	}
 	second := startRouter(t, topo.Router, socket, append(args, "--clean")...)
 	if !strings.Contains(second.log.String(), "adopted=true") {
 		t.Errorf("second run did not adopt the dataplane:\n%s", second.log.String())
 	}
-	if got, err := ask(c, "after"); err != nil || got != "after "+routerOut.String() {
+	if got, err := testenv.AskLine(c, "after"); err != nil || got != "after "+routerOut.String() {
 		t.Errorf("connection after the restart: %q, %v", got, err)
 	}
 	if got, err := dialAsk(topo.Client, intercepted, "again"); err != nil || got != "again "+intercepted {
@@ -366,15 +360,4 @@ func getMetrics(ns *testenv.Namespace, addr string) (string, error) {
 		err = fmt.Errorf("status %s", resp.Status)
 	}
 	return string(body), err
-}
-
-// eventually polls cond for up to ten seconds.
-func eventually(cond func() bool) bool {
-	for range 500 {
-		if cond() {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return cond()
 }

@@ -120,7 +120,7 @@ func TestZitiTunnelTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 		t.Skip("starts a real OpenZiti network")
 	}
 	topo := testenv.NewTestTopology(t)
-	n := zitinet.StartTest(t, zitinet.Options{Logger: testLogger(t, logrus.InfoLevel)})
+	n := zitinet.StartTest(t, zitinet.Options{Logger: testenv.Logger(t, logrus.InfoLevel)})
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	zfwBin := buildZfw(t)
@@ -167,11 +167,11 @@ func TestZitiTunnelTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 	var fw *zfw.Firewall
 	must("zfw.New in the router namespace", topo.Router.Do(func() error {
 		var err error
-		fw, err = zfw.New(zfw.Options{Interfaces: []zfw.Interface{{Name: topo.RouterClientIf}}, PinPath: pin, Logger: testLogger(t, logrus.WarnLevel)})
+		fw, err = zfw.New(zfw.Options{Interfaces: []zfw.Interface{{Name: topo.RouterClientIf}}, PinPath: pin, Logger: testenv.Logger(t, logrus.WarnLevel)})
 		return err
 	}))
 	t.Cleanup(func() { fw.Close() })
-	srv, err := control.Listen(socket, fw, control.ServerOptions{Logger: testLogger(t, logrus.WarnLevel)})
+	srv, err := control.Listen(socket, fw, control.ServerOptions{Logger: testenv.Logger(t, logrus.WarnLevel)})
 	must("control socket", err)
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	served := make(chan struct{})
@@ -208,14 +208,14 @@ func TestZitiTunnelTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 	}()
 
 	t.Run("TCP is intercepted through the dataplane", func(t *testing.T) {
-		err := eventually(ctx, "TCP through ziti tunnel tproxy", tcpWorks(topo.Client, dst, "drop-in"))
+		err := testenv.Eventually(ctx, settle, "TCP through ziti tunnel tproxy", tcpWorks(topo.Client, dst, "drop-in"))
 		if err != nil {
 			t.Fatal(err)
 		}
 	})
 
 	t.Run("UDP is intercepted through the dataplane", func(t *testing.T) {
-		err := eventually(ctx, "UDP through ziti tunnel tproxy", udpWorks(topo.Client, dst, "drop-in"))
+		err := testenv.Eventually(ctx, settle, "UDP through ziti tunnel tproxy", udpWorks(topo.Client, dst, "drop-in"))
 		if err != nil {
 			t.Fatal(err)
 		}

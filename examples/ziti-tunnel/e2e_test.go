@@ -38,7 +38,7 @@ func startTunneler(t *testing.T, topo *testenv.Topology, id zitinet.Identity) (t
 		RefreshInterval: time.Second,
 		UDPIdleTimeout:  2 * time.Second,
 		InNamespace:     topo.Router.Do,
-		Logger:          testLogger(t, logrus.InfoLevel),
+		Logger:          testenv.Logger(t, logrus.InfoLevel),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 		t.Skip("starts a real OpenZiti network")
 	}
 	topo := testenv.NewTestTopology(t)
-	n := zitinet.StartTest(t, zitinet.Options{Logger: testLogger(t, logrus.InfoLevel)})
+	n := zitinet.StartTest(t, zitinet.Options{Logger: testenv.Logger(t, logrus.InfoLevel)})
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 
@@ -156,7 +156,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 	listen := func(service string) {
 		t.Helper()
 		var l net.Listener
-		must("sdk listen "+service, eventually(ctx, "listen "+service, func() error {
+		must("sdk listen "+service, testenv.Eventually(ctx, settle, "listen "+service, func() error {
 			var err error
 			l, err = sdkHost.Listen(service)
 			return err
@@ -180,14 +180,14 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 	t.Run("TCP half-closes in both directions", func(t *testing.T) {
 		// The request reaches the server only when the client's
 		// half-close does, and the reply only when the server's does.
-		if err := eventually(ctx, "TCP through plain", clientTCP(ap("10.99.1.10", portA))); err != nil {
+		if err := testenv.Eventually(ctx, settle, "TCP through plain", clientTCP(ap("10.99.1.10", portA))); err != nil {
 			t.Fatal(err)
 		}
 	})
 
 	t.Run("UDP answers from the original destination", func(t *testing.T) {
 		dst := ap("10.99.1.10", portA)
-		err := eventually(ctx, "UDP through plain", udpWorks(clientNS, dst, "ping"))
+		err := testenv.Eventually(ctx, settle, "UDP through plain", udpWorks(clientNS, dst, "ping"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +203,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 		}
 		idle, stop := context.WithTimeout(ctx, 10*tun.cfg.UDPIdleTimeout)
 		defer stop()
-		err := eventually(idle, "the UDP flow to expire", func() error {
+		err := testenv.Eventually(idle, settle, "the UDP flow to expire", func() error {
 			if n := tun.listeners.activeFlows(); n > 0 {
 				return fmt.Errorf("%d flows open", n)
 			}
@@ -216,7 +216,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 
 	t.Run("CIDR with several port ranges", func(t *testing.T) {
 		for _, dst := range []netip.AddrPort{ap("10.99.2.7", pair), ap("10.99.2.200", pair+1), ap("10.99.2.9", portC)} {
-			if err := eventually(ctx, "TCP to "+dst.String(), clientTCP(dst)); err != nil {
+			if err := testenv.Eventually(ctx, settle, "TCP to "+dst.String(), clientTCP(dst)); err != nil {
 				t.Error(err)
 			}
 		}
@@ -228,7 +228,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 
 	t.Run("hostname resolved through the tunneler's DNS server", func(t *testing.T) {
 		var addr netip.Addr
-		err := eventually(ctx, "resolve echo.zt.test", func() error {
+		err := testenv.Eventually(ctx, settle, "resolve echo.zt.test", func() error {
 			var err error
 			addr, err = resolve(clientNS, dnsAddr, "echo.zt.test")
 			return err
@@ -239,7 +239,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 		if !tun.cfg.DNSRange.Contains(addr) {
 			t.Fatalf("echo.zt.test is %s, outside the DNS range %s", addr, tun.cfg.DNSRange)
 		}
-		if err := eventually(ctx, "TCP to echo.zt.test", clientTCP(netip.AddrPortFrom(addr, portA))); err != nil {
+		if err := testenv.Eventually(ctx, settle, "TCP to echo.zt.test", clientTCP(netip.AddrPortFrom(addr, portA))); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -248,7 +248,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 		seen := map[netip.Addr]string{}
 		for _, name := range []string{"a.wild.zt.test", "b.c.wild.zt.test"} {
 			var addr netip.Addr
-			err := eventually(ctx, "resolve "+name, func() error {
+			err := testenv.Eventually(ctx, settle, "resolve "+name, func() error {
 				var err error
 				addr, err = resolve(clientNS, dnsAddr, name)
 				return err
@@ -260,7 +260,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 				t.Fatalf("%s and %s both got %s", name, other, addr)
 			}
 			seen[addr] = name
-			if err := eventually(ctx, "TCP to "+name, clientTCP(netip.AddrPortFrom(addr, portA))); err != nil {
+			if err := testenv.Eventually(ctx, settle, "TCP to "+name, clientTCP(netip.AddrPortFrom(addr, portA))); err != nil {
 				t.Fatal(err)
 			}
 			got, _, err := exchangeUDP(clientNS, netip.AddrPortFrom(addr, portA), name)
@@ -278,7 +278,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 
 	t.Run("AppData carries the flow to the hosting side", func(t *testing.T) {
 		var addr netip.Addr
-		err := eventually(ctx, "resolve appdata.zt.test", func() error {
+		err := testenv.Eventually(ctx, settle, "resolve appdata.zt.test", func() error {
 			var err error
 			addr, err = resolve(clientNS, dnsAddr, "appdata.zt.test")
 			return err
@@ -288,7 +288,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 		}
 		var got map[string]any
 		var local netip.AddrPort
-		err = eventually(ctx, "AppData through appdata", func() error {
+		err = testenv.Eventually(ctx, settle, "AppData through appdata", func() error {
 			raw, l, err := readAll(clientNS, netip.AddrPortFrom(addr, portA))
 			if err != nil {
 				return err
@@ -324,7 +324,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 
 	t.Run("a removed service stops being intercepted", func(t *testing.T) {
 		dst := ap("10.99.5.10", portA)
-		if err := eventually(ctx, "TCP through doomed", clientTCP(dst)); err != nil {
+		if err := testenv.Eventually(ctx, settle, "TCP through doomed", clientTCP(dst)); err != nil {
 			t.Fatal(err)
 		}
 		must("delete doomed", n.DeleteService(ctx, "doomed"))
@@ -335,7 +335,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 		// that -race reports).
 		gone, stop := context.WithTimeout(ctx, 30*time.Second)
 		defer stop()
-		err := eventually(gone, "the tunneler to drop doomed", func() error {
+		err := testenv.Eventually(gone, settle, "the tunneler to drop doomed", func() error {
 			if _, ok := serviceByName(tun.ic, "doomed"); ok {
 				return errors.New("still intercepted")
 			}
@@ -354,7 +354,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 		start := time.Now()
 		createService("late", zitinet.InterceptV1{Protocols: tcp, Addresses: []string{dst.Addr().String()}, PortRanges: single}, true)
 		listen("late")
-		err := eventually(ctx, "TCP through late", func() error {
+		err := testenv.Eventually(ctx, settle, "TCP through late", func() error {
 			raw, _, err := readAll(clientNS, dst)
 			if err != nil {
 				return err
@@ -374,7 +374,7 @@ func TestTunnelerInterceptsServicesOfARealZitiNetwork(t *testing.T) {
 
 	t.Run("stopping the tunneler unregisters everything", func(t *testing.T) {
 		dst := ap("10.99.1.10", portA)
-		if err := eventually(ctx, "TCP through plain", clientTCP(dst)); err != nil {
+		if err := testenv.Eventually(ctx, settle, "TCP through plain", clientTCP(dst)); err != nil {
 			t.Fatal(err)
 		}
 		if err := stopTunneler(); err != nil {

@@ -2,55 +2,26 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 	sdk "github.com/openziti/sdk-golang/ziti"
-	"github.com/sirupsen/logrus"
 
 	"github.com/zfw-go/zfw/testenv"
 	zitinet "github.com/zfw-go/zfw/testenv/ziti"
 )
 
-// testLogger writes logrus output to tb's log until tb ends; later lines
-// (from goroutines that outlive it) are dropped.
-func testLogger(tb testing.TB, level logrus.Level) logrus.FieldLogger {
-	w := &testWriter{tb: tb}
-	tb.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	log := logrus.New()
-	log.SetOutput(w)
-	log.SetLevel(level)
-	return log
-}
-
-type testWriter struct {
-	tb   testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.tb.Log(strings.TrimSpace(string(p)))
-	}
-	return len(p), nil
-}
+// settle bounds each wait for something the controller, the SDK or the
+// dataplane makes true on its own time.
+const settle = 2 * time.Minute
 
 // pinPath returns a fresh pin folder for a test's dataplane.
 func pinPath(tb testing.TB) string { return testenv.PinPath(tb, "zt") }
@@ -263,21 +234,6 @@ func resolve(ns *testenv.Namespace, server netip.AddrPort, name string) (netip.A
 		}
 	}
 	return netip.Addr{}, fmt.Errorf("%s: no A record in the answer", name)
-}
-
-// eventually retries fn until it succeeds or ctx ends.
-func eventually(ctx context.Context, what string, fn func() error) error {
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
 }
 
 // tcpWorks returns a check that a TCP exchange of msg from ns to dst is

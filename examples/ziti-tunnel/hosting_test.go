@@ -119,7 +119,7 @@ func TestTunnelerHostsServicesForClientsDiallingThroughARealRouter(t *testing.T)
 		t.Skip("starts a real OpenZiti network")
 	}
 	topo := testenv.NewTestTopology(t)
-	n := zitinet.StartTest(t, zitinet.Options{Logger: testLogger(t, logrus.InfoLevel)})
+	n := zitinet.StartTest(t, zitinet.Options{Logger: testenv.Logger(t, logrus.InfoLevel)})
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	must := func(what string, err error) {
@@ -166,7 +166,7 @@ func TestTunnelerHostsServicesForClientsDiallingThroughARealRouter(t *testing.T)
 
 	t.Run("to the configured address, from the tunneler's own", func(t *testing.T) {
 		var got string
-		err := eventually(ctx, "fixed", func() error {
+		err := testenv.Eventually(ctx, settle, "fixed", func() error {
 			var err error
 			got, err = ask(dialer, "fixed", nil, "hello")
 			return err
@@ -181,7 +181,7 @@ func TestTunnelerHostsServicesForClientsDiallingThroughARealRouter(t *testing.T)
 		}
 		for _, proto := range []string{"tcp", "udp"} {
 			var got string
-			err := eventually(ctx, "transparent "+proto, func() error {
+			err := testenv.Eventually(ctx, settle, "transparent "+proto, func() error {
 				var err error
 				got, err = ask(dialer, "transparent", map[string]string{zitiProtocol: proto, "source_addr": "10.77.0.5:0"}, "hi")
 				return err

@@ -38,7 +38,7 @@ func TestZitiRouterTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 		t.Skip("starts a real OpenZiti network and a second router")
 	}
 	topo := testenv.NewTestTopology(t)
-	n := zitinet.StartTest(t, zitinet.Options{Logger: testLogger(t, logrus.InfoLevel)})
+	n := zitinet.StartTest(t, zitinet.Options{Logger: testenv.Logger(t, logrus.InfoLevel)})
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	zfwBin := buildZfw(t)
@@ -60,11 +60,11 @@ func TestZitiRouterTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 	var fw *zfw.Firewall
 	must("zfw.New in the router namespace", topo.Router.Do(func() error {
 		var err error
-		fw, err = zfw.New(zfw.Options{Interfaces: []zfw.Interface{{Name: topo.RouterClientIf}}, PinPath: pin, Logger: testLogger(t, logrus.WarnLevel)})
+		fw, err = zfw.New(zfw.Options{Interfaces: []zfw.Interface{{Name: topo.RouterClientIf}}, PinPath: pin, Logger: testenv.Logger(t, logrus.WarnLevel)})
 		return err
 	}))
 	t.Cleanup(func() { fw.Close() })
-	srv, err := control.Listen(socket, fw, control.ServerOptions{Logger: testLogger(t, logrus.WarnLevel)})
+	srv, err := control.Listen(socket, fw, control.ServerOptions{Logger: testenv.Logger(t, logrus.WarnLevel)})
 	must("control socket", err)
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	served := make(chan struct{})
@@ -128,7 +128,7 @@ func TestZitiRouterTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 	must("dial policy", err)
 
 	t.Run("the router's intercepts reach the dataplane for both families", func(t *testing.T) {
-		err := eventually(ctx, "the router's rules", func() error {
+		err := testenv.Eventually(ctx, settle, "the router's rules", func() error {
 			return serviceRules(fw, serviceID, map[netip.Prefix][]intercept.Protocol{
 				netip.PrefixFrom(dst4.Addr(), 32):  {intercept.TCP, intercept.UDP},
 				netip.PrefixFrom(dst6.Addr(), 128): {intercept.TCP, intercept.UDP},
@@ -140,13 +140,13 @@ func TestZitiRouterTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 	})
 
 	t.Run("IPv4 TCP is steered into the router", func(t *testing.T) {
-		if err := eventually(ctx, "TCP through the router", tcpWorks(topo.Client, dst4, "routed")); err != nil {
+		if err := testenv.Eventually(ctx, settle, "TCP through the router", tcpWorks(topo.Client, dst4, "routed")); err != nil {
 			t.Fatal(err)
 		}
 	})
 
 	t.Run("IPv4 UDP is steered into the router", func(t *testing.T) {
-		if err := eventually(ctx, "UDP through the router", udpWorks(topo.Client, dst4, "routed")); err != nil {
+		if err := testenv.Eventually(ctx, settle, "UDP through the router", udpWorks(topo.Client, dst4, "routed")); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -170,7 +170,7 @@ func TestZitiRouterTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 
 	t.Run("deleting the service removes its rules", func(t *testing.T) {
 		must("delete dial policy", n.Delete(ctx, "service-policy", "routed-dial"))
-		err := eventually(ctx, "the router's rules removed", func() error {
+		err := testenv.Eventually(ctx, settle, "the router's rules removed", func() error {
 			for _, r := range fw.Rules().List() {
 				if r.ServiceID == serviceID {
 					return fmt.Errorf("rule %s of the removed service is still in the dataplane", r.Mapping())
@@ -181,7 +181,7 @@ func TestZitiRouterTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := eventually(ctx, "IPv4 TCP no longer steered", func() error {
+		if err := testenv.Eventually(ctx, settle, "IPv4 TCP no longer steered", func() error {
 			if _, _, err := exchangeTCP(topo.Client, dst4, "routed"); err == nil {
 				return errors.New("the removed service still answers")
 			}

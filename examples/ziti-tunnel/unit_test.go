@@ -158,7 +158,7 @@ func TestPipe(t *testing.T) {
 
 func TestListenerSetKeepsAServicePortAcrossProtocolChanges(t *testing.T) {
 	ns := testenv.NewTestNamespace(t, "listeners")
-	tun, err := newTunneler(config{Identity: "unused", Interfaces: []string{"lo"}, InNamespace: ns.Do, Logger: testLogger(t, logrus.WarnLevel)})
+	tun, err := newTunneler(config{Identity: "unused", Interfaces: []string{"lo"}, InNamespace: ns.Do, Logger: testenv.Logger(t, logrus.WarnLevel)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/zfw-go/zfw/testenv"
 )
 
@@ -111,7 +113,7 @@ func TestCloseStopsProcessesAndRemovesFiles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real OpenZiti network")
 	}
-	n, err := Start(t.Context(), Options{Logger: testLogger(t)})
+	n, err := Start(t.Context(), Options{Logger: testenv.Logger(t, logrus.InfoLevel)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,20 +20,6 @@ import (
 	"github.com/zfw-go/zfw/testenv"
 )
 
-// testLogger writes logrus output to tb's log.
-func testLogger(tb testing.TB) logrus.FieldLogger {
-	log := logrus.New()
-	log.SetOutput(testWriter{tb})
-	return log
-}
-
-type testWriter struct{ tb testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.tb.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
 // startEcho runs a TCP echo server on 127.0.0.1 until tb ends.
 func startEcho(tb testing.TB) *net.TCPAddr {
 	tb.Helper()
@@ -118,7 +104,7 @@ func startNetwork(t *testing.T) (*Network, context.Context) {
 	if testing.Short() {
 		t.Skip("starts a real OpenZiti network")
 	}
-	n := StartTest(t, Options{Logger: testLogger(t)})
+	n := StartTest(t, Options{Logger: testenv.Logger(t, logrus.InfoLevel)})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return n, ctx

@@ -12,30 +12,12 @@ import (
 
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/zfw/zfwtest"
 )
-
-var testIfaces = map[string]int{"eth1": 11, "eth2": 12, "eth3": 13}
 
 // memFirewall is an in-memory Firewall with interfaces eth1 to eth3.
 func memFirewall(t testing.TB) *zfw.Firewall {
-	t.Helper()
-	opts := zfw.Options{InMemory: true, MaxRules: 128, MaxPrefixes: 32,
-		InterfaceIndex: func(name string) (int, error) {
-			if i, ok := testIfaces[name]; ok {
-				return i, nil
-			}
-			return 0, fmt.Errorf("interface %s: no such interface", name)
-		},
-	}
-	for name := range testIfaces {
-		opts.Interfaces = append(opts.Interfaces, zfw.Interface{Name: name})
-	}
-	fw, err := zfw.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fw.Close() })
-	return fw
+	return zfwtest.New(t, zfw.Interface{Name: "eth1"}, zfw.Interface{Name: "eth2"}, zfw.Interface{Name: "eth3"}).Firewall
 }
 
 // serve serves fw on a socket in a temporary folder and returns a
@@ -237,8 +219,8 @@ func TestFlushKeepsIntercepts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(l.Rules) != 3 || l.Usage.Rules != 3 || l.Usage.MaxRules != 128 {
-				t.Fatalf("before flush: %d rules, usage %+v; want 3 of 128", len(l.Rules), l.Usage)
+			if len(l.Rules) != 3 || l.Usage.Rules != 3 || l.Usage.MaxRules != 250000 {
+				t.Fatalf("before flush: %d rules, usage %+v; want 3 of 250000", len(l.Rules), l.Usage)
 			}
 			if err := c.Flush(ctx, BothDirections); err != nil {
 				t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/zfw-go/zfw/zfw/event"
+
 	"github.com/zfw-go/zfw/zfw"
 )
 
@@ -61,7 +63,7 @@ type Controller interface {
 	// Monitor delivers the dataplane's events of interface iface (or
 	// AllInterfaces) until ctx ends or the dataplane's owner stops; then
 	// the channel closes.
-	Monitor(ctx context.Context, iface string) (<-chan zfw.Event, error)
+	Monitor(ctx context.Context, iface string) (<-chan event.Event, error)
 	// Version is the version of the program that runs the operations.
 	Version(ctx context.Context) (string, error)
 }

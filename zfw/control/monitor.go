@@ -8,17 +8,17 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/zfw/event"
 )
 
 // Monitor implements Controller: the Firewall's events, of one
 // interface or all.
-func (l *Local) Monitor(ctx context.Context, iface string) (<-chan zfw.Event, error) {
+func (l *Local) Monitor(ctx context.Context, iface string) (<-chan event.Event, error) {
 	events, err := l.fw.Events(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
-	out := make(chan zfw.Event, 64)
+	out := make(chan event.Event, 64)
 	go func() {
 		defer close(out)
 		for ev := range events {
@@ -39,7 +39,7 @@ func (l *Local) Monitor(ctx context.Context, iface string) (<-chan zfw.Event, er
 
 // Monitor implements Controller. It takes a connection of its own to
 // the socket: the server streams the events on it until ctx ends.
-func (c *Client) Monitor(ctx context.Context, iface string) (<-chan zfw.Event, error) {
+func (c *Client) Monitor(ctx context.Context, iface string) (<-chan event.Event, error) {
 	mc, err := Dial(ctx, c.path)
 	if err != nil {
 		return nil, err
@@ -51,7 +51,7 @@ func (c *Client) Monitor(ctx context.Context, iface string) (<-chan zfw.Event, e
 	}
 	stop := context.AfterFunc(ctx, func() { mc.conn.Close() })
 	mc.conn.SetDeadline(timeZero)
-	out := make(chan zfw.Event, 64)
+	out := make(chan event.Event, 64)
 	go func() {
 		defer close(out)
 		defer stop()

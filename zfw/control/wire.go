@@ -7,6 +7,8 @@ import (
 	"io"
 	"path/filepath"
 
+	"github.com/zfw-go/zfw/zfw/event"
+
 	"github.com/zfw-go/zfw/zfw"
 )
 
@@ -86,7 +88,7 @@ type response struct {
 	// Sessions answers opSessions.
 	Sessions []zfw.Session `json:"sessions,omitempty"`
 	// Event is one event of an opMonitor stream.
-	Event *zfw.Event `json:"event,omitempty"`
+	Event *event.Event `json:"event,omitempty"`
 }
 
 // remoteError is an error the server reported.
