@@ -118,11 +118,54 @@ func (cfg Config) qemuRow(ctx context.Context, k *Kernel, bins map[string]string
 		r.Error = err.Error()
 		return r
 	}
+	return cfg.bootGuest(ctx, k, initrd, r)
+}
+
+// bootGuest boots k with initrd, filling r, and boots it once more if its
+// kernel failed the first time.
+func (cfg Config) bootGuest(ctx context.Context, k *Kernel, initrd string, r *Result) *Result {
+	cfg.boot(ctx, k, initrd, r)
+	if !r.kernelFailed() {
+		return r
+	}
+	// The guest's kernel itself failed (a soft lockup, a panic), which a
+	// TCG guest on a busy host has done once in a while with no test
+	// failing before it. Show what the kernel said, keep that log, and
+	// boot once more: the row says it happened whatever the second boot
+	// does, and a kernel that fails twice fails the row.
+	first := cfg.logPath(k.Release + "-first-boot")
+	if err := os.Rename(r.Log, first); err != nil {
+		r.Error += "; " + err.Error()
+		return r
+	}
+	printKernelReport(cfg.Out, first, kernelReportLines)
+	fmt.Fprintf(cfg.Out, "kernels: %s: the guest's kernel failed (%s); its log is %s; booting it once more\n", k.Release, r.Error, first)
+	again := &Result{Label: r.Label, Mode: r.Mode, Package: r.Package, Kernel: k.Release, Log: r.Log,
+		FirstBoot: &FirstBoot{Error: r.Error, Log: first, KernelErrors: r.KernelErrors}}
+	cfg.boot(ctx, k, initrd, again)
+	return again
+}
+
+// boot runs one guest of k and fills r from its transcript.
+func (cfg Config) boot(ctx context.Context, k *Kernel, initrd string, r *Result) {
 	fmt.Fprintf(cfg.Out, "kernels: booting %s under qemu (TCG, up to %s)\n", k.Release, cfg.QEMU.Timeout)
 	took, err := cfg.QEMU.Boot(ctx, k, initrd, r.Log)
 	r.Seconds = took.Seconds()
 	r.finish(err, cfg.Plan)
-	return r
+}
+
+// kernelFailed reports whether the run failed because its kernel reported
+// a bug or panicked, with no test failed before it.
+func (r *Result) kernelFailed() bool {
+	if r.Pass || r.Transcript == nil {
+		return false
+	}
+	for _, s := range r.Steps {
+		if s.Failed > 0 {
+			return false
+		}
+	}
+	return slices.ContainsFunc(r.KernelErrors, fatalKernelError)
 }
 
 // finish reads the run's transcript and decides the row.
@@ -203,6 +246,35 @@ func LookTools(names ...string) ([]string, error) {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// kernelReportLines is how much of a kernel's bug report is printed: the
+// report line, the registers and both CPUs' backtraces.
+const kernelReportLines = 120
+
+// printKernelReport prints n lines of a run's log from the kernel's first
+// fatal report on (a soft lockup's registers and backtraces).
+func printKernelReport(w io.Writer, path string, n int) {
+	f, err := os.Open(path)
+	if err != nil {
+		fmt.Fprintf(w, "kernels: no log: %v\n", err)
+		return
+	}
+	defer f.Close()
+	var report []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() && len(report) < n {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if len(report) == 0 {
+			m := kernelBugRE.FindStringSubmatch(line)
+			if m == nil || !fatalKernelError(strings.TrimSpace(line[strings.Index(line, "]")+1:])) {
+				continue
+			}
+		}
+		report = append(report, line)
+	}
+	fmt.Fprintf(w, "----- the kernel's report in %s -----\n%s\n-----\n", path, strings.Join(report, "\n"))
 }
 
 // printTail prints the last n lines of a run's log.

@@ -24,7 +24,10 @@ type QEMU struct {
 
 // args are qemu's arguments: TCG (no KVM here), no network device, the
 // serial console on stdout, no reboot (the guest's poweroff -f, or a
-// panic with panic=-1, ends qemu).
+// panic with panic=-1, ends qemu). A soft lockup panics the guest
+// (softlockup_panic) with every CPU's backtrace, so a kernel hang ends the
+// run in seconds instead of at the guest's deadline; loglevel 5 lets the
+// backtraces (printed at the default level, 4) reach the console.
 func (q QEMU) args(k *Kernel, initrd string) []string {
 	return []string{
 		"-machine", "q35", "-accel", "tcg", "-cpu", "max",
@@ -32,7 +35,7 @@ func (q QEMU) args(k *Kernel, initrd string) []string {
 		"-nographic", "-no-reboot", "-nic", "none", "-monitor", "none",
 		"-serial", "stdio",
 		"-kernel", k.Image, "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 oops=panic quiet loglevel=3 rdinit=/init",
+		"-append", "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 softlockup_all_cpu_backtrace=1 quiet loglevel=5 rdinit=/init",
 	}
 }
 

@@ -27,7 +27,17 @@ type Result struct {
 	Error   string  `json:"error,omitempty"`
 	Seconds float64 `json:"wall_seconds"` // boot to poweroff, or the native run
 	Log     string  `json:"log"`
+	// FirstBoot is set when the guest's kernel failed on the first boot
+	// (see Config.qemuRow) and this row is the second.
+	FirstBoot *FirstBoot `json:"first_boot,omitempty"`
 	*Transcript
+}
+
+// FirstBoot is what a guest whose kernel failed did on its first boot.
+type FirstBoot struct {
+	Error        string   `json:"error"`
+	Log          string   `json:"log"`
+	KernelErrors []string `json:"kernel_errors"`
 }
 
 // Totals counts top-level tests over all steps.
@@ -79,6 +89,8 @@ func (r *Result) Summary() string {
 		b.WriteString(";")
 		for _, s := range r.Steps {
 			switch {
+			case !s.Ran && s.Running != "":
+				fmt.Fprintf(&b, " %s unfinished (in %s)", s.Name, s.Running)
 			case !s.Ran:
 				fmt.Fprintf(&b, " %s unfinished", s.Name)
 			case !s.OK():
@@ -113,8 +125,18 @@ func (r *Result) Summary() string {
 			b.WriteString("; clsact fallback")
 		}
 	}
+	if r.Transcript != nil {
+		for _, e := range r.KernelErrors {
+			if !fatalKernelError(e) {
+				fmt.Fprintf(&b, "; kernel said: %s", e)
+			}
+		}
+	}
 	if r.Error != "" {
 		fmt.Fprintf(&b, "; %s", r.Error)
+	}
+	if r.FirstBoot != nil {
+		fmt.Fprintf(&b, "; booted twice: the first boot's kernel failed: %s (log %s)", strings.Join(r.FirstBoot.KernelErrors, "; "), r.FirstBoot.Log)
 	}
 	return b.String()
 }

@@ -35,6 +35,14 @@ func TestSummary(t *testing.T) {
 			want: "kernel 6.18.44 (host, native): FAIL 1 tests, 1 failed; load 2.5s!; wall 3.0s; load: failed TestObjectsLoad",
 		},
 		{
+			name: "hung in a test, with a kernel warning before",
+			r: &Result{Mode: "qemu", Kernel: "6.1.0-57-amd64", Seconds: 240, Error: "e2e: did not finish, in TestEndToEndUDP", Transcript: &Transcript{
+				Steps:        []StepResult{{Name: "e2e", Running: "TestEndToEndUDP"}},
+				KernelErrors: []string{"WARNING: CPU: 1 PID: 197 at net/core/dev.c:1 f+0x1/0x2 (in TestEndToEndUDP)", "watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [zfw.test:197] (in TestEndToEndUDP)"},
+			}},
+			want: "kernel 6.1.0-57-amd64 (qemu): FAIL 0 tests, 0 failed; e2e unfinished (in TestEndToEndUDP); wall 240.0s; kernel said: WARNING: CPU: 1 PID: 197 at net/core/dev.c:1 f+0x1/0x2 (in TestEndToEndUDP); e2e: did not finish, in TestEndToEndUDP",
+		},
+		{
 			name: "never ran",
 			r:    &Result{Mode: "qemu", Kernel: "linux-image-amd64", Error: "apt-cache: exit 100"},
 			want: "kernel linux-image-amd64 (qemu): FAIL 0 tests, 0 failed; wall 0.0s; apt-cache: exit 100",

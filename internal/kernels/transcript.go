@@ -31,6 +31,9 @@ type StepResult struct {
 	Skipped int     `json:"skipped"` // top-level tests
 	// Failures names the failed top-level tests.
 	Failures []string `json:"failures,omitempty"`
+	// Running names the top-level test that had started and not ended
+	// when the step's output stopped: the one a hung or killed step was in.
+	Running string `json:"running,omitempty"`
 }
 
 // OK reports whether the step ran, exited 0 and failed no test.
@@ -55,7 +58,11 @@ type Transcript struct {
 	// ClsactFallback: the dataplane logged that TCX is missing and a
 	// clsact filter was used instead.
 	ClsactFallback bool `json:"clsact_fallback,omitempty"`
-	Done           bool `json:"done"` // the final marker was seen
+	// KernelErrors holds the kernel's own reports of a bug on the console
+	// ("BUG: soft lockup ...", "Kernel panic ...", "WARNING: ..."), the
+	// first of each kind, in order, with the test that was running.
+	KernelErrors []string `json:"kernel_errors,omitempty"`
+	Done         bool     `json:"done"` // the final marker was seen
 }
 
 var (
@@ -63,7 +70,15 @@ var (
 	loadRE     = regexp.MustCompile(`^\s+\S+\.go:\d+: load: (\S+)$`)
 	newRE      = regexp.MustCompile(`zfw\.New: loaded and attached in (\S+)$`)
 	testEndRE  = regexp.MustCompile(`^--- (PASS|FAIL|SKIP): (\S+) \(([0-9.]+)s\)`)
+	testRunRE  = regexp.MustCompile(`^=== RUN\s+([^/\s]+)$`)
+	// kernelBugRE matches the kernel's console reports of its own bugs,
+	// after the "[ 12.345678] " timestamp: the kind is the first group.
+	kernelBugRE = regexp.MustCompile(`^\[\s*[0-9.]+\] (?:watchdog: )?(BUG: [^-:]+|Kernel panic|WARNING: CPU|rcu: INFO: rcu_\w+ detected stalls|INFO: task \S+ blocked)`)
 )
+
+// maxKernelErrors bounds KernelErrors: the first reports say what went
+// wrong; a lockup repeats its own every few seconds until the guest dies.
+const maxKernelErrors = 8
 
 // ParseTranscript reads a run's output. It never fails on unexpected
 // lines (the console carries kernel messages too); whether the run passed
@@ -94,12 +109,21 @@ func ParseTranscript(r io.Reader) (*Transcript, error) {
 				t.LoadSeconds = d.Seconds()
 			}
 		}
+		if m := kernelBugRE.FindStringSubmatch(line); m != nil {
+			t.kernelError(m[1], line, cur)
+		}
+		if m := testRunRE.FindStringSubmatch(line); m != nil && cur != nil {
+			cur.Running = m[1]
+		}
 		if strings.Contains(line, "attached with a clsact filter") {
 			t.ClsactFallback = true
 		}
 		if m := testEndRE.FindStringSubmatch(line); m != nil && cur != nil {
 			secs, _ := strconv.ParseFloat(m[3], 64)
 			t.TestSeconds[m[2]] = secs
+			if cur.Running == m[2] {
+				cur.Running = ""
+			}
 			switch m[1] {
 			case "PASS":
 				cur.Passed++
@@ -115,6 +139,32 @@ func ParseTranscript(r io.Reader) (*Transcript, error) {
 		return t, fmt.Errorf("kernels: read transcript: %w", err)
 	}
 	return t, nil
+}
+
+// kernelError records the console line of a kernel bug report of a kind
+// not seen yet, naming the test that was running.
+func (t *Transcript) kernelError(kind, line string, cur *StepResult) {
+	kind = strings.TrimSpace(kind)
+	if len(t.KernelErrors) >= maxKernelErrors {
+		return
+	}
+	for _, e := range t.KernelErrors {
+		if strings.Contains(e, kind) {
+			return
+		}
+	}
+	msg := strings.TrimSpace(line[strings.Index(line, "]")+1:])
+	if cur != nil && cur.Running != "" {
+		msg += " (in " + cur.Running + ")"
+	}
+	t.KernelErrors = append(t.KernelErrors, msg)
+}
+
+// fatalKernelError reports whether a kernel report fails the run: a bug
+// (a soft lockup, a bad pointer) or a panic does; a warning or a stall
+// report, which a slow TCG guest can print without a bug, is only shown.
+func fatalKernelError(e string) bool {
+	return strings.HasPrefix(e, "BUG: ") || strings.HasPrefix(e, "watchdog: BUG: ") || strings.HasPrefix(e, "Kernel panic")
 }
 
 // marker applies one marker line's fields and returns the current step.
@@ -171,6 +221,8 @@ func (t *Transcript) Check(plan []Step) error {
 		switch {
 		case !ok:
 			probs = append(probs, p.Name+": did not start")
+		case !s.Ran && s.Running != "":
+			probs = append(probs, p.Name+": did not finish, in "+s.Running)
 		case !s.Ran:
 			probs = append(probs, p.Name+": did not finish")
 		case s.Failed > 0:
@@ -183,6 +235,11 @@ func (t *Transcript) Check(plan []Step) error {
 	}
 	if !t.Done {
 		probs = append(probs, "run did not reach its end")
+	}
+	for _, e := range t.KernelErrors {
+		if fatalKernelError(e) {
+			probs = append(probs, "kernel: "+e)
+		}
 	}
 	if len(probs) > 0 {
 		return fmt.Errorf("%s", strings.Join(probs, "; "))

@@ -80,6 +80,23 @@ func TestTranscriptCheck(t *testing.T) {
 			"e2e: did not finish; run did not reach its end",
 		},
 		{
+			"a kernel hang inside a test (soft lockup, then the panic it causes)",
+			passingTranscript[:strings.Index(passingTranscript, "    e2e_test.go:61")] +
+				"[  212.062889] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [zfw.test:197]\r\n" +
+				"[  212.062999] Call Trace:\r\n" +
+				"[  216.966838] watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [ksoftirqd/0:14]\r\n" +
+				"[  217.000000] Kernel panic - not syncing: softlockup: hung tasks\r\n",
+			"e2e: did not finish, in TestEndToEndTCP; run did not reach its end; " +
+				"kernel: watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [zfw.test:197] (in TestEndToEndTCP); " +
+				"kernel: Kernel panic - not syncing: softlockup: hung tasks (in TestEndToEndTCP)",
+		},
+		{
+			"a kernel warning alone does not fail the run",
+			strings.Replace(passingTranscript, "[   12.000000] random: crng init done",
+				"[   12.000000] WARNING: CPU: 1 PID: 197 at net/core/dev.c:1 f+0x1/0x2", 1),
+			"",
+		},
+		{
 			"a step that never started",
 			strings.NewReplacer("begin=e2e", "begin=other", "step=e2e", "step=other").Replace(passingTranscript),
 			"e2e: did not start",
