@@ -8,6 +8,7 @@ import (
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/packet"
 	"github.com/zfw-go/zfw/internal/policy"
+	"github.com/zfw-go/zfw/zfw/conntrack"
 )
 
 // universe draws addresses and prefixes from small ranges so that random
@@ -145,7 +146,7 @@ func matchesModel(t *testing.T, h *harness, seed uint64, n int) {
 	}
 	// Sessions opened under the last seed's rules would answer for
 	// their flows; the reference model is stateless.
-	if _, err := h.f.Sessions().Flush(SessionFilter{}); err != nil {
+	if _, err := h.f.Sessions().Flush(conntrack.Filter{}); err != nil {
 		t.Fatal(err)
 	}
 	nrules := 50 + u.rng.IntN(300)

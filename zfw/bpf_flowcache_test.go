@@ -13,6 +13,7 @@ import (
 	"github.com/zfw-go/zfw/internal/packet"
 	"github.com/zfw-go/zfw/internal/policy"
 	"github.com/zfw-go/zfw/internal/wire"
+	"github.com/zfw-go/zfw/zfw/conntrack"
 )
 
 // flowHit runs spec and reports its code and whether the flow cache
@@ -181,7 +182,7 @@ func TestFlowCacheNeverOutlivesWhatItDependsOn(t *testing.T) {
 		if res, hit := h.flowHit(reply, 1); res.code != tcOK || !hit {
 			t.Fatalf("second reply: code %d, cache hit %v", res.code, hit)
 		}
-		if n, err := h.f.Sessions().Flush(SessionFilter{}); err != nil || n == 0 {
+		if n, err := h.f.Sessions().Flush(conntrack.Filter{}); err != nil || n == 0 {
 			t.Fatalf("flush: %d, %v", n, err)
 		}
 		if res, hit := h.flowHit(reply, 1); res.code != tcShot || hit {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/packet"
+	"github.com/zfw-go/zfw/zfw/conntrack"
 )
 
 // A host on a default-deny interface (lo in these test runs) talking to a
@@ -180,7 +181,7 @@ func TestSessionsAPI(t *testing.T) {
 	u := newConv(h, packet.UDP, true)
 	u.out(0, 0, 0)
 
-	list, err := h.f.Sessions().List(SessionFilter{})
+	list, err := h.f.Sessions().List(conntrack.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,18 +195,18 @@ func TestSessionsAPI(t *testing.T) {
 	}
 	c.in(packet.SYN|packet.ACK, 5000, 1001)
 	c.out(packet.ACK, 1001, 5001)
-	est, _ := h.f.Sessions().List(SessionFilter{Protocol: intercept.TCP})
+	est, _ := h.f.Sessions().List(conntrack.Filter{Protocol: intercept.TCP})
 	if len(est) != 1 || est[0].State != "established" {
 		t.Errorf("after the handshake: %+v", est)
 	}
-	if got, _ := h.f.Sessions().List(SessionFilter{Address: pfx("fd00::/8")}); len(got) != 1 || got[0].Protocol != intercept.UDP {
+	if got, _ := h.f.Sessions().List(conntrack.Filter{Address: pfx("fd00::/8")}); len(got) != 1 || got[0].Protocol != intercept.UDP {
 		t.Errorf("filter by address: %+v", got)
 	}
 	cnt, err := h.f.Sessions().Count()
 	if err != nil || cnt.TCP != 1 || cnt.UDP != 1 || cnt.MaxTCP == 0 {
 		t.Errorf("count %+v, %v", cnt, err)
 	}
-	n, err := h.f.Sessions().Flush(SessionFilter{Protocol: intercept.TCP})
+	n, err := h.f.Sessions().Flush(conntrack.Filter{Protocol: intercept.TCP})
 	if err != nil || n != 1 {
 		t.Fatalf("flush = %d, %v", n, err)
 	}
@@ -223,7 +224,7 @@ func TestGarbageCollectionRemovesExpiredSessions(t *testing.T) {
 	// the expired UDP session goes, the opening TCP session stays.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		left, err := h.f.Sessions().List(SessionFilter{})
+		left, err := h.f.Sessions().List(conntrack.Filter{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,8 +301,8 @@ func TestInboundSessionsTakeTheFastPath(t *testing.T) {
 	if res := in(syn, 100, 0); res.code != tcOK || res.decision().RuleID != rule {
 		t.Fatalf("SYN admitted by the rule: code %d decision %+v", res.code, res.decision())
 	}
-	list, _ := h.f.Sessions().List(SessionFilter{Direction: Inbound})
-	if len(list) != 1 || list[0].Client.String() != "10.60.0.2:41000" || list[0].Action != Pass {
+	list, _ := h.f.Sessions().List(conntrack.Filter{Direction: conntrack.Inbound})
+	if len(list) != 1 || list[0].Client.String() != "10.60.0.2:41000" || list[0].TProxyPort != 0 {
 		t.Fatalf("inbound sessions %+v", list)
 	}
 	out(syn|ack, 500, 101)
@@ -312,7 +313,7 @@ func TestInboundSessionsTakeTheFastPath(t *testing.T) {
 	if fast() != before+1 {
 		t.Error("the ACK did not take the fast path")
 	}
-	if got, _ := h.f.Sessions().List(SessionFilter{Direction: Inbound}); len(got) != 1 || got[0].State != "established" {
+	if got, _ := h.f.Sessions().List(conntrack.Filter{Direction: conntrack.Inbound}); len(got) != 1 || got[0].State != "established" {
 		t.Errorf("after the handshake: %+v", got)
 	}
 	// The session outlives its rule, as connection tracking does.
@@ -333,7 +334,7 @@ func TestInboundSessionsTakeTheFastPath(t *testing.T) {
 	out(ack, 501, 102)
 	out(fin|ack, 501, 102)
 	in(ack, 102, 502)
-	if got, _ := h.f.Sessions().List(SessionFilter{Direction: Inbound, Protocol: intercept.TCP}); len(got) != 0 {
+	if got, _ := h.f.Sessions().List(conntrack.Filter{Direction: conntrack.Inbound, Protocol: intercept.TCP}); len(got) != 0 {
 		t.Errorf("sessions after the close: %+v", got)
 	}
 	if res := in(ack, 102, 502); res.code != tcShot {
@@ -347,7 +348,7 @@ func TestInboundSessionsTakeTheFastPath(t *testing.T) {
 		h.runFrame(packet.Build(c), packet.Spec{}, 1)
 		c.TCPFlags = rst
 		h.runFrame(packet.Build(c), packet.Spec{}, 1)
-		if got, _ := h.f.Sessions().List(SessionFilter{Direction: Inbound, Protocol: intercept.TCP}); len(got) != 0 {
+		if got, _ := h.f.Sessions().List(conntrack.Filter{Direction: conntrack.Inbound, Protocol: intercept.TCP}); len(got) != 0 {
 			t.Errorf("sessions after RST: %+v", got)
 		}
 	})

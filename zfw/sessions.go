@@ -13,75 +13,8 @@ import (
 	"github.com/zfw-go/zfw/internal/bpfobj"
 	"github.com/zfw-go/zfw/internal/policy"
 	"github.com/zfw-go/zfw/internal/wire"
+	"github.com/zfw-go/zfw/zfw/conntrack"
 )
-
-// Direction says which side opened a session.
-type Direction string
-
-// Directions.
-const (
-	// Outbound sessions were opened from this side: the host, or a client
-	// it routes, sent the first packet out of the interface.
-	Outbound Direction = "outbound"
-	// Inbound sessions were opened from the far side and admitted by a
-	// rule; their later packets take the fast path.
-	Inbound Direction = "inbound"
-)
-
-// Session is one tracked session.
-type Session struct {
-	Direction Direction
-	Protocol  intercept.Protocol
-	// Interface the session passes through.
-	Interface string
-	// Client opened the session; Server answers it.
-	Client, Server netip.AddrPort
-	// State: for TCP "opening" (SYN sent), "answered" (SYN-ACK seen),
-	// "established", "closing"; for UDP "active".
-	State string
-	// Idle is the time since the session's last packet.
-	Idle time.Duration
-	// Expired sessions admit nothing; garbage collection removes them.
-	Expired bool
-	// Action and TProxyPort are an inbound session's stored verdict.
-	Action     Action
-	TProxyPort uint16
-}
-
-// SessionFilter selects sessions; zero fields match everything.
-type SessionFilter struct {
-	Direction Direction
-	Protocol  intercept.Protocol
-	Interface string
-	// Address matches sessions whose client or server is inside it.
-	Address netip.Prefix
-}
-
-func (flt SessionFilter) match(s Session) bool {
-	if flt.Direction != "" && flt.Direction != s.Direction {
-		return false
-	}
-	if flt.Protocol != "" && flt.Protocol != s.Protocol {
-		return false
-	}
-	if flt.Interface != "" && flt.Interface != s.Interface {
-		return false
-	}
-	if flt.Address.IsValid() && !flt.Address.Contains(s.Client.Addr()) && !flt.Address.Contains(s.Server.Addr()) {
-		return false
-	}
-	return true
-}
-
-// SessionCount is how full the session maps are.
-type SessionCount struct {
-	// Outbound sessions.
-	TCP, UDP int
-	// Inbound sessions.
-	InboundTCP, InboundUDP int
-	// Capacity of each of the four maps.
-	MaxTCP, MaxUDP int
-}
 
 // Sessions is the sessions API.
 type Sessions struct{ f *Firewall }
@@ -90,10 +23,10 @@ type Sessions struct{ f *Firewall }
 func (f *Firewall) Sessions() *Sessions { return &Sessions{f} }
 
 // List returns the tracked sessions that match filter.
-func (ss *Sessions) List(filter SessionFilter) ([]Session, error) {
-	var out []Session
-	err := ss.walk(func(s Session, _ func() error) error {
-		if filter.match(s) {
+func (ss *Sessions) List(filter conntrack.Filter) ([]conntrack.Session, error) {
+	var out []conntrack.Session
+	err := ss.walk(func(s conntrack.Session, _ func() error) error {
+		if filter.Match(s) {
 			out = append(out, s)
 		}
 		return nil
@@ -103,10 +36,10 @@ func (ss *Sessions) List(filter SessionFilter) ([]Session, error) {
 
 // Flush removes the sessions that match filter and reports how many. A
 // removed session's next reply is judged by the rules again.
-func (ss *Sessions) Flush(filter SessionFilter) (int, error) {
+func (ss *Sessions) Flush(filter conntrack.Filter) (int, error) {
 	n := 0
-	err := ss.walk(func(s Session, del func() error) error {
-		if !filter.match(s) {
+	err := ss.walk(func(s conntrack.Session, del func() error) error {
+		if !filter.Match(s) {
 			return nil
 		}
 		if err := del(); err != nil {
@@ -139,18 +72,18 @@ func (f *Firewall) voidFlowCache() error {
 }
 
 // Count reports the number of sessions against the maps' capacities.
-func (ss *Sessions) Count() (SessionCount, error) {
-	var c SessionCount
+func (ss *Sessions) Count() (conntrack.Count, error) {
+	var c conntrack.Count
 	if ss.f.dp == nil {
 		return c, nil
 	}
 	objs := ss.f.dp.Objects()
 	c.MaxTCP, c.MaxUDP = int(objs.TcpMap.MaxEntries()), int(objs.UdpMap.MaxEntries())
-	err := ss.walk(func(s Session, _ func() error) error {
+	err := ss.walk(func(s conntrack.Session, _ func() error) error {
 		switch {
-		case s.Direction == Inbound && s.Protocol == intercept.UDP:
+		case s.Direction == conntrack.Inbound && s.Protocol == intercept.UDP:
 			c.InboundUDP++
-		case s.Direction == Inbound:
+		case s.Direction == conntrack.Inbound:
 			c.InboundTCP++
 		case s.Protocol == intercept.UDP:
 			c.UDP++
@@ -168,7 +101,7 @@ func (ss *Sessions) collectGarbage() (int, error) {
 	if err != nil {
 		return n, err
 	}
-	err = ss.walk(func(s Session, del func() error) error {
+	err = ss.walk(func(s conntrack.Session, del func() error) error {
 		if !s.Expired {
 			return nil
 		}
@@ -265,7 +198,7 @@ func monotonic() uint64 {
 }
 
 // walk visits every session of both maps, with a function that deletes it.
-func (ss *Sessions) walk(visit func(Session, func() error) error) error {
+func (ss *Sessions) walk(visit func(conntrack.Session, func() error) error) error {
 	f := ss.f
 	f.life.RLock()
 	defer f.life.RUnlock()
@@ -292,9 +225,9 @@ func (ss *Sessions) walk(visit func(Session, func() error) error) error {
 	}
 	objs := dp.Objects()
 	now := monotonic()
-	base := func(k *bpfobj.ZfwTupleKey, tstamp uint64) Session {
-		s := Session{
-			Direction: Outbound,
+	base := func(k *bpfobj.ZfwTupleKey, tstamp uint64) conntrack.Session {
+		s := conntrack.Session{
+			Direction: conntrack.Outbound,
 			Protocol:  protoOf(k.Proto),
 			Interface: ifname(k.Ifindex),
 			Client:    netip.AddrPortFrom(wire.AddrFrom(k.Src, k.Family), wire.PortFrom16(k.Sport)),
@@ -336,8 +269,8 @@ func (ss *Sessions) walk(visit func(Session, func() error) error) error {
 		}
 		for _, e := range ins {
 			s := base(&e.k, e.v.Tcp.Tstamp)
-			s.Direction = Inbound
-			s.Action, s.TProxyPort = Action(e.v.Action), e.v.TproxyPort
+			s.Direction = conntrack.Inbound
+			s.TProxyPort = e.v.TproxyPort
 			if s.Protocol == intercept.UDP {
 				s.State, s.Expired = "active", s.Idle > timeouts.UDP
 			} else {

@@ -18,7 +18,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/zfw-go/zfw/examples/internal/listing"
 	"net"
 	"net/netip"
 	"os"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/zfw-go/zfw/examples/internal/listing"
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/tproxy"

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"github.com/zfw-go/zfw/examples/internal/listing"
 	"io"
 
+	"github.com/zfw-go/zfw/examples/internal/listing"
 	"github.com/zfw-go/zfw/examples/internal/zfwargs"
 	"github.com/zfw-go/zfw/zfw"
 	"github.com/zfw-go/zfw/zfw/control"

@@ -2,10 +2,10 @@ package main
 
 import (
 	"fmt"
-	"github.com/zfw-go/zfw/examples/internal/listing"
 	"io"
 	"strings"
 
+	"github.com/zfw-go/zfw/examples/internal/listing"
 	"github.com/zfw-go/zfw/zfw"
 	"github.com/zfw-go/zfw/zfw/control"
 )

@@ -2,18 +2,18 @@ package main
 
 import (
 	"fmt"
-	"github.com/zfw-go/zfw/examples/internal/listing"
 	"io"
 	"text/tabwriter"
 	"time"
 
-	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/examples/internal/listing"
+	"github.com/zfw-go/zfw/zfw/conntrack"
 )
 
 // writeSessions prints `zfw -L -G`: every tracked session, a line each.
 // The C zfw's -G also collects expired ones; here the owner collects
 // them by itself, and they show as expired until it does.
-func writeSessions(w io.Writer, sessions []zfw.Session) error {
+func writeSessions(w io.Writer, sessions []conntrack.Session) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "direction\tproto\tinterface\tclient\tserver\tstate\tidle\t")
 	for _, s := range sessions {

@@ -6,9 +6,9 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/zfw-go/zfw/zfw/event"
-
 	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/zfw/conntrack"
+	"github.com/zfw-go/zfw/zfw/event"
 )
 
 // Controller runs the zfw command's rule operations: Local runs them on
@@ -50,7 +50,7 @@ type Controller interface {
 	SetMember(ctx context.Context, list, member string, on bool) error
 	// Sessions lists the sessions the dataplane tracks, expired ones
 	// included until they are collected.
-	Sessions(ctx context.Context) ([]zfw.Session, error)
+	Sessions(ctx context.Context) ([]conntrack.Session, error)
 	// Attach puts the dataplane on interface name (AllInterfaces: every
 	// interface of the owner's namespace but the Ziti tun), with default
 	// settings; an interface it manages stays as it is. Detach takes it

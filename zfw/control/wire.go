@@ -7,9 +7,9 @@ import (
 	"io"
 	"path/filepath"
 
-	"github.com/zfw-go/zfw/zfw/event"
-
 	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/zfw/conntrack"
+	"github.com/zfw-go/zfw/zfw/event"
 )
 
 // ProtocolVersion is the version of the socket protocol. A server
@@ -86,7 +86,7 @@ type response struct {
 	// Members answers opMembers; never nil in that answer.
 	Members []string `json:"members,omitempty"`
 	// Sessions answers opSessions.
-	Sessions []zfw.Session `json:"sessions,omitempty"`
+	Sessions []conntrack.Session `json:"sessions,omitempty"`
 	// Event is one event of an opMonitor stream.
 	Event *event.Event `json:"event,omitempty"`
 }
