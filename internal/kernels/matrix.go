@@ -255,24 +255,21 @@ const kernelReportLines = 120
 // printKernelReport prints n lines of a run's log from the kernel's first
 // fatal report on (a soft lockup's registers and backtraces).
 func printKernelReport(w io.Writer, path string, n int) {
-	f, err := os.Open(path)
-	if err != nil {
-		fmt.Fprintf(w, "kernels: no log: %v\n", err)
-		return
-	}
-	defer f.Close()
 	var report []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-	for sc.Scan() && len(report) < n {
-		line := strings.TrimRight(sc.Text(), "\r")
+	err := scanLog(path, func(line string) bool {
 		if len(report) == 0 {
-			m := kernelBugRE.FindStringSubmatch(line)
-			if m == nil || !fatalKernelError(strings.TrimSpace(line[strings.Index(line, "]")+1:])) {
-				continue
+			if msg, _, ok := kernelReport(line); !ok || !fatalKernelError(msg) {
+				return true
 			}
 		}
 		report = append(report, line)
+		return len(report) < n
+	})
+	if err != nil {
+		fmt.Fprintf(w, "kernels: log: %v\n", err)
+		if len(report) == 0 {
+			return
+		}
 	}
 	fmt.Fprintf(w, "----- the kernel's report in %s -----\n%s\n-----\n", path, strings.Join(report, "\n"))
 }
@@ -282,20 +279,38 @@ func printTail(w io.Writer, path string, n int) {
 	if path == "" || n <= 0 {
 		return
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		fmt.Fprintf(w, "kernels: no log: %v\n", err)
-		return
-	}
-	defer f.Close()
 	var ring []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-	for sc.Scan() {
-		ring = append(ring, strings.TrimRight(sc.Text(), "\r"))
+	err := scanLog(path, func(line string) bool {
+		ring = append(ring, line)
 		if len(ring) > n {
 			ring = ring[1:]
 		}
+		return true
+	})
+	if err != nil {
+		fmt.Fprintf(w, "kernels: log: %v\n", err)
+		if len(ring) == 0 {
+			return
+		}
 	}
 	fmt.Fprintf(w, "----- last %d lines of %s -----\n%s\n-----\n", len(ring), path, strings.Join(ring, "\n"))
+}
+
+// scanLog calls each with every line of a run's log, its carriage return
+// trimmed, until each returns false; an error (the log cannot be opened,
+// or a read failed) comes after the lines read before it.
+func scanLog(path string, each func(line string) bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		if !each(strings.TrimRight(sc.Text(), "\r")) {
+			return nil
+		}
+	}
+	return sc.Err()
 }

@@ -109,8 +109,8 @@ func ParseTranscript(r io.Reader) (*Transcript, error) {
 				t.LoadSeconds = d.Seconds()
 			}
 		}
-		if m := kernelBugRE.FindStringSubmatch(line); m != nil {
-			t.kernelError(m[1], line, cur)
+		if msg, kind, ok := kernelReport(line); ok {
+			t.kernelError(kind, msg, cur)
 		}
 		if m := testRunRE.FindStringSubmatch(line); m != nil && cur != nil {
 			cur.Running = m[1]
@@ -141,10 +141,20 @@ func ParseTranscript(r io.Reader) (*Transcript, error) {
 	return t, nil
 }
 
-// kernelError records the console line of a kernel bug report of a kind
-// not seen yet, naming the test that was running.
-func (t *Transcript) kernelError(kind, line string, cur *StepResult) {
-	kind = strings.TrimSpace(kind)
+// kernelReport reports whether line is the kernel's report of one of its
+// own bugs, and returns the report without its timestamp and its kind
+// ("BUG: soft lockup", "Kernel panic").
+func kernelReport(line string) (msg, kind string, ok bool) {
+	m := kernelBugRE.FindStringSubmatch(line)
+	if m == nil {
+		return "", "", false
+	}
+	return strings.TrimSpace(line[strings.Index(line, "]")+1:]), strings.TrimSpace(m[1]), true
+}
+
+// kernelError records msg, a kernel bug report of a kind not seen yet,
+// naming the test that was running.
+func (t *Transcript) kernelError(kind, msg string, cur *StepResult) {
 	if len(t.KernelErrors) >= maxKernelErrors {
 		return
 	}
@@ -153,7 +163,6 @@ func (t *Transcript) kernelError(kind, line string, cur *StepResult) {
 			return
 		}
 	}
-	msg := strings.TrimSpace(line[strings.Index(line, "]")+1:])
 	if cur != nil && cur.Running != "" {
 		msg += " (in " + cur.Running + ")"
 	}
