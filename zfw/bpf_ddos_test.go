@@ -2,19 +2,23 @@ package zfw
 
 import (
 	"context"
+	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/zfw-go/zfw/internal/bpfobj"
 	"github.com/zfw-go/zfw/internal/packet"
+	"github.com/zfw-go/zfw/zfw/ddos"
 	"github.com/zfw-go/zfw/zfw/event"
 )
 
 // TestSYNFloodBansTheSource walks a source over the SYN threshold.
 func TestSYNFloodBansTheSource(t *testing.T) {
 	const limit = 20
-	h := newHarnessWith(t, Options{SYNFlood: SYNFlood{SYNsPerSecond: limit, BanDuration: time.Hour}})
+	h := newHarnessWith(t, Options{SYNFlood: ddos.SYNFlood{SYNsPerSecond: limit, BanDuration: time.Hour}})
 	h.manage("lo", InterfaceSettings{DDoSProtection: true, Verbose: true})
 	events, err := h.f.Events(t.Context())
 	if err != nil {
@@ -43,7 +47,7 @@ func TestSYNFloodBansTheSource(t *testing.T) {
 	if code := syn(other.String(), 80, 20000); code != tcOK {
 		t.Errorf("another source: code %d", code)
 	}
-	var bans []Ban
+	var bans []ddos.Ban
 	bans, err = h.f.DDoS().Bans()
 	if err != nil || len(bans) != 1 || bans[0].Source != attacker || !bans[0].Until.After(time.Now().Add(50*time.Minute)) {
 		t.Fatalf("bans %+v, %v", bans, err)
@@ -85,7 +89,7 @@ func TestSYNFloodBansTheSource(t *testing.T) {
 }
 
 func TestBansEnd(t *testing.T) {
-	h := newHarnessWith(t, Options{SYNFlood: SYNFlood{SYNsPerSecond: 1, BanDuration: time.Millisecond}})
+	h := newHarnessWith(t, Options{SYNFlood: ddos.SYNFlood{SYNsPerSecond: 1, BanDuration: time.Millisecond}})
 	h.manage("lo", InterfaceSettings{DDoSProtection: true})
 	s := packet.Spec{Src: addr("192.168.9.9"), Dst: addr("10.9.0.5"), Proto: packet.TCP, SrcPort: 1000, DstPort: 80, TCPFlags: packet.SYN}
 	h.runFrame(packet.Build(s), packet.Spec{}, 1)
@@ -108,7 +112,7 @@ func TestBansEnd(t *testing.T) {
 func TestDDoSAllowListGatesProtectedPorts(t *testing.T) {
 	const limit = 5
 	ctx := context.Background()
-	h := newHarnessWith(t, Options{SYNFlood: SYNFlood{SYNsPerSecond: limit, BanDuration: time.Hour}})
+	h := newHarnessWith(t, Options{SYNFlood: ddos.SYNFlood{SYNsPerSecond: limit, BanDuration: time.Hour}})
 	h.manage("lo", InterfaceSettings{DDoSProtection: true, Verbose: true})
 	events, err := h.f.Events(t.Context())
 	if err != nil {
@@ -172,5 +176,45 @@ func TestDDoSAllowListGatesProtectedPorts(t *testing.T) {
 	}
 	if got, err := d.AllowedSources(); err != nil || len(got) != 0 {
 		t.Errorf("AllowedSources after removal = %v, %v", got, err)
+	}
+}
+
+// A change of several values is all or nothing: ports that do not all
+// fit ddos_dport_map (1,024 entries) are refused with a LimitError and
+// none of them is left protected, and the count the program reads from
+// config_map stays that of the ports protected before.
+func TestDDoSChangeIsAllOrNothing(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	d := h.f.DDoS()
+	if err := d.ProtectPorts(ctx, 80); err != nil {
+		t.Fatal(err)
+	}
+	ports := make([]uint16, 1024)
+	for i := range ports {
+		ports[i] = uint16(81 + i)
+	}
+	err := d.ProtectPorts(ctx, ports...)
+	var limit *LimitError
+	if !errors.As(err, &limit) || limit.Limit != "ddos_dport_map" {
+		t.Fatalf("protecting 1,025 ports: err = %v, want a LimitError of ddos_dport_map", err)
+	}
+	if got, err := d.ProtectedPorts(); err != nil || !slices.Equal(got, []uint16{80}) {
+		t.Errorf("protected after the refused change: %v, %v; want [80]", got, err)
+	}
+	var cfg bpfobj.ZfwConfig
+	if err := h.f.tbl.m.Config.Lookup(uint32(0), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ProtectedPorts != 1 {
+		t.Errorf("config_map counts %d protected ports, want 1", cfg.ProtectedPorts)
+	}
+	// Taking off ports that are not all protected is no error, and
+	// takes off those that are.
+	if err := d.UnprotectPorts(ctx, 80, 81); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := d.ProtectedPorts(); len(got) != 0 {
+		t.Errorf("protected after unprotecting: %v", got)
 	}
 }

@@ -102,7 +102,7 @@ func TestDefaultDenyHostPassthroughs(t *testing.T) {
 		}
 	})
 	t.Run("addresses of lo are known", func(t *testing.T) {
-		got, err := h.f.Addresses("lo")
+		got, err := h.f.addresses("lo")
 		if err != nil {
 			t.Fatal(err)
 		}

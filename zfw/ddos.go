@@ -11,105 +11,91 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/zfw-go/zfw/internal/bpfobj"
+	zmaps "github.com/zfw-go/zfw/internal/maps"
 	"github.com/zfw-go/zfw/internal/wire"
+	"github.com/zfw-go/zfw/zfw/ddos"
 )
 
-// DDoS manages SYN-flood protection (InterfaceSettings.DDoSProtection):
-// the protected ports, the allow-list and the current bans.
-type DDoS struct{ f *Firewall }
+// DDoS returns the SYN-flood protection of the interfaces set
+// DDoSProtection. It needs the kernel dataplane.
+func (f *Firewall) DDoS() ddos.Protection { return ddosProtection{f} }
 
-// DDoS returns the SYN-flood protection API. It needs the kernel
-// dataplane.
-func (f *Firewall) DDoS() *DDoS { return &DDoS{f} }
+// ddosProtection is ddos.Protection over the dataplane's maps:
+// ddos_dport_map (the protected ports), ddos_allow_map (the allow-list)
+// and ddos_saddr_map (the bans). config_map counts the first two, so
+// that the program knows without a lookup whether either is empty.
+type ddosProtection struct{ f *Firewall }
 
-// Ban is a source banned for flooding SYNs.
-type Ban struct {
-	Source       netip.Addr
-	Since, Until time.Time
-}
+var _ ddos.Protection = ddosProtection{}
 
-func (d *DDoS) objects(ctx context.Context) (*bpfobj.ZfwObjects, error) {
-	return d.f.kernel(ctx, "ddos")
-}
-
-// ProtectPorts limits SYN counting to these destination ports (with
-// none protected, SYNs to every port count).
-func (d *DDoS) ProtectPorts(ctx context.Context, ports ...uint16) error {
-	return d.change(ctx, ports, true)
-}
-
-// UnprotectPorts removes ports from the protected set.
-func (d *DDoS) UnprotectPorts(ctx context.Context, ports ...uint16) error {
-	return d.change(ctx, ports, false)
-}
-
-func (d *DDoS) change(ctx context.Context, ports []uint16, add bool) error {
-	d.f.mu.Lock()
-	defer d.f.mu.Unlock()
-	objs, err := d.objects(ctx)
-	if err != nil {
-		return err
+func (d ddosProtection) ProtectPorts(ctx context.Context, ports ...uint16) error {
+	if slices.Contains(ports, 0) {
+		return errors.New("ddos: port 0 cannot be protected")
 	}
-	for _, p := range ports {
-		if p == 0 {
-			return errors.New("ddos: port 0 cannot be protected")
+	return d.changePorts(ctx, ports, true)
+}
+
+func (d ddosProtection) UnprotectPorts(ctx context.Context, ports ...uint16) error {
+	return d.changePorts(ctx, ports, false)
+}
+
+func (d ddosProtection) changePorts(ctx context.Context, ports []uint16, add bool) error {
+	set := func(objs *bpfobj.ZfwObjects) mapSet[uint16] {
+		return mapSet[uint16]{m: zmaps.Kernel(objs.DdosDportMap), name: "ddos_dport_map", key: func(p uint16) any { return p }}
+	}
+	return changeCounted(ctx, d.f, set, &d.f.tbl.protectedPorts, ports, add)
+}
+
+func (d ddosProtection) ProtectedPorts() ([]uint16, error) {
+	ports, err := readSet[uint16](d.f, "ddos", func(objs *bpfobj.ZfwObjects) *ebpf.Map { return objs.DdosDportMap })
+	slices.Sort(ports)
+	return ports, err
+}
+
+func (d ddosProtection) AllowSources(ctx context.Context, srcs ...netip.Addr) error {
+	return d.changeAllowed(ctx, srcs, true)
+}
+
+func (d ddosProtection) DisallowSources(ctx context.Context, srcs ...netip.Addr) error {
+	return d.changeAllowed(ctx, srcs, false)
+}
+
+func (d ddosProtection) changeAllowed(ctx context.Context, srcs []netip.Addr, add bool) error {
+	for _, s := range srcs {
+		if !s.IsValid() {
+			return errors.New("ddos allow-list: not an address")
 		}
 	}
-	n := d.f.tbl.protectedPorts
-	for _, p := range ports {
-		var one uint8 = 1
-		if add {
-			err = objs.DdosDportMap.Update(p, one, ebpf.UpdateNoExist)
-			switch {
-			case err == nil:
-				n++
-			case errors.Is(err, ebpf.ErrKeyExist):
-			default:
-				return fmt.Errorf("ddos_dport_map: add %d: %w", p, mapError("ddos_dport_map", err))
-			}
-			continue
-		}
-		switch err := objs.DdosDportMap.Delete(p); {
-		case err == nil:
-			n--
-		case !errors.Is(err, ebpf.ErrKeyNotExist):
-			return fmt.Errorf("ddos_dport_map: delete %d: %w", p, err)
-		}
+	set := func(objs *bpfobj.ZfwObjects) mapSet[netip.Addr] {
+		return mapSet[netip.Addr]{m: zmaps.Kernel(objs.DdosAllowMap), name: "ddos_allow_map", key: func(a netip.Addr) any {
+			k := sourceKey(a)
+			return &k
+		}}
 	}
-	d.f.tbl.protectedPorts = n
-	return d.f.tbl.writeConfig()
+	return changeCounted(ctx, d.f, set, &d.f.tbl.allowedSources, srcs, add)
 }
 
-// ProtectedPorts lists the protected ports.
-func (d *DDoS) ProtectedPorts() ([]uint16, error) {
-	d.f.mu.Lock()
-	defer d.f.mu.Unlock()
-	objs, err := d.objects(context.Background())
-	if err != nil {
-		return nil, err
+func (d ddosProtection) AllowedSources() ([]netip.Addr, error) {
+	keys, err := readSet[bpfobj.ZfwAddrKey](d.f, "ddos", func(objs *bpfobj.ZfwObjects) *ebpf.Map { return objs.DdosAllowMap })
+	out := make([]netip.Addr, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, wire.AddrFrom(k.Addr, k.Family))
 	}
-	var out []uint16
-	var p uint16
-	var v uint8
-	it := objs.DdosDportMap.Iterate()
-	for it.Next(&p, &v) {
-		out = append(out, p)
-	}
-	slices.Sort(out)
-	return out, it.Err()
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out, err
 }
 
-// Bans lists the sources serving a ban.
-func (d *DDoS) Bans() ([]Ban, error) {
-	d.f.mu.Lock()
-	defer d.f.mu.Unlock()
-	objs, err := d.objects(context.Background())
+func (d ddosProtection) Bans() ([]ddos.Ban, error) {
+	f := d.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	objs, err := f.kernel(context.Background(), "ddos")
 	if err != nil {
 		return nil, err
 	}
 	now := monotonic()
 	offset := time.Now().UnixNano() - int64(now)
-	var out []Ban
+	var out []ddos.Ban
 	var k bpfobj.ZfwAddrKey
 	var b bpfobj.ZfwBan
 	it := objs.DdosSaddrMap.Iterate()
@@ -117,21 +103,21 @@ func (d *DDoS) Bans() ([]Ban, error) {
 		if b.Until <= now {
 			continue
 		}
-		out = append(out, Ban{
+		out = append(out, ddos.Ban{
 			Source: wire.AddrFrom(k.Addr, k.Family),
 			Since:  time.Unix(0, int64(b.Since)+offset),
 			Until:  time.Unix(0, int64(b.Until)+offset),
 		})
 	}
-	slices.SortFunc(out, func(a, b Ban) int { return a.Source.Compare(b.Source) })
+	slices.SortFunc(out, func(a, b ddos.Ban) int { return a.Source.Compare(b.Source) })
 	return out, it.Err()
 }
 
-// Unban lifts a source's ban.
-func (d *DDoS) Unban(ctx context.Context, src netip.Addr) error {
-	d.f.mu.Lock()
-	defer d.f.mu.Unlock()
-	objs, err := d.objects(ctx)
+func (d ddosProtection) Unban(ctx context.Context, src netip.Addr) error {
+	f := d.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	objs, err := f.kernel(ctx, "ddos")
 	if err != nil {
 		return err
 	}
@@ -146,88 +132,6 @@ func (d *DDoS) Unban(ctx context.Context, src netip.Addr) error {
 	return nil
 }
 
-// AllowSources puts sources on the allow-list, the C zfw's DDoS list
-// (zfw -y). Once it lists any source, and ports are protected, a new
-// connection to a protected port on a DDoS-protected interface is
-// admitted only from a listed source (Stats.NotAllowed counts the rest,
-// dropped), and no SYN is counted towards a ban there: the list replaces
-// the flood threshold for those ports. With no port protected it gates
-// nothing, as in the C zfw.
-func (d *DDoS) AllowSources(ctx context.Context, srcs ...netip.Addr) error {
-	return d.changeAllowed(ctx, srcs, true)
-}
-
-// DisallowSources takes sources off the allow-list; the last one off
-// returns the protected ports to the flood threshold.
-func (d *DDoS) DisallowSources(ctx context.Context, srcs ...netip.Addr) error {
-	return d.changeAllowed(ctx, srcs, false)
-}
-
-func (d *DDoS) changeAllowed(ctx context.Context, srcs []netip.Addr, add bool) (err error) {
-	d.f.mu.Lock()
-	defer d.f.mu.Unlock()
-	objs, err := d.objects(ctx)
-	if err != nil {
-		return err
-	}
-	for _, s := range srcs {
-		if !s.IsValid() {
-			return errors.New("ddos allow-list: not an address")
-		}
-	}
-	n := d.f.tbl.allowedSources
-	// The count is written even when a change fails part way, so that it
-	// stays the number of entries the map holds.
-	defer func() {
-		d.f.tbl.allowedSources = n
-		if werr := d.f.tbl.writeConfig(); err == nil {
-			err = werr
-		}
-	}()
-	for _, s := range srcs {
-		k := sourceKey(s)
-		if add {
-			switch err = objs.DdosAllowMap.Update(&k, uint8(1), ebpf.UpdateNoExist); {
-			case err == nil:
-				n++
-			case errors.Is(err, ebpf.ErrKeyExist):
-				err = nil
-			default:
-				return fmt.Errorf("ddos_allow_map: add %s: %w", s, mapError("ddos_allow_map", err))
-			}
-			continue
-		}
-		switch err = objs.DdosAllowMap.Delete(&k); {
-		case err == nil:
-			n--
-		case errors.Is(err, ebpf.ErrKeyNotExist):
-			err = nil
-		default:
-			return fmt.Errorf("ddos_allow_map: delete %s: %w", s, err)
-		}
-	}
-	return nil
-}
-
-// AllowedSources lists the allow-list, sorted.
-func (d *DDoS) AllowedSources() ([]netip.Addr, error) {
-	d.f.mu.Lock()
-	defer d.f.mu.Unlock()
-	objs, err := d.objects(context.Background())
-	if err != nil {
-		return nil, err
-	}
-	var out []netip.Addr
-	var k bpfobj.ZfwAddrKey
-	var v uint8
-	it := objs.DdosAllowMap.Iterate()
-	for it.Next(&k, &v) {
-		out = append(out, wire.AddrFrom(k.Addr, k.Family))
-	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out, it.Err()
-}
-
 // sourceKey is the addr_key of a source address.
 func sourceKey(src netip.Addr) bpfobj.ZfwAddrKey {
 	src = src.Unmap()
@@ -236,4 +140,99 @@ func sourceKey(src netip.Addr) bpfobj.ZfwAddrKey {
 		k.Family = 6
 	}
 	return k
+}
+
+// mapSet is a BPF hash map used as a set of values (each key's value a
+// 1), as the DDoS ports and allow-list and the DNP3 codes are.
+type mapSet[T any] struct {
+	m    zmaps.Map
+	name string
+	// key gives the map key of a value, in the form Map.Update takes.
+	key func(T) any
+}
+
+// change adds (or removes) every value, all or nothing: when one fails,
+// the values it changed before are put back. It returns how many values
+// the set gained (or lost, negative) and the failure.
+func (s mapSet[T]) change(vals []T, add bool) (int, error) {
+	var done []T
+	for _, v := range vals {
+		changed, err := s.put(v, add)
+		if err != nil {
+			if errors.Is(err, zmaps.ErrFull) {
+				err = &LimitError{Limit: s.name, Err: err}
+			}
+			err = fmt.Errorf("%s: %s %v: %w", s.name, verb(add), v, err)
+			for _, u := range slices.Backward(done) {
+				if _, uerr := s.put(u, !add); uerr != nil {
+					err = errors.Join(err, fmt.Errorf("%s: put %v back: %w", s.name, u, uerr))
+				}
+			}
+			return 0, err
+		}
+		if changed {
+			done = append(done, v)
+		}
+	}
+	if add {
+		return len(done), nil
+	}
+	return -len(done), nil
+}
+
+// put adds or removes one value and says whether the set changed.
+func (s mapSet[T]) put(v T, add bool) (bool, error) {
+	var err error
+	if add {
+		err = s.m.Update(s.key(v), uint8(1), ebpf.UpdateNoExist)
+	} else {
+		err = s.m.Delete(s.key(v))
+	}
+	switch {
+	case err == nil:
+		return true, nil
+	case add && errors.Is(err, ebpf.ErrKeyExist), !add && errors.Is(err, ebpf.ErrKeyNotExist):
+		return false, nil
+	}
+	return false, err
+}
+
+// changeCounted changes a set whose size config_map carries (so that
+// the program knows without a lookup whether it is empty), in count.
+func changeCounted[T any](ctx context.Context, f *Firewall, set func(*bpfobj.ZfwObjects) mapSet[T], count *uint32, vals []T, add bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	objs, err := f.kernel(ctx, "ddos")
+	if err != nil {
+		return err
+	}
+	n, err := set(objs).change(vals, add)
+	*count = uint32(int(*count) + n)
+	return errors.Join(err, f.tbl.writeConfig())
+}
+
+// readSet lists the keys of a map used as a set, the map of the
+// feature pick gives.
+func readSet[K any](f *Firewall, feature string, pick func(*bpfobj.ZfwObjects) *ebpf.Map) ([]K, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	objs, err := f.kernel(context.Background(), feature)
+	if err != nil {
+		return nil, err
+	}
+	var out []K
+	var k K
+	var v uint8
+	it := pick(objs).Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, k)
+	}
+	return out, it.Err()
+}
+
+func verb(add bool) string {
+	if add {
+		return "add"
+	}
+	return "delete"
 }

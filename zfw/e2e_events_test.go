@@ -12,6 +12,7 @@ import (
 	"github.com/zfw-go/zfw/internal/packet"
 	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/zfw/ddos"
 	"github.com/zfw-go/zfw/zfw/event"
 )
 
@@ -60,10 +61,10 @@ func TestEndToEndSteerEvents(t *testing.T) {
 // session keeps passing data.
 func TestEndToEndSYNFlood(t *testing.T) {
 	topo := testenv.NewTestTopology(t)
-	ddos := zfw.InterfaceSettings{DDoSProtection: true}
+	protected := zfw.InterfaceSettings{DDoSProtection: true}
 	r := newRouter(t, topo, zfw.Options{
-		Interfaces: []zfw.Interface{{Name: topo.RouterClientIf, InterfaceSettings: ddos}, {Name: topo.RouterServerIf, InterfaceSettings: ddos}},
-		SYNFlood:   zfw.SYNFlood{SYNsPerSecond: 50, BanDuration: time.Hour},
+		Interfaces: []zfw.Interface{{Name: topo.RouterClientIf, InterfaceSettings: protected}, {Name: topo.RouterServerIf, InterfaceSettings: protected}},
+		SYNFlood:   ddos.SYNFlood{SYNsPerSecond: 50, BanDuration: time.Hour},
 	})
 	echoTCP(t, topo.Router, "0.0.0.0:9999")
 	// The legitimate client (the server namespace) connects first.

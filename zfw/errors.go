@@ -34,6 +34,7 @@ type LimitError struct {
 	Err error
 }
 
+// Error says which limit the change would exceed.
 func (e *LimitError) Error() string {
 	if e.Max > 0 {
 		return fmt.Sprintf("%s full: %d needed, %d at most", e.Limit, e.Have, e.Max)
@@ -41,4 +42,5 @@ func (e *LimitError) Error() string {
 	return fmt.Sprintf("%s full: %v", e.Limit, e.Err)
 }
 
+// Unwrap returns the kernel's error, if any.
 func (e *LimitError) Unwrap() error { return e.Err }

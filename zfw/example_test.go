@@ -73,11 +73,11 @@ func ExampleRules() {
 		log.Fatal(err)
 	}
 	for _, r := range fw.Rules().List() {
-		fmt.Println(r.Action, r.Protocol, r.Destination, r.Ports, r.Interfaces, r.Mapping())
+		fmt.Println(r.Action, r.Protocol, r.Destination, r.Ports, r.Interfaces)
 	}
 	u := fw.Usage()
 	fmt.Printf("%d of %d rules\n", u.Rules, u.MaxRules)
 	// Output:
-	// pass tcp 192.168.1.1/32 443 [eth0] PASSTHRU to 192.168.1.1/32
+	// pass tcp 192.168.1.1/32 443 [eth0]
 	// 1 of 250000 rules
 }

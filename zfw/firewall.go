@@ -302,10 +302,10 @@ func (f *Firewall) writeAddresses(ifindex int) error {
 	return nil
 }
 
-// Addresses returns the addresses the dataplane holds as an attached
+// addresses returns the addresses the dataplane holds as an attached
 // interface's own (ifindex_ip_map, ifindex_ip6_map), kept current from
 // netlink address events.
-func (f *Firewall) Addresses(name string) ([]netip.Addr, error) {
+func (f *Firewall) addresses(name string) ([]netip.Addr, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
@@ -624,7 +624,7 @@ type Stats struct {
 	// had fallen behind by its whole buffer.
 	EventsUnread uint64
 	// NotAllowed connections to protected ports dropped because their
-	// source is not on the DDoS allow-list (DDoS.AllowSources).
+	// source is not on the DDoS allow-list (ddos.Protection.AllowSources).
 	NotAllowed uint64
 	// OTDropped DNP3 or Modbus packets refused.
 	OTDropped uint64
@@ -736,22 +736,6 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		}
 	}
 	return s, nil
-}
-
-// ServiceForPort answers which service a listener port belongs to, from
-// tproxy_extension_map.
-func (f *Firewall) ServiceForPort(port uint16, proto intercept.Protocol) (string, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	p, ok := protoNumber(proto)
-	if !ok {
-		return "", false
-	}
-	e := f.tbl.ext[extKey{port, p}]
-	if e == nil {
-		return "", false
-	}
-	return e.owner, true
 }
 
 func protoNumber(p intercept.Protocol) (uint8, bool) {

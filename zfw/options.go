@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/zfw-go/zfw/internal/policy"
+	"github.com/zfw-go/zfw/zfw/ddos"
 )
 
 // DefaultPinPath is where the dataplane's maps and links are pinned.
@@ -60,7 +61,7 @@ type Options struct {
 	// Timeouts of the sessions a default-deny interface tracks.
 	Timeouts Timeouts
 	// SYNFlood tunes DDoS protection.
-	SYNFlood SYNFlood
+	SYNFlood ddos.SYNFlood
 	// EventsPerSecond caps, per CPU, the events verbose interfaces send
 	// to Events; the rest are counted (Stats.EventsLimited). Default 1000.
 	EventsPerSecond int
@@ -93,14 +94,6 @@ type Timeouts struct {
 	UDP time.Duration
 	// ICMPEcho: an echo request awaiting its reply, default 15 seconds.
 	ICMPEcho time.Duration
-}
-
-// SYNFlood is the SYN-flood threshold. Zero fields mean the defaults.
-type SYNFlood struct {
-	// SYNsPerSecond a source may send before it is banned; default 100.
-	SYNsPerSecond int
-	// BanDuration is how long a ban lasts; default 5 minutes.
-	BanDuration time.Duration
 }
 
 // Interface is an interface to attach to and its settings.

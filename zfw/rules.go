@@ -24,6 +24,8 @@ const (
 	TProxy Action = 3
 )
 
+// String returns the action's name as listings show it: pass, deny,
+// tproxy.
 func (a Action) String() string { return policy.Action(a).String() }
 
 // Rule is a rule outside any intercept: a pass-through, a deny, or a
@@ -69,24 +71,6 @@ type RuleInfo struct {
 	// Hits counts the decisions the rule made (flows, or datagrams of
 	// flows that are not cached); zero in memory mode.
 	Hits uint64
-}
-
-// Mapping describes what happens to matching packets, as zfw -L shows it.
-func (r RuleInfo) Mapping() string {
-	switch r.Action {
-	case TProxy:
-		lo := "127.0.0.1"
-		if r.Destination.Addr().Is6() {
-			lo = "[::1]"
-		}
-		return fmt.Sprintf("TPROXY redirect %s:%d", lo, r.TProxyPort)
-	case Pass:
-		if r.Egress {
-			return "ALLOW out to " + r.Destination.String()
-		}
-		return "PASSTHRU to " + r.Destination.String()
-	}
-	return "DROP"
 }
 
 // Rules is the rules API: rules that are not intercepts.

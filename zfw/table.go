@@ -8,10 +8,12 @@ import (
 	"slices"
 
 	"github.com/cilium/ebpf"
+
 	"github.com/zfw-go/zfw/internal/bpfobj"
 	zmaps "github.com/zfw-go/zfw/internal/maps"
 	"github.com/zfw-go/zfw/internal/policy"
 	"github.com/zfw-go/zfw/internal/wire"
+	"github.com/zfw-go/zfw/zfw/ddos"
 )
 
 // block is the range_map run that holds one prefix key's rules.
@@ -131,7 +133,7 @@ type table struct {
 	timeouts   Timeouts
 	// eventsPerSec is the per-CPU event rate limit.
 	eventsPerSec uint32
-	synFlood     SYNFlood
+	synFlood     ddos.SYNFlood
 	// protectedPorts counts ddos_dport_map's entries.
 	protectedPorts uint32
 	// allowedSources counts ddos_allow_map's entries.

@@ -12,6 +12,7 @@ import (
 	"github.com/zfw-go/zfw/internal/bpfobj"
 	"github.com/zfw-go/zfw/internal/policy"
 	"github.com/zfw-go/zfw/internal/wire"
+	"github.com/zfw-go/zfw/zfw/ddos"
 )
 
 // load rebuilds the table from maps that a previous process kept, then
@@ -38,7 +39,7 @@ func (t *table) load(keepSettings bool) error {
 			ICMPEcho:       time.Duration(cfg.IcmpEchoNs),
 		}
 		t.eventsPerSec = cfg.EventsPerSec
-		t.synFlood = SYNFlood{SYNsPerSecond: int(cfg.SynPerSec), BanDuration: time.Duration(cfg.BanNs)}
+		t.synFlood = ddos.SYNFlood{SYNsPerSecond: int(cfg.SynPerSec), BanDuration: time.Duration(cfg.BanNs)}
 	}
 
 	var (

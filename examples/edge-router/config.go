@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/zfw/ddos"
 )
 
 // Config is an ebpf_config.json: the C zfw's router configuration
@@ -232,11 +233,11 @@ func (c *Config) Interfaces() []zfw.Interface {
 }
 
 // SYNFlood is the DDoS threshold of zfw.Options. c must be valid.
-func (c *Config) SYNFlood() zfw.SYNFlood {
+func (c *Config) SYNFlood() ddos.SYNFlood {
 	if c.DDoS == nil {
-		return zfw.SYNFlood{}
+		return ddos.SYNFlood{}
 	}
-	s := zfw.SYNFlood{SYNsPerSecond: c.DDoS.SYNsPerSecond}
+	s := ddos.SYNFlood{SYNsPerSecond: c.DDoS.SYNsPerSecond}
 	if c.DDoS.BanDuration != "" {
 		s.BanDuration, _ = time.ParseDuration(c.DDoS.BanDuration)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/zfw/ddos"
 )
 
 // present is an interface lookup that knows eth0, eth1 and eth2.
@@ -23,7 +24,7 @@ func TestConfigMapsInterfaces(t *testing.T) {
 	tests := []struct {
 		name, json string
 		want       []zfw.Interface
-		syn        zfw.SYNFlood
+		syn        ddos.SYNFlood
 	}{
 		{
 			name: "C zfw sample",
@@ -62,7 +63,7 @@ func TestConfigMapsInterfaces(t *testing.T) {
 				DefaultDeny: true, PerInterfaceRules: true, Verbose: true, ICMPEcho: true, DisableSSH: true, VRRP: true,
 				EAPOL: true, PassNonTuple: true, DisableIPv6: true, OutboundFilter: true, DDoSProtection: true, OTFiltering: true,
 			}}},
-			syn: zfw.SYNFlood{SYNsPerSecond: 50, BanDuration: 90 * time.Second},
+			syn: ddos.SYNFlood{SYNsPerSecond: 50, BanDuration: 90 * time.Second},
 		},
 	}
 	for _, tc := range tests {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/zfw-go/zfw/examples/internal/listing"
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/testenv"
 	zitinet "github.com/zfw-go/zfw/testenv/ziti"
@@ -230,10 +231,10 @@ func TestZitiTunnelTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 			}
 			found[r.Protocol] = true
 			if r.TProxyPort == 0 {
-				t.Errorf("rule %s steers to no port", r.Mapping())
+				t.Errorf("rule %s steers to no port", listing.Mapping(r))
 			}
 			if r.Hits == 0 {
-				t.Errorf("rule %s decided nothing, yet its traffic went through", r.Mapping())
+				t.Errorf("rule %s decided nothing, yet its traffic went through", listing.Mapping(r))
 			}
 		}
 		for _, p := range []intercept.Protocol{intercept.TCP, intercept.UDP} {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/zfw-go/zfw/examples/internal/listing"
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/testenv"
 	zitinet "github.com/zfw-go/zfw/testenv/ziti"
@@ -173,7 +174,7 @@ func TestZitiRouterTProxyUsesTheZfwCommandAsItsDiverter(t *testing.T) {
 		err := testenv.Eventually(ctx, settle, "the router's rules removed", func() error {
 			for _, r := range fw.Rules().List() {
 				if r.ServiceID == serviceID {
-					return fmt.Errorf("rule %s of the removed service is still in the dataplane", r.Mapping())
+					return fmt.Errorf("rule %s of the removed service is still in the dataplane", listing.Mapping(r))
 				}
 			}
 			return nil
@@ -221,7 +222,7 @@ func serviceRules(fw *zfw.Firewall, serviceID string, want map[netip.Prefix][]in
 			continue
 		}
 		if r.TProxyPort == 0 {
-			return fmt.Errorf("rule %s steers to no port", r.Mapping())
+			return fmt.Errorf("rule %s steers to no port", listing.Mapping(r))
 		}
 		found[key{r.Destination, r.Protocol}] = true
 	}

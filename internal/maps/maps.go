@@ -134,6 +134,9 @@ func NewMemorySet(maxRules, maxPrefixes uint32) (*Set, error) {
 	return s, nil
 }
 
+// Kernel wraps one loaded kernel map, for the maps outside Set.
+func Kernel(m *ebpf.Map) Map { return kernelMap{m} }
+
 type kernelMap struct{ m *ebpf.Map }
 
 func (k kernelMap) Lookup(key, valueOut any) error { return k.m.Lookup(key, valueOut) }

@@ -53,9 +53,9 @@ func ExampleDial() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(len(l.Rules), l.Rules[0].Mapping())
+	fmt.Println(len(l.Rules), l.Rules[0].Action, l.Rules[0].TProxyPort)
 	// Output:
 	// added <nil>
 	// unchanged <nil>
-	// 1 TPROXY redirect 127.0.0.1:38123
+	// 1 tproxy 38123
 }

@@ -44,9 +44,6 @@ func TestSocketOnKernelDataplane(t *testing.T) {
 	if l.Usage.Rules != 2 || l.Usage.Prefixes4 != 1 || l.Usage.Prefixes6 != 1 || l.Usage.MaxRules != 1024 || l.Usage.InMemory {
 		t.Errorf("usage %+v", l.Usage)
 	}
-	if sid, ok := fw.ServiceForPort(4000, intercept.TCP); !ok || sid != "svcA" {
-		t.Errorf("tproxy_extension_map for 4000/tcp: %q, %v", sid, ok)
-	}
 	if ch, err := c.Delete(ctx, rule(0, "").Match); err != nil || ch != Removed {
 		t.Fatalf("delete: %q, %v", ch, err)
 	}

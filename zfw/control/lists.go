@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/zfw/ddos"
 )
 
 // The dataplane's lists, by the C zfw's long option names (without
@@ -72,7 +73,7 @@ func lists() map[string]memberList {
 		ListDDoSBans: {
 			members: func(fw *zfw.Firewall) ([]string, error) {
 				bans, err := fw.DDoS().Bans()
-				return texts(bans, func(b zfw.Ban) string {
+				return texts(bans, func(b ddos.Ban) string {
 					return fmt.Sprintf("%s until %s", b.Source, b.Until.UTC().Format(time.RFC3339))
 				}), err
 			},

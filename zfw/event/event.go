@@ -52,6 +52,7 @@ const (
 	Ban Kind = 4
 )
 
+// String returns the kind's name: drop, steer, session, ban.
 func (k Kind) String() string {
 	switch k {
 	case Drop:
@@ -80,6 +81,7 @@ const (
 	Expired     Change = 6
 )
 
+// String returns the change's name as the monitor prints it.
 func (c Change) String() string {
 	switch c {
 	case OpenedOut:
@@ -118,6 +120,7 @@ const (
 	ReasonNotAllowed   Reason = 12
 )
 
+// String returns why, in the monitor's words.
 func (r Reason) String() string {
 	switch r {
 	case 0:

@@ -227,27 +227,17 @@ func TestServicesSharingAListenerPort(t *testing.T) {
 	if err := fw.Register(ctx, svc("a", 7000, "10.2.0.0/24")); err != nil {
 		t.Fatal(err)
 	}
-	// The port shows its first claimant while it holds the port.
-	if id, ok := fw.ServiceForPort(7000, intercept.TCP); !ok || id != "b" {
-		t.Errorf("ServiceForPort = %q %v, want b", id, ok)
-	}
 	if v := fw.Verdict(zfwtest.TCP("1.2.3.4:1", "10.2.0.1:80", "")); v.ServiceID != "a" || v.TProxyPort != 7000 {
 		t.Errorf("verdict %+v, want a on 7000", v)
 	}
 	if err := fw.Unregister(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
-	if id, ok := fw.ServiceForPort(7000, intercept.TCP); !ok || id != "a" {
-		t.Errorf("after b left: ServiceForPort = %q %v, want a", id, ok)
+	if v := fw.Verdict(zfwtest.TCP("1.2.3.4:1", "10.2.0.1:80", "")); v.ServiceID != "a" || v.TProxyPort != 7000 {
+		t.Errorf("after b left: verdict %+v, want a on 7000", v)
 	}
-	if err := fw.Unregister(ctx, "a"); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := fw.ServiceForPort(7000, intercept.TCP); ok {
-		t.Error("port still mapped after its last service left")
-	}
-	if _, ok := fw.ServiceForPort(7000, intercept.UDP); ok {
-		t.Error("udp port mapped though only tcp was registered")
+	if v := fw.Verdict(zfwtest.TCP("1.2.3.4:1", "10.1.0.1:80", "")); v.TProxyPort != 0 {
+		t.Errorf("after b left: its address is still steered: %+v", v)
 	}
 }
 

@@ -40,7 +40,7 @@ func Rules(w io.Writer, rules []zfw.RuleInfo, u zfw.Usage) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\tdpts=%d:%d %s\t%s\t%d\n",
 			typ, dir, sid, r.Protocol, prefixOrAny(r.Source), r.Destination,
-			r.Ports.Low, r.Ports.High, r.Mapping(), ifs, r.Hits)
+			r.Ports.Low, r.Ports.High, Mapping(r), ifs, r.Hits)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -48,6 +48,25 @@ func Rules(w io.Writer, rules []zfw.RuleInfo, u zfw.Usage) error {
 	_, err := fmt.Fprintf(w, "Rule Count: %d / %d\nprefix_tuple_count: %d / %d (IPv4), %d / %d (IPv6)\n",
 		u.Rules, u.MaxRules, u.Prefixes4, u.MaxPrefixes, u.Prefixes6, u.MaxPrefixes)
 	return err
+}
+
+// Mapping describes what happens to a rule's packets, in the words of
+// zfw -L's mapping column.
+func Mapping(r zfw.RuleInfo) string {
+	switch r.Action {
+	case zfw.TProxy:
+		lo := "127.0.0.1"
+		if r.Destination.Addr().Is6() {
+			lo = "[::1]"
+		}
+		return fmt.Sprintf("TPROXY redirect %s:%d", lo, r.TProxyPort)
+	case zfw.Pass:
+		if r.Egress {
+			return "ALLOW out to " + r.Destination.String()
+		}
+		return "PASSTHRU to " + r.Destination.String()
+	}
+	return "DROP"
 }
 
 // Printable returns s as it is when it is valid UTF-8 without control

@@ -17,6 +17,7 @@ import (
 	"github.com/zfw-go/zfw/internal/packet"
 	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/zfw"
+	"github.com/zfw-go/zfw/zfw/ddos"
 )
 
 // path is one way through the ingress (or egress) program that the
@@ -272,7 +273,7 @@ func newPacketDataplane(ctx context.Context, cfg config, n int, ifindex map[stri
 		},
 		MaxRules: size.maxRules, MaxPrefixes: size.maxPrefixes,
 		// New flows here come from one source: keep it under the ban.
-		SYNFlood: zfw.SYNFlood{SYNsPerSecond: 1 << 30},
+		SYNFlood: ddos.SYNFlood{SYNsPerSecond: 1 << 30},
 		Logger:   cfg.log,
 	})
 	if err != nil {
