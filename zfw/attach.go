@@ -79,7 +79,7 @@ func (f *Firewall) Detach(ctx context.Context, name string) error {
 	f.forget(name, st.index)
 	// Flows cached while it was attached are decided afresh if it comes
 	// back.
-	if err := f.tbl.voidFlowCache(); err != nil {
+	if err := f.tbl.VoidFlowCache(); err != nil {
 		return fmt.Errorf("detach %s: %w", name, err)
 	}
 	f.log.WithField("interface", name).Info("dataplane detached")
@@ -89,7 +89,7 @@ func (f *Firewall) Detach(ctx context.Context, name string) error {
 // forget removes what the maps and the Firewall hold of an interface.
 func (f *Firewall) forget(name string, index int) {
 	key := uint32(index)
-	if err := f.tbl.m.Diag.Delete(key); err != nil && !errors.Is(err, zmaps.ErrKeyNotExist) {
+	if err := f.tbl.Maps.Diag.Delete(key); err != nil && !errors.Is(err, zmaps.ErrKeyNotExist) {
 		f.log.WithError(err).WithField("interface", name).Warn("clear interface settings")
 	}
 	objs := f.dp.Objects()

@@ -203,7 +203,7 @@ func TestDDoSChangeIsAllOrNothing(t *testing.T) {
 		t.Errorf("protected after the refused change: %v, %v; want [80]", got, err)
 	}
 	var cfg bpfobj.ZfwConfig
-	if err := h.f.tbl.m.Config.Lookup(uint32(0), &cfg); err != nil {
+	if err := h.f.tbl.Maps.Config.Lookup(uint32(0), &cfg); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.ProtectedPorts != 1 {

@@ -154,8 +154,8 @@ func matchesModel(t *testing.T, h *harness, seed uint64, n int) {
 		h.add(u.rule())
 	}
 	h.f.mu.Lock()
-	rules := make([]policy.Rule, 0, len(h.f.tbl.rules))
-	for _, r := range h.f.tbl.rules {
+	rules := make([]policy.Rule, 0, len(h.f.tbl.Rules))
+	for _, r := range h.f.tbl.Rules {
 		rules = append(rules, *r)
 	}
 	h.f.mu.Unlock()
@@ -185,7 +185,7 @@ func matchesModel(t *testing.T, h *harness, seed uint64, n int) {
 			mismatches++
 			if mismatches <= 5 {
 				t.Errorf("seed %d packet %d %s %s:%d -> %s:%d if %d frag %v: bpf %+v, model %+v",
-					seed, i, protoName(spec.Proto), spec.Src, spec.SrcPort, spec.Dst, spec.DstPort,
+					seed, i, policy.ProtoName(spec.Proto), spec.Src, spec.SrcPort, spec.Dst, spec.DstPort,
 					ifindex, fragment, got, want)
 			}
 		}

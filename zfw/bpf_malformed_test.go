@@ -175,7 +175,7 @@ func TestProgramOtherTraffic(t *testing.T) {
 	}
 	t.Run("unmanaged interface is left to the next program", func(t *testing.T) {
 		h.f.mu.Lock()
-		err := h.f.tbl.m.Diag.Delete(uint32(otherIdx))
+		err := h.f.tbl.Maps.Diag.Delete(uint32(otherIdx))
 		delete(h.f.ifaces, other)
 		h.f.mu.Unlock()
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/packet"
+	"github.com/zfw-go/zfw/internal/policy"
 	"github.com/zfw-go/zfw/zfw/conntrack"
 )
 
@@ -163,7 +164,7 @@ func TestExpiredSessionsAdmitNothing(t *testing.T) {
 		}
 		c.out(flags, 1000, 0)
 		time.Sleep(time.Millisecond)
-		c.expect(t, protoName(proto)+" reply to an expired session", c.in(reply, 5000, 1001), tcShot)
+		c.expect(t, policy.ProtoName(proto)+" reply to an expired session", c.in(reply, 5000, 1001), tcShot)
 	}
 	objs := h.f.dp.Objects()
 	for name, n := range map[string]int{"tcp_map": mapLen(t, objs.TcpMap), "udp_map": mapLen(t, objs.UdpMap)} {

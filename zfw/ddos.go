@@ -43,7 +43,7 @@ func (d ddosProtection) changePorts(ctx context.Context, ports []uint16, add boo
 	set := func(objs *bpfobj.ZfwObjects) mapSet[uint16] {
 		return mapSet[uint16]{m: zmaps.Kernel(objs.DdosDportMap), name: "ddos_dport_map", key: func(p uint16) any { return p }}
 	}
-	return changeCounted(ctx, d.f, set, &d.f.tbl.protectedPorts, ports, add)
+	return changeCounted(ctx, d.f, set, &d.f.tbl.ProtectedPorts, ports, add)
 }
 
 func (d ddosProtection) ProtectedPorts() ([]uint16, error) {
@@ -72,7 +72,7 @@ func (d ddosProtection) changeAllowed(ctx context.Context, srcs []netip.Addr, ad
 			return &k
 		}}
 	}
-	return changeCounted(ctx, d.f, set, &d.f.tbl.allowedSources, srcs, add)
+	return changeCounted(ctx, d.f, set, &d.f.tbl.AllowedSources, srcs, add)
 }
 
 func (d ddosProtection) AllowedSources() ([]netip.Addr, error) {
@@ -159,10 +159,7 @@ func (s mapSet[T]) change(vals []T, add bool) (int, error) {
 	for _, v := range vals {
 		changed, err := s.put(v, add)
 		if err != nil {
-			if errors.Is(err, zmaps.ErrFull) {
-				err = &LimitError{Limit: s.name, Err: err}
-			}
-			err = fmt.Errorf("%s: %s %v: %w", s.name, verb(add), v, err)
+			err = fmt.Errorf("%s: %s %v: %w", s.name, verb(add), v, limitIfFull(s.name, err))
 			for _, u := range slices.Backward(done) {
 				if _, uerr := s.put(u, !add); uerr != nil {
 					err = errors.Join(err, fmt.Errorf("%s: put %v back: %w", s.name, u, uerr))
@@ -208,7 +205,7 @@ func changeCounted[T any](ctx context.Context, f *Firewall, set func(*bpfobj.Zfw
 	}
 	n, err := set(objs).change(vals, add)
 	*count = uint32(int(*count) + n)
-	return errors.Join(err, f.tbl.writeConfig())
+	return errors.Join(err, f.tbl.WriteConfig())
 }
 
 // readSet lists the keys of a map used as a set, the map of the

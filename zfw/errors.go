@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 
+	zmaps "github.com/zfw-go/zfw/internal/maps"
+
 	"github.com/zfw-go/zfw/internal/dataplane"
+	"github.com/zfw-go/zfw/internal/rulestore"
 )
 
 var (
@@ -44,3 +47,22 @@ func (e *LimitError) Error() string {
 
 // Unwrap returns the kernel's error, if any.
 func (e *LimitError) Unwrap() error { return e.Err }
+
+// limitIfFull gives the error of an insert into the map name as a
+// LimitError when the map was full.
+func limitIfFull(name string, err error) error {
+	if errors.Is(err, zmaps.ErrFull) {
+		return &LimitError{Limit: name, Err: err}
+	}
+	return err
+}
+
+// publicError gives a rule-table LimitError in err as the LimitError
+// users test for; other errors stay as they are.
+func publicError(err error) error {
+	var le *rulestore.LimitError
+	if errors.As(err, &le) {
+		return &LimitError{Limit: le.Limit, Max: le.Max, Have: le.Have, Err: le.Err}
+	}
+	return err
+}

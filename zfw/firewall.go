@@ -37,6 +37,7 @@ import (
 	"github.com/zfw-go/zfw/internal/dataplane"
 	zmaps "github.com/zfw-go/zfw/internal/maps"
 	"github.com/zfw-go/zfw/internal/policy"
+	"github.com/zfw-go/zfw/internal/rulestore"
 	"github.com/zfw-go/zfw/internal/wire"
 )
 
@@ -51,7 +52,7 @@ type Firewall struct {
 	life     sync.RWMutex // held shared while maps are used outside mu
 	closed   bool
 	stop     chan struct{} // closed by Close: ends the address watcher
-	tbl      *table
+	tbl      *rulestore.Table
 	ifaces   map[string]*ifaceState
 	services map[string]*service
 	events   *eventReader // the active Events reader, if any
@@ -106,7 +107,7 @@ func New(opts Options) (*Firewall, error) {
 			return nil, err
 		}
 		f.tbl = tableFor(set, opts)
-		if err := f.tbl.writeConfig(); err != nil {
+		if err := f.tbl.WriteConfig(); err != nil {
 			return nil, err
 		}
 		for _, ifc := range opts.Interfaces {
@@ -148,18 +149,18 @@ func New(opts Options) (*Firewall, error) {
 	}
 	if !opts.RulesOnly {
 		// A RulesOnly caller is short-lived; sessions are its owner's.
-		go f.collect(gcInterval(f.tbl.timeouts))
+		go f.collect(gcInterval(Timeouts(f.tbl.Timeouts)))
 		go f.every(retryEvery, func() bool { f.retryHandOver(); return true })
 	}
 	return f, nil
 }
 
 // tableFor makes the table over set with the options' settings.
-func tableFor(set *zmaps.Set, opts Options) *table {
-	t := newTable(set, opts.Mark)
-	t.timeouts = opts.Timeouts
-	t.eventsPerSec = uint32(opts.EventsPerSecond)
-	t.synFlood = opts.SYNFlood
+func tableFor(set *zmaps.Set, opts Options) *rulestore.Table {
+	t := rulestore.New(set, opts.Mark)
+	t.Timeouts = rulestore.Timeouts(opts.Timeouts)
+	t.EventsPerSec = uint32(opts.EventsPerSecond)
+	t.SYNFlood = opts.SYNFlood
 	return t
 }
 
@@ -175,30 +176,30 @@ func (f *Firewall) start() error {
 		f.sources[p] = 1
 	}
 	if f.opts.RulesOnly {
-		if err := f.tbl.load(true); err != nil {
-			return fmt.Errorf("open dataplane at %s: %w", f.opts.PinPath, err)
+		if err := f.tbl.Load(true); err != nil {
+			return fmt.Errorf("open dataplane at %s: %w", f.opts.PinPath, publicError(err))
 		}
 		f.adoptServices()
 		return nil
 	}
 	if f.dp.Adopted() {
-		if err := f.tbl.load(false); err != nil {
-			return fmt.Errorf("adopt dataplane at %s: %w", f.opts.PinPath, err)
+		if err := f.tbl.Load(false); err != nil {
+			return fmt.Errorf("adopt dataplane at %s: %w", f.opts.PinPath, publicError(err))
 		}
-		if f.tbl.mark != f.opts.Mark {
-			f.tbl.mark = f.opts.Mark
+		if f.tbl.Mark != f.opts.Mark {
+			f.tbl.Mark = f.opts.Mark
 		}
 		f.adoptServices()
 		// Rules added while no owner ran (zfw -I on a kept dataplane)
 		// have had nobody to hand their listeners over.
-		adopted := make([]*policy.Rule, 0, len(f.tbl.rules))
-		for _, r := range f.tbl.rules {
+		adopted := make([]*policy.Rule, 0, len(f.tbl.Rules))
+		for _, r := range f.tbl.Rules {
 			adopted = append(adopted, r)
 		}
 		f.handOverListeners(adopted)
-		f.log.WithFields(logrus.Fields{"pins": f.opts.PinPath, "rules": len(f.tbl.rules)}).Info("adopted running dataplane")
+		f.log.WithFields(logrus.Fields{"pins": f.opts.PinPath, "rules": len(f.tbl.Rules)}).Info("adopted running dataplane")
 	}
-	if err := f.tbl.writeConfig(); err != nil {
+	if err := f.tbl.WriteConfig(); err != nil {
 		return err
 	}
 	if len(f.opts.Interfaces) > 0 {
@@ -335,41 +336,6 @@ func (f *Firewall) addresses(name string) ([]netip.Addr, error) {
 	return out, nil
 }
 
-// config is config_map's value at a rule generation.
-func (t *table) config(generation uint32) bpfobj.ZfwConfig {
-	return bpfobj.ZfwConfig{
-		Mark:             t.mark,
-		Generation:       generation,
-		CacheEpoch:       t.cacheEpoch,
-		Ncpus:            t.ncpus,
-		TcpEstablishedNs: uint64(t.timeouts.TCPEstablished),
-		TcpTransitoryNs:  uint64(t.timeouts.TCPTransitory),
-		UdpNs:            uint64(t.timeouts.UDP),
-		IcmpEchoNs:       uint64(t.timeouts.ICMPEcho),
-		EventsPerSec:     t.eventsPerSec,
-		SynPerSec:        uint32(t.synFlood.SYNsPerSecond),
-		BanNs:            uint64(t.synFlood.BanDuration),
-		ProtectedPorts:   t.protectedPorts,
-		AllowedSources:   t.allowedSources,
-	}
-}
-
-// voidFlowCache makes the dataplane ignore every flow it cached, for a
-// change the cache cannot see: interface settings, sessions removed.
-func (t *table) voidFlowCache() error {
-	t.cacheEpoch++
-	return t.writeConfig()
-}
-
-// writeConfig stores the mark, generation and timeouts for the program.
-func (t *table) writeConfig() error {
-	cfg := t.config(t.generation)
-	if err := t.m.Config.Update(uint32(0), &cfg, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("config_map: update: %w", err)
-	}
-	return nil
-}
-
 // Close stops the firewall. Unless Options.KeepOnClose is set it detaches
 // the program, removes the policy routing and deletes the pinned maps.
 func (f *Firewall) Close() error {
@@ -387,7 +353,7 @@ func (f *Firewall) Close() error {
 	if !f.opts.KeepOnClose {
 		objs := f.dp.Objects()
 		for name, st := range f.ifaces {
-			if err := f.tbl.m.Diag.Delete(uint32(st.index)); err != nil && !errors.Is(err, zmaps.ErrKeyNotExist) {
+			if err := f.tbl.Maps.Diag.Delete(uint32(st.index)); err != nil && !errors.Is(err, zmaps.ErrKeyNotExist) {
 				f.log.WithError(err).WithField("interface", name).Warn("clear interface settings")
 			}
 			objs.IfindexIpMap.Delete(uint32(st.index))
@@ -528,12 +494,12 @@ func (f *Firewall) setInterface(name string, index int, s InterfaceSettings) err
 			return fmt.Errorf("set interface %s: %w", name, err)
 		}
 	}
-	if err := f.tbl.m.Diag.Update(uint32(index), &v, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("set interface %s: diag_map: %w", name, mapError("diag_map", err))
+	if err := f.tbl.Maps.Diag.Update(uint32(index), &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("set interface %s: diag_map: %w", name, limitIfFull("diag_map", err))
 	}
 	f.ifaces[name] = &ifaceState{index: index, settings: s}
 	// Flows cached under the old settings are decided afresh.
-	if err := f.tbl.voidFlowCache(); err != nil {
+	if err := f.tbl.VoidFlowCache(); err != nil {
 		return fmt.Errorf("set interface %s: %w", name, err)
 	}
 	return nil
@@ -552,7 +518,7 @@ func (f *Firewall) Interfaces() []Interface {
 	if f.opts.RulesOnly {
 		var index uint32
 		var v bpfobj.ZfwIfaceSettings
-		for it := f.tbl.m.Diag.Iterate(); it.Next(&index, &v); {
+		for it := f.tbl.Maps.Diag.Iterate(); it.Next(&index, &v); {
 			name := fmt.Sprintf("if%d", index)
 			if ifc, err := net.InterfaceByIndex(int(index)); err == nil {
 				name = ifc.Name
@@ -582,16 +548,16 @@ func (f *Firewall) Usage() Usage {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return Usage{
-		Rules:            len(f.tbl.rules),
-		MaxRules:         int(f.tbl.m.Ranges.MaxEntries()),
-		Prefixes4:        f.tbl.prefixes[0],
-		Prefixes6:        f.tbl.prefixes[1],
-		EgressPrefixes4:  f.tbl.prefixes[2],
-		EgressPrefixes6:  f.tbl.prefixes[3],
-		MaxPrefixes:      int(f.tbl.m.Prefix4.MaxEntries()),
+		Rules:            len(f.tbl.Rules),
+		MaxRules:         int(f.tbl.Maps.Ranges.MaxEntries()),
+		Prefixes4:        f.tbl.Prefixes[0],
+		Prefixes6:        f.tbl.Prefixes[1],
+		EgressPrefixes4:  f.tbl.Prefixes[2],
+		EgressPrefixes6:  f.tbl.Prefixes[3],
+		MaxPrefixes:      int(f.tbl.Maps.Prefix4.MaxEntries()),
 		Services:         len(f.services),
 		RulesPerPrefix:   policy.MaxRangesPerPrefix,
-		Generation:       f.tbl.generation,
+		Generation:       f.tbl.Generation,
 		InMemory:         f.dp == nil,
 		AdoptedDataplane: f.dp != nil && f.dp.Adopted(),
 	}

@@ -149,7 +149,7 @@ func (f *Firewall) Intercepts() []intercept.Intercept {
 func (f *Firewall) expand(ic intercept.Intercept) ([]*policy.Rule, error) {
 	// Refuse before allocating: an intercept can name enough ranges and
 	// addresses to expand into more rules than memory holds.
-	if n, limit := ic.RuleCount(), int(f.tbl.m.Ranges.MaxEntries()); n > limit {
+	if n, limit := ic.RuleCount(), int(f.tbl.Maps.Ranges.MaxEntries()); n > limit {
 		return nil, &LimitError{Limit: "range_map", Max: limit, Have: n}
 	}
 	rules, err := ic.Rules(f.ifindex)
@@ -162,18 +162,18 @@ func (f *Firewall) expand(ic intercept.Intercept) ([]*policy.Rule, error) {
 		r.Intercept = true
 		out[i] = &r
 	}
-	f.tbl.assign(out)
+	f.tbl.Assign(out)
 	return out, nil
 }
 
 // change plans and applies one change to the rule maps.
 func (f *Firewall) change(add []*policy.Rule, remove []uint32) error {
-	p, err := f.tbl.plan(add, remove, nil)
+	p, err := f.tbl.Plan(add, remove, nil)
 	if err != nil {
-		return err
+		return publicError(err)
 	}
-	if err := f.tbl.apply(p); err != nil {
-		return err
+	if err := f.tbl.Apply(p); err != nil {
+		return publicError(err)
 	}
 	f.handOverListeners(add)
 	return nil
@@ -192,7 +192,7 @@ func ruleIDs(rules []*policy.Rule) []uint32 {
 // protocols, addresses, ports and sources, so the sets of each recover it.
 func (f *Firewall) adoptServices() {
 	byService := make(map[string][]*policy.Rule)
-	for _, r := range f.tbl.rules {
+	for _, r := range f.tbl.Rules {
 		if r.Intercept {
 			byService[r.ServiceID] = append(byService[r.ServiceID], r)
 		}

@@ -74,7 +74,7 @@ func (f *Firewall) retryHandOver() {
 	keys := make(map[bpfobj.ZfwListenerKey]bool)
 	next := now.Add(listenerRetry) // when the ports retried now are due
 	for k, m := range f.listenerMissed {
-		if _, used := f.tbl.ext[extKey{k.Port, k.Proto}]; !used {
+		if !f.tbl.Steers(k.Port, k.Proto) {
 			delete(f.listenerMissed, k)
 			continue
 		}

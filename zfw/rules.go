@@ -91,7 +91,7 @@ func (rs *Rules) Add(ctx context.Context, r Rule) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("add rule: %w", err)
 	}
-	f.tbl.assign([]*policy.Rule{pr})
+	f.tbl.Assign([]*policy.Rule{pr})
 	if err := f.change([]*policy.Rule{pr}, nil); err != nil {
 		return 0, fmt.Errorf("add rule: %w", err)
 	}
@@ -108,7 +108,7 @@ func (rs *Rules) Delete(ctx context.Context, ids ...uint32) error {
 		return err
 	}
 	for _, id := range ids {
-		if r := f.tbl.rules[id]; r == nil || r.Intercept {
+		if r := f.tbl.Rules[id]; r == nil || r.Intercept {
 			return fmt.Errorf("delete rule %d: %w", id, ErrNotFound)
 		}
 	}
@@ -138,14 +138,14 @@ func (rs *Rules) Replace(ctx context.Context, id uint32, r Rule) (uint32, error)
 	if err := f.check(ctx); err != nil {
 		return 0, err
 	}
-	if old := f.tbl.rules[id]; old == nil || old.Intercept {
+	if old := f.tbl.Rules[id]; old == nil || old.Intercept {
 		return 0, fmt.Errorf("replace rule %d: %w", id, ErrNotFound)
 	}
 	pr, err := f.compileRule(r)
 	if err != nil {
 		return 0, fmt.Errorf("replace rule %d: %w", id, err)
 	}
-	f.tbl.assign([]*policy.Rule{pr})
+	f.tbl.Assign([]*policy.Rule{pr})
 	if err := f.change([]*policy.Rule{pr}, []uint32{id}); err != nil {
 		return 0, fmt.Errorf("replace rule %d: %w", id, err)
 	}
@@ -170,13 +170,9 @@ func (rs *Rules) Find(r Rule) []RuleInfo {
 	f := rs.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	b := f.tbl.blocks[policy.PrefixKey{Egress: r.Egress, Proto: proto, Prefix: r.Destination.Masked()}]
-	if b == nil {
-		return nil
-	}
 	var out []RuleInfo
-	for _, id := range b.ids {
-		pr := f.tbl.rules[id]
+	for _, id := range f.tbl.Block(policy.PrefixKey{Egress: r.Egress, Proto: proto, Prefix: r.Destination.Masked()}) {
+		pr := f.tbl.Rules[id]
 		if pr == nil || pr.Intercept || pr.Src != src || pr.PortLow != r.Ports.Low || pr.PortHigh != r.Ports.High {
 			continue
 		}
@@ -194,7 +190,7 @@ func (rs *Rules) Flush(ctx context.Context) error {
 		return err
 	}
 	var ids []uint32
-	for id, r := range f.tbl.rules {
+	for id, r := range f.tbl.Rules {
 		if !r.Intercept {
 			ids = append(ids, id)
 		}
@@ -216,8 +212,8 @@ func (rs *Rules) List() []RuleInfo {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	hits := f.ruleHits()
-	out := make([]RuleInfo, 0, len(f.tbl.rules))
-	for _, r := range f.tbl.rules {
+	out := make([]RuleInfo, 0, len(f.tbl.Rules))
+	for _, r := range f.tbl.Rules {
 		out = append(out, f.info(r, hits[r.ID]))
 	}
 	slices.SortFunc(out, func(a, b RuleInfo) int {

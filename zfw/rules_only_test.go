@@ -121,7 +121,7 @@ func TestRulesOnlyKeepsWhatTheOwnerSet(t *testing.T) {
 		if _, err := fw.Rules().Add(ctx, second); err != nil {
 			return err
 		}
-		return fw.tbl.m.Config.Lookup(uint32(0), &cfg)
+		return fw.tbl.Maps.Config.Lookup(uint32(0), &cfg)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -65,7 +65,7 @@ func (f *Firewall) voidFlowCache() error {
 	if f.closed || f.dp == nil {
 		return nil
 	}
-	if err := f.tbl.voidFlowCache(); err != nil {
+	if err := f.tbl.VoidFlowCache(); err != nil {
 		return fmt.Errorf("sessions: flush: %w", err)
 	}
 	return nil
@@ -121,7 +121,7 @@ func (ss *Sessions) collectMasquerade() (int, error) {
 	f.life.RLock()
 	defer f.life.RUnlock()
 	f.mu.Lock()
-	closed, dp, timeouts := f.closed, f.dp, f.tbl.timeouts
+	closed, dp, timeouts := f.closed, f.dp, Timeouts(f.tbl.Timeouts)
 	f.mu.Unlock()
 	if closed {
 		return 0, ErrClosed
@@ -208,7 +208,7 @@ func (ss *Sessions) walk(visit func(conntrack.Session, func() error) error) erro
 		return ErrClosed
 	}
 	dp := f.dp
-	timeouts := f.tbl.timeouts
+	timeouts := Timeouts(f.tbl.Timeouts)
 	names := make(map[int]string, len(f.ifaces))
 	for name, st := range f.ifaces {
 		names[st.index] = name

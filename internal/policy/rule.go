@@ -35,6 +35,17 @@ func (a Action) String() string {
 	return fmt.Sprintf("action(%d)", uint8(a))
 }
 
+// ProtoName names an IP protocol that rules may name: tcp, udp.
+func ProtoName(p uint8) string {
+	switch p {
+	case ProtoTCP:
+		return "tcp"
+	case ProtoUDP:
+		return "udp"
+	}
+	return fmt.Sprintf("proto(%d)", p)
+}
+
 // IP protocol numbers that rules may name.
 const (
 	ProtoTCP uint8 = 6

@@ -1,4 +1,13 @@
-package zfw
+// Package rulestore is the control plane's copy of the policy maps and
+// their one writer. A Table plans every change in full before it touches
+// a map (ids, the range_map run of each prefix key, prefix-length lists,
+// the listener port of each steered service, every capacity), then
+// writes it make-before-break so that no packet meets a half-made rule
+// set, and undoes what it wrote when a write fails. Load rebuilds a
+// Table from maps a previous process kept and repairs what a process
+// that died mid-change left. Package zfw holds one Table per Firewall
+// and serialises access to it.
+package rulestore
 
 import (
 	"errors"
@@ -6,6 +15,7 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -111,43 +121,73 @@ func (e *extEntry) apply(c *extChange) {
 	}
 }
 
-// table is the control plane's authoritative copy of what the maps hold,
-// and the only writer of the policy maps. Callers serialise access.
-type table struct {
-	m          *zmaps.Set
-	rules      map[uint32]*policy.Rule
-	blocks     map[policy.PrefixKey]*block
-	lens       map[policy.LensKey][]uint8
-	lenCount   map[policy.LensKey]map[uint8]int // keys per prefix length
-	prefixes   [4]int                           // keys per prefix map (PrefixKey.Slot)
-	ext        map[extKey]*extEntry
-	slots      *slots
-	nextID     uint32
-	nextSeq    uint64
-	mark       uint32
-	generation uint32
+// Table is the control plane's authoritative copy of what the policy
+// maps hold, and their only writer: it plans each change against every
+// limit, then writes it make-before-break, undoing what it wrote when a
+// write fails. It also writes config_map. Callers serialise access.
+type Table struct {
+	// Maps are the maps the table writes.
+	Maps *zmaps.Set
+	// Rules are the installed rules by id; callers only read them.
+	Rules map[uint32]*policy.Rule
+	// Prefixes counts the keys of each prefix map (PrefixKey.Slot).
+	Prefixes [4]int
+	// Generation is the rule generation config_map carries: a Plan's
+	// Apply bumps it.
+	Generation uint32
+
+	// What config_map carries besides, written by WriteConfig: the
+	// policy-routing mark, the session timeouts, the per-CPU event
+	// rate, the SYN-flood threshold, and the number of entries in
+	// ddos_dport_map and ddos_allow_map (so that the program knows
+	// without a lookup whether either is empty).
+	Mark           uint32
+	Timeouts       Timeouts
+	EventsPerSec   uint32
+	SYNFlood       ddos.SYNFlood
+	ProtectedPorts uint32
+	AllowedSources uint32
+
+	blocks   map[policy.PrefixKey]*block
+	lens     map[policy.LensKey][]uint8
+	lenCount map[policy.LensKey]map[uint8]int // keys per prefix length
+	ext      map[extKey]*extEntry
+	slots    *slots
+	nextID   uint32
+	nextSeq  uint64
 	// cacheEpoch voids the dataplane's per-CPU flow caches when bumped
 	// (config.cache_epoch); ncpus is how many CPUs they span.
 	cacheEpoch uint32
 	ncpus      uint32
-	timeouts   Timeouts
-	// eventsPerSec is the per-CPU event rate limit.
-	eventsPerSec uint32
-	synFlood     ddos.SYNFlood
-	// protectedPorts counts ddos_dport_map's entries.
-	protectedPorts uint32
-	// allowedSources counts ddos_allow_map's entries.
-	allowedSources uint32
 }
 
-func newTable(m *zmaps.Set, mark uint32) *table {
+// Timeouts are the session timeouts config_map carries (zfw.Timeouts).
+type Timeouts struct {
+	TCPEstablished, TCPTransitory, UDP, ICMPEcho time.Duration
+}
+
+// LimitError reports a change that would exceed a map's capacity (what
+// zfw.LimitError tells users).
+type LimitError struct {
+	Limit     string
+	Max, Have int
+	Err       error
+}
+
+func (e *LimitError) Error() string { return e.Limit + " full" }
+
+func (e *LimitError) Unwrap() error { return e.Err }
+
+// New returns the table of empty maps, with the policy-routing mark.
+// Load fills it from maps a previous process kept.
+func New(m *zmaps.Set, mark uint32) *Table {
 	ncpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		ncpus = runtime.NumCPU() // the flow cache is cleared on these at least
 	}
-	return &table{
-		m:        m,
-		rules:    make(map[uint32]*policy.Rule),
+	return &Table{
+		Maps:     m,
+		Rules:    make(map[uint32]*policy.Rule),
 		blocks:   make(map[policy.PrefixKey]*block),
 		lens:     make(map[policy.LensKey][]uint8),
 		lenCount: make(map[policy.LensKey]map[uint8]int),
@@ -155,7 +195,7 @@ func newTable(m *zmaps.Set, mark uint32) *table {
 		slots:    newSlots(m.Ranges.MaxEntries()),
 		nextID:   1,
 		nextSeq:  1,
-		mark:     mark,
+		Mark:     mark,
 		ncpus:    uint32(ncpus),
 	}
 }
@@ -206,8 +246,9 @@ func mapError(name string, err error) error {
 	return fmt.Errorf("%s: update: %w", name, err)
 }
 
-// plan is one change worked out in full before any map is touched.
-type plan struct {
+// Change is one change worked out in full by Plan before any map is
+// touched.
+type Change struct {
 	add      []*policy.Rule
 	remove   []uint32
 	blocks   map[policy.PrefixKey][]uint32 // new id order per affected key; empty = key goes
@@ -216,8 +257,8 @@ type plan struct {
 	ext      map[extKey]*extChange // what happens to the listener ports touched
 }
 
-// assign gives new rules their ids and insertion order.
-func (t *table) assign(rules []*policy.Rule) {
+// Assign gives new rules their ids and insertion order.
+func (t *Table) Assign(rules []*policy.Rule) {
 	for _, r := range rules {
 		r.ID = t.nextID
 		t.nextID++
@@ -226,16 +267,16 @@ func (t *table) assign(rules []*policy.Rule) {
 	}
 }
 
-// plan validates a change against every limit and works out the new
+// Plan validates a change against every limit and works out the new
 // layout of each prefix key it touches. extra lists keys to rewrite even
 // if their rules did not change (repairing an adopted dataplane).
-func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixKey) (*plan, error) {
-	p := &plan{
+func (t *Table) Plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixKey) (*Change, error) {
+	p := &Change{
 		add:      add,
 		remove:   remove,
 		blocks:   make(map[policy.PrefixKey][]uint32),
 		lens:     make(map[policy.LensKey][]uint8),
-		prefixes: t.prefixes,
+		prefixes: t.Prefixes,
 	}
 	removed := make(map[uint32]bool, len(remove))
 	for _, id := range remove {
@@ -247,7 +288,7 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 		affected[k] = true
 	}
 	for _, id := range remove {
-		if r := t.rules[id]; r != nil {
+		if r := t.Rules[id]; r != nil {
 			affected[policy.KeyOf(r)] = true
 		}
 	}
@@ -255,7 +296,7 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 		added[r.ID] = r
 		affected[policy.KeyOf(r)] = true
 	}
-	if n, limit := len(t.rules)-len(remove)+len(add), int(t.m.Ranges.MaxEntries()); n > limit {
+	if n, limit := len(t.Rules)-len(remove)+len(add), int(t.Maps.Ranges.MaxEntries()); n > limit {
 		return nil, &LimitError{Limit: "range_map", Max: limit, Have: n}
 	}
 
@@ -264,8 +305,8 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 		var list []*policy.Rule
 		if b := t.blocks[k]; b != nil {
 			for _, id := range b.ids {
-				if !removed[id] && t.rules[id] != nil {
-					list = append(list, t.rules[id])
+				if !removed[id] && t.Rules[id] != nil {
+					list = append(list, t.Rules[id])
 				}
 			}
 		}
@@ -277,7 +318,7 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 		for _, k := range extra {
 			byKey[k] = nil
 		}
-		for _, r := range t.rules {
+		for _, r := range t.Rules {
 			if k := policy.KeyOf(r); !removed[r.ID] && slices.Contains(extra, k) {
 				byKey[k] = append(byKey[k], r)
 			}
@@ -298,7 +339,7 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 	for k, list := range byKey {
 		if len(list) > policy.MaxRangesPerPrefix {
 			return nil, &LimitError{
-				Limit: fmt.Sprintf("rules per prefix (%s %s)", protoName(k.Proto), k.Prefix),
+				Limit: fmt.Sprintf("rules per prefix (%s %s)", policy.ProtoName(k.Proto), k.Prefix),
 				Max:   policy.MaxRangesPerPrefix, Have: len(list),
 			}
 		}
@@ -351,10 +392,10 @@ func (t *table) plan(add []*policy.Rule, remove []uint32, extra []policy.PrefixK
 	return p, nil
 }
 
-// apply writes a plan make-before-break: records and rule blocks first,
+// Apply writes a plan make-before-break: records and rule blocks first,
 // then the prefix keys that point at them, then the length lists; removal
 // runs the other way. Any failure undoes what was written.
-func (t *table) apply(p *plan) (err error) {
+func (t *Table) Apply(p *Change) (err error) {
 	var u undoLog
 	var allocated []extent
 	defer func() {
@@ -372,12 +413,12 @@ func (t *table) apply(p *plan) (err error) {
 
 	for _, r := range p.add {
 		rec := wire.Record(r)
-		if err := put(&u, t.m.RuleStore, "rule_store_map", r.ID, &rec, nil, false); err != nil {
+		if err := put(&u, t.Maps.RuleStore, "rule_store_map", r.ID, &rec, nil, false); err != nil {
 			return err
 		}
 		if len(r.Interfaces) > 0 {
 			l := wire.IfList(r)
-			if err := put(&u, t.m.IfLists, "if_list_extension_map", r.ID, &l, nil, false); err != nil {
+			if err := put(&u, t.Maps.IfLists, "if_list_extension_map", r.ID, &l, nil, false); err != nil {
 				return err
 			}
 		}
@@ -396,7 +437,7 @@ func (t *table) apply(p *plan) (err error) {
 		if old != nil {
 			oldV = wire.ServiceID(old.owner)
 		}
-		if err := put(&u, t.m.TProxyExt, "tproxy_extension_map", key, &v, &oldV, old != nil); err != nil {
+		if err := put(&u, t.Maps.TProxyExt, "tproxy_extension_map", key, &v, &oldV, old != nil); err != nil {
 			return err
 		}
 	}
@@ -405,7 +446,7 @@ func (t *table) apply(p *plan) (err error) {
 		added[r.ID] = r
 	}
 	rule := func(id uint32) *policy.Rule {
-		if r := t.rules[id]; r != nil {
+		if r := t.Rules[id]; r != nil {
 			return r
 		}
 		return added[id]
@@ -422,7 +463,7 @@ func (t *table) apply(p *plan) (err error) {
 		allocated = append(allocated, extent{start, uint32(len(ids))})
 		for i, id := range ids {
 			e := wire.RangeEntry(rule(id))
-			if err := t.m.Ranges.Update(start+uint32(i), &e, ebpf.UpdateAny); err != nil {
+			if err := t.Maps.Ranges.Update(start+uint32(i), &e, ebpf.UpdateAny); err != nil {
 				return mapError("range_map", err)
 			}
 		}
@@ -445,17 +486,17 @@ func (t *table) apply(p *plan) (err error) {
 		}
 	}
 	for _, id := range p.remove {
-		r := t.rules[id]
+		r := t.Rules[id]
 		if r == nil {
 			continue
 		}
 		rec := wire.Record(r)
-		if err := del(&u, t.m.RuleStore, "rule_store_map", id, &rec); err != nil {
+		if err := del(&u, t.Maps.RuleStore, "rule_store_map", id, &rec); err != nil {
 			return err
 		}
 		if len(r.Interfaces) > 0 {
 			l := wire.IfList(r)
-			if err := del(&u, t.m.IfLists, "if_list_extension_map", id, &l); err != nil {
+			if err := del(&u, t.Maps.IfLists, "if_list_extension_map", id, &l); err != nil {
 				return err
 			}
 		}
@@ -463,19 +504,19 @@ func (t *table) apply(p *plan) (err error) {
 	for k, e := range p.ext {
 		if old := t.ext[k]; e.owner == "" && old != nil {
 			v := wire.ServiceID(old.owner)
-			if err := del(&u, t.m.TProxyExt, "tproxy_extension_map", wire.TProxyExtKey(k.port, k.proto), &v); err != nil {
+			if err := del(&u, t.Maps.TProxyExt, "tproxy_extension_map", wire.TProxyExtKey(k.port, k.proto), &v); err != nil {
 				return err
 			}
 		}
 	}
 	// Commit: cached verdicts of the old rules are void from here on.
-	cfg := t.config(t.generation + 1)
-	if err := t.m.Config.Update(uint32(0), &cfg, ebpf.UpdateAny); err != nil {
+	cfg := t.config(t.Generation + 1)
+	if err := t.Maps.Config.Update(uint32(0), &cfg, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("config_map: update: %w", err)
 	}
 
 	// The maps now hold the plan; make the in-memory copy match.
-	t.generation++
+	t.Generation++
 	for k, ids := range p.blocks {
 		old := t.blocks[k]
 		if old != nil {
@@ -498,14 +539,14 @@ func (t *table) apply(p *plan) (err error) {
 			delete(t.lens, lk)
 		}
 	}
-	t.prefixes = p.prefixes
+	t.Prefixes = p.prefixes
 	for _, id := range p.remove {
-		delete(t.rules, id)
+		delete(t.Rules, id)
 		// A removed rule's count goes with it; ids are not reused.
-		t.m.RuleHits.Delete(id)
+		t.Maps.RuleHits.Delete(id)
 	}
 	for _, r := range p.add {
-		t.rules[r.ID] = r
+		t.Rules[r.ID] = r
 	}
 	for k, c := range p.ext {
 		switch e := t.ext[k]; {
@@ -523,7 +564,7 @@ func (t *table) apply(p *plan) (err error) {
 }
 
 // countLen keeps lenCount in step with the keys in blocks.
-func (t *table) countLen(k policy.PrefixKey, d int) {
+func (t *Table) countLen(k policy.PrefixKey, d int) {
 	lk := policy.LensKeyOf(k)
 	if t.lenCount[lk] == nil {
 		t.lenCount[lk] = make(map[uint8]int)
@@ -541,7 +582,7 @@ func steersToPort(r *policy.Rule) bool {
 
 // planExt works out what a change does to every listener port it
 // touches, and each one's owner after it.
-func (t *table) planExt(add []*policy.Rule, remove []uint32) map[extKey]*extChange {
+func (t *Table) planExt(add []*policy.Rule, remove []uint32) map[extKey]*extChange {
 	out := make(map[extKey]*extChange)
 	change := func(k extKey) *extChange {
 		c := out[k]
@@ -552,7 +593,7 @@ func (t *table) planExt(add []*policy.Rule, remove []uint32) map[extKey]*extChan
 		return c
 	}
 	for _, id := range remove {
-		if r := t.rules[id]; r != nil && steersToPort(r) {
+		if r := t.Rules[id]; r != nil && steersToPort(r) {
 			change(extKey{r.TProxyPort, r.Proto}).delta[r.ServiceID]--
 		}
 	}
@@ -573,16 +614,16 @@ func (t *table) planExt(add []*policy.Rule, remove []uint32) map[extKey]*extChan
 }
 
 // prefixMap is the map of a PrefixKey.Slot, with its name.
-func (t *table) prefixMap(slot int) (string, zmaps.Map) {
+func (t *Table) prefixMap(slot int) (string, zmaps.Map) {
 	switch slot {
 	case 1:
-		return "zt_tproxy6_map", t.m.Prefix6
+		return "zt_tproxy6_map", t.Maps.Prefix6
 	case 2:
-		return "zt_egress_map", t.m.Egress4
+		return "zt_egress_map", t.Maps.Egress4
 	case 3:
-		return "zt_egress6_map", t.m.Egress6
+		return "zt_egress6_map", t.Maps.Egress6
 	}
-	return "zt_tproxy_map", t.m.Prefix4
+	return "zt_tproxy_map", t.Maps.Prefix4
 }
 
 // prefixKey encodes k for its map.
@@ -595,7 +636,7 @@ func prefixKey(k policy.PrefixKey) any {
 	return &key
 }
 
-func (t *table) putPrefix(u *undoLog, k policy.PrefixKey, b *block) error {
+func (t *Table) putPrefix(u *undoLog, k policy.PrefixKey, b *block) error {
 	v := bpfobj.ZfwPrefixValue{Start: b.start, Count: b.count}
 	old := t.blocks[k]
 	var oldV bpfobj.ZfwPrefixValue
@@ -606,7 +647,7 @@ func (t *table) putPrefix(u *undoLog, k policy.PrefixKey, b *block) error {
 	return put(u, m, name, prefixKey(k), &v, &oldV, old != nil)
 }
 
-func (t *table) deletePrefix(u *undoLog, k policy.PrefixKey) error {
+func (t *Table) deletePrefix(u *undoLog, k policy.PrefixKey) error {
 	old := t.blocks[k]
 	oldV := bpfobj.ZfwPrefixValue{Start: old.start, Count: old.count}
 	name, m := t.prefixMap(k.Slot())
@@ -619,25 +660,30 @@ func lensValue(lens []uint8) bpfobj.ZfwPrefixLens {
 	return v
 }
 
-func (t *table) putLens(u *undoLog, lk policy.LensKey, lens []uint8) error {
+func (t *Table) putLens(u *undoLog, lk policy.LensKey, lens []uint8) error {
 	old, existed := t.lens[lk]
 	oldV := lensValue(old)
 	if len(lens) == 0 {
 		if !existed {
 			return nil
 		}
-		return del(u, t.m.PrefixLens, "prefix_len_map", lk.MapKey(), &oldV)
+		return del(u, t.Maps.PrefixLens, "prefix_len_map", lk.MapKey(), &oldV)
 	}
 	v := lensValue(lens)
-	return put(u, t.m.PrefixLens, "prefix_len_map", lk.MapKey(), &v, &oldV, existed)
+	return put(u, t.Maps.PrefixLens, "prefix_len_map", lk.MapKey(), &v, &oldV, existed)
 }
 
-func protoName(p uint8) string {
-	switch p {
-	case policy.ProtoTCP:
-		return "tcp"
-	case policy.ProtoUDP:
-		return "udp"
+// Block returns the ids of one prefix key's rules in precedence order;
+// none for a key without rules. Callers must not change it.
+func (t *Table) Block(k policy.PrefixKey) []uint32 {
+	if b := t.blocks[k]; b != nil {
+		return b.ids
 	}
-	return fmt.Sprintf("proto(%d)", p)
+	return nil
+}
+
+// Steers reports whether any rule steers to the listener port.
+func (t *Table) Steers(port uint16, proto uint8) bool {
+	_, ok := t.ext[extKey{port, proto}]
+	return ok
 }

@@ -1,4 +1,4 @@
-package zfw
+package rulestore
 
 import (
 	"errors"
@@ -15,14 +15,14 @@ import (
 	"github.com/zfw-go/zfw/internal/wire"
 )
 
-func memTable(t *testing.T) (*table, *zmaps.Set) {
+func memTable(t *testing.T) (*Table, *zmaps.Set) {
 	t.Helper()
 	set, err := zmaps.NewMemorySet(0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tbl := newTable(set, defaultMark)
-	if err := tbl.writeConfig(); err != nil {
+	tbl := New(set, 0x5a460000)
+	if err := tbl.WriteConfig(); err != nil {
 		t.Fatal(err)
 	}
 	return tbl, set
@@ -32,14 +32,14 @@ func mkRule(dst string, low, high uint16, action policy.Action) *policy.Rule {
 	return &policy.Rule{Proto: policy.ProtoTCP, Dst: netip.MustParsePrefix(dst), PortLow: low, PortHigh: high, Action: action, TProxyPort: 7000, ServiceID: "svc", Intercept: true}
 }
 
-func mustChange(t *testing.T, tbl *table, add []*policy.Rule, remove []uint32) {
+func mustChange(t *testing.T, tbl *Table, add []*policy.Rule, remove []uint32) {
 	t.Helper()
-	tbl.assign(add)
-	p, err := tbl.plan(add, remove, nil)
+	tbl.Assign(add)
+	p, err := tbl.Plan(add, remove, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tbl.apply(p); err != nil {
+	if err := tbl.Apply(p); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -121,21 +121,21 @@ func TestTableAdoptsWhatAnotherTableWrote(t *testing.T) {
 	mustChange(t, tbl, rules, nil)
 	before := snap(t, set)
 
-	adopted := newTable(set, defaultMark)
-	if err := adopted.load(false); err != nil {
+	adopted := New(set, 0x5a460000)
+	if err := adopted.Load(false); err != nil {
 		t.Fatal(err)
 	}
-	if adopted.generation != tbl.generation {
-		t.Errorf("generation %d, want %d (an intact dataplane needs no repair)", adopted.generation, tbl.generation)
+	if adopted.Generation != tbl.Generation {
+		t.Errorf("generation %d, want %d (an intact dataplane needs no repair)", adopted.Generation, tbl.Generation)
 	}
-	for id, r := range tbl.rules {
-		got := adopted.rules[id]
+	for id, r := range tbl.Rules {
+		got := adopted.Rules[id]
 		if got == nil || got.Dst != r.Dst || got.ServiceID != r.ServiceID || !slices.Equal(got.Interfaces, r.Interfaces) || got.Seq != r.Seq {
 			t.Errorf("rule %d: adopted %+v, want %+v", id, got, r)
 		}
 	}
-	if adopted.prefixes != tbl.prefixes || adopted.nextID != tbl.nextID {
-		t.Errorf("adopted counters %v/%d, want %v/%d", adopted.prefixes, adopted.nextID, tbl.prefixes, tbl.nextID)
+	if adopted.Prefixes != tbl.Prefixes || adopted.nextID != tbl.nextID {
+		t.Errorf("adopted counters %v/%d, want %v/%d", adopted.Prefixes, adopted.nextID, tbl.Prefixes, tbl.nextID)
 	}
 	// New changes on the adopted table must not reuse live slots.
 	extra := mkRule("10.5.0.0/16", 1, 2, policy.ActionDeny)
@@ -163,8 +163,8 @@ func TestTableRepairsAHalfWrittenDataplane(t *testing.T) {
 	if err := set.Prefix4.Update(&stray, &bpfobj.ZfwPrefixValue{Start: 5000, Count: 1}, ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}
-	adopted := newTable(set, defaultMark)
-	if err := adopted.load(false); err != nil {
+	adopted := New(set, 0x5a460000)
+	if err := adopted.Load(false); err != nil {
 		t.Fatal(err)
 	}
 	s := snap(t, set)
@@ -206,12 +206,12 @@ func TestTableRollsBackAFailedChange(t *testing.T) {
 		real := set.Prefix4
 		set.Prefix4 = &failingMap{Map: real, left: failAfter}
 		add := []*policy.Rule{mkRule("10.2.0.0/24", 1, 2, policy.ActionDeny), mkRule("10.3.0.0/28", 1, 2, policy.ActionDeny), mkRule("10.1.0.0/16", 100, 200, policy.ActionPass)}
-		tbl.assign(add)
-		p, err := tbl.plan(add, []uint32{keep.ID}, nil)
+		tbl.Assign(add)
+		p, err := tbl.Plan(add, []uint32{keep.ID}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = tbl.apply(p)
+		err = tbl.Apply(p)
 		set.Prefix4 = real
 		if err == nil {
 			continue // the failure point was past the last write
@@ -225,7 +225,7 @@ func TestTableRollsBackAFailedChange(t *testing.T) {
 				t.Errorf("fail after %d: prefix %v now %v, want %v", failAfter, k, after.prefixes[k], ids)
 			}
 		}
-		if len(tbl.rules) != 1 || tbl.rules[keep.ID] == nil {
+		if len(tbl.Rules) != 1 || tbl.Rules[keep.ID] == nil {
 			t.Errorf("fail after %d: table state changed", failAfter)
 		}
 	}
@@ -351,7 +351,7 @@ func TestPlanningASharedPortChangeDoesNotGrowWithItsServices(t *testing.T) {
 		}
 		r := mkRule("10.255.0.1/32", 80, 80, policy.ActionTProxy)
 		r.ServiceID = "new"
-		tbl.assign([]*policy.Rule{r})
+		tbl.Assign([]*policy.Rule{r})
 		return testing.AllocsPerRun(20, func() {
 			tbl.planExt([]*policy.Rule{r}, nil)
 		})

@@ -1,4 +1,4 @@
-package zfw
+package rulestore
 
 import (
 	"fmt"
@@ -15,41 +15,41 @@ import (
 	"github.com/zfw-go/zfw/zfw/ddos"
 )
 
-// load rebuilds the table from maps that a previous process kept, then
+// Load rebuilds the table from maps that a previous process kept, then
 // repairs any prefix key whose block does not hold exactly the rules the
 // stored records say it should (a process that died mid-change). With
 // keepSettings the stored mark, timeouts and limits replace the table's,
 // so that the changes load writes leave them as they were.
-func (t *table) load(keepSettings bool) error {
+func (t *Table) Load(keepSettings bool) error {
 	var cfg bpfobj.ZfwConfig
-	if err := t.m.Config.Lookup(uint32(0), &cfg); err != nil {
+	if err := t.Maps.Config.Lookup(uint32(0), &cfg); err != nil {
 		return fmt.Errorf("config_map: lookup: %w", err)
 	}
-	t.generation = cfg.Generation
+	t.Generation = cfg.Generation
 	t.cacheEpoch = cfg.CacheEpoch
 	// ddos_dport_map survives with the maps, and so must its count.
-	t.protectedPorts = cfg.ProtectedPorts
-	t.allowedSources = cfg.AllowedSources
+	t.ProtectedPorts = cfg.ProtectedPorts
+	t.AllowedSources = cfg.AllowedSources
 	if keepSettings {
-		t.mark = cfg.Mark
-		t.timeouts = Timeouts{
+		t.Mark = cfg.Mark
+		t.Timeouts = Timeouts{
 			TCPEstablished: time.Duration(cfg.TcpEstablishedNs),
 			TCPTransitory:  time.Duration(cfg.TcpTransitoryNs),
 			UDP:            time.Duration(cfg.UdpNs),
 			ICMPEcho:       time.Duration(cfg.IcmpEchoNs),
 		}
-		t.eventsPerSec = cfg.EventsPerSec
-		t.synFlood = ddos.SYNFlood{SYNsPerSecond: int(cfg.SynPerSec), BanDuration: time.Duration(cfg.BanNs)}
+		t.EventsPerSec = cfg.EventsPerSec
+		t.SYNFlood = ddos.SYNFlood{SYNsPerSecond: int(cfg.SynPerSec), BanDuration: time.Duration(cfg.BanNs)}
 	}
 
 	var (
 		id  uint32
 		rec bpfobj.ZfwRuleRecord
 	)
-	it := t.m.RuleStore.Iterate()
+	it := t.Maps.RuleStore.Iterate()
 	for it.Next(&id, &rec) {
 		r := wire.RuleFrom(id, &rec)
-		t.rules[id] = &r
+		t.Rules[id] = &r
 		t.nextID = max(t.nextID, id+1)
 		t.nextSeq = max(t.nextSeq, r.Seq+1)
 		if steersToPort(&r) {
@@ -67,7 +67,7 @@ func (t *table) load(keepSettings bool) error {
 	}
 	for k, e := range t.ext {
 		var v bpfobj.ZfwServiceId
-		if err := t.m.TProxyExt.Lookup(wire.TProxyExtKey(k.port, k.proto), &v); err == nil {
+		if err := t.Maps.TProxyExt.Lookup(wire.TProxyExtKey(k.port, k.proto), &v); err == nil {
 			e.owner = wire.ServiceIDFrom(&v)
 		}
 		// The order the services came in is not kept in the maps: the
@@ -79,7 +79,7 @@ func (t *table) load(keepSettings bool) error {
 		if owner := e.order[0]; owner != e.owner {
 			// Missing or stale entry: write the right one.
 			v := wire.ServiceID(owner)
-			if err := t.m.TProxyExt.Update(wire.TProxyExtKey(k.port, k.proto), &v, ebpf.UpdateAny); err != nil {
+			if err := t.Maps.TProxyExt.Update(wire.TProxyExtKey(k.port, k.proto), &v, ebpf.UpdateAny); err != nil {
 				return fmt.Errorf("tproxy_extension_map: update: %w", err)
 			}
 			e.owner = owner
@@ -91,7 +91,7 @@ func (t *table) load(keepSettings bool) error {
 		b := &block{start: v.Start, count: v.Count}
 		for i := range v.Count {
 			var e bpfobj.ZfwRangeEntry
-			if err := t.m.Ranges.Lookup(v.Start+i, &e); err != nil {
+			if err := t.Maps.Ranges.Lookup(v.Start+i, &e); err != nil {
 				return fmt.Errorf("range_map: lookup %d: %w", v.Start+i, err)
 			}
 			b.ids = append(b.ids, e.RuleId)
@@ -101,11 +101,11 @@ func (t *table) load(keepSettings bool) error {
 			b.count = 0
 		}
 		t.blocks[k] = b
-		t.prefixes[k.Slot()]++
+		t.Prefixes[k.Slot()]++
 		t.countLen(k, +1)
 		return nil
 	}
-	for slot := range t.prefixes {
+	for slot := range t.Prefixes {
 		name, m := t.prefixMap(slot)
 		egress := slot >= 2
 		var v bpfobj.ZfwPrefixValue
@@ -140,7 +140,7 @@ func (t *table) load(keepSettings bool) error {
 		lk   uint32
 		lens bpfobj.ZfwPrefixLens
 	)
-	it = t.m.PrefixLens.Iterate()
+	it = t.Maps.PrefixLens.Iterate()
 	for it.Next(&lk, &lens) {
 		key := policy.LensKeyFrom(lk)
 		t.lens[key] = slices.Clone(lens.Lens[:min(int(lens.Count), len(lens.Lens))])
@@ -151,7 +151,7 @@ func (t *table) load(keepSettings bool) error {
 
 	// Compare with what the records call for.
 	want := make(map[policy.PrefixKey][]*policy.Rule)
-	for _, r := range t.rules {
+	for _, r := range t.Rules {
 		k := policy.KeyOf(r)
 		want[k] = append(want[k], r)
 	}
@@ -184,7 +184,7 @@ func (t *table) load(keepSettings bool) error {
 	if len(repair) == 0 && lensOK {
 		return nil
 	}
-	p, err := t.plan(nil, nil, repair)
+	p, err := t.Plan(nil, nil, repair)
 	if err != nil {
 		return fmt.Errorf("repair adopted dataplane: %w", err)
 	}
@@ -198,7 +198,7 @@ func (t *table) load(keepSettings bool) error {
 			}
 		}
 	}
-	if err := t.apply(p); err != nil {
+	if err := t.Apply(p); err != nil {
 		return fmt.Errorf("repair adopted dataplane: %w", err)
 	}
 	return nil

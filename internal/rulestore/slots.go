@@ -1,4 +1,4 @@
-package zfw
+package rulestore
 
 import "slices"
 
