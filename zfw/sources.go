@@ -26,26 +26,39 @@ func (f *Firewall) LocalSources() *LocalSources { return &LocalSources{f} }
 
 // Add makes the addresses of p local, or counts one more use of p.
 func (s *LocalSources) Add(ctx context.Context, p netip.Prefix) error {
-	f := s.f
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	p, err := s.check(ctx, p)
-	if err != nil {
-		return err
-	}
-	if f.sources[p] == 0 {
-		if err := f.dp.AddLocalSource(p); err != nil {
-			return err
+	return s.change(ctx, p, func(f *Firewall, p netip.Prefix) error {
+		if f.sources[p] == 0 {
+			if err := f.dp.AddLocalSource(p); err != nil {
+				return err
+			}
 		}
-	}
-	f.sources[p]++
-	return nil
+		f.sources[p]++
+		return nil
+	})
 }
 
 // Remove counts one use of p fewer, and when none is left makes its
 // addresses what they were. A prefix not added is an error wrapping
 // ErrNotFound.
 func (s *LocalSources) Remove(ctx context.Context, p netip.Prefix) error {
+	return s.change(ctx, p, func(f *Firewall, p netip.Prefix) error {
+		switch f.sources[p] {
+		case 0:
+			return fmt.Errorf("local source %s: %w", p, ErrNotFound)
+		case 1:
+			if err := f.dp.RemoveLocalSource(p); err != nil {
+				return err
+			}
+			delete(f.sources, p)
+		default:
+			f.sources[p]--
+		}
+		return nil
+	})
+}
+
+// change validates p and, with f.mu held, applies do to it masked.
+func (s *LocalSources) change(ctx context.Context, p netip.Prefix, do func(*Firewall, netip.Prefix) error) error {
 	f := s.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -53,18 +66,7 @@ func (s *LocalSources) Remove(ctx context.Context, p netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	switch f.sources[p] {
-	case 0:
-		return fmt.Errorf("local source %s: %w", p, ErrNotFound)
-	case 1:
-		if err := f.dp.RemoveLocalSource(p); err != nil {
-			return err
-		}
-		delete(f.sources, p)
-	default:
-		f.sources[p]--
-	}
-	return nil
+	return do(f, p)
 }
 
 // List returns the local sources in order, each as often as it was
