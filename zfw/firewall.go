@@ -65,6 +65,10 @@ type Firewall struct {
 	// listenerMissed: when a TPROXY port's listener was last looked for
 	// and not found (handOverListeners).
 	listenerMissed map[bpfobj.ZfwListenerKey]listenerMiss
+	// listenerHanded: the TPROXY ports this process put a listener of
+	// into listener_map (a hint: whether to ask the map before the
+	// namespace's sockets).
+	listenerHanded map[bpfobj.ZfwListenerKey]struct{}
 	// nextRetry: when the first of listenerMissed is due again.
 	nextRetry time.Time
 	// diag looks sockets up in the dataplane's namespace (socketsFor);

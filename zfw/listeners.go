@@ -110,33 +110,56 @@ type listenerMiss struct {
 // a port it is the first to name, however many rules share the port.
 func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time, retry bool) {
 	m := f.dp.Objects().ListenerMap
+	if f.listenerMissed == nil {
+		f.listenerMissed = make(map[bpfobj.ZfwListenerKey]listenerMiss)
+		f.listenerHanded = make(map[bpfobj.ZfwListenerKey]struct{})
+	}
+	inMap := func(k bpfobj.ZfwListenerKey) bool {
+		var cookie uint64
+		if m.Lookup(&k, &cookie) != nil {
+			delete(f.listenerHanded, k)
+			return false
+		}
+		delete(f.listenerMissed, k)
+		f.listenerHanded[k] = struct{}{}
+		return true
+	}
 	want := make(map[bpfobj.ZfwListenerKey]bool)
 	for k, foreign := range keys {
 		if miss, ok := f.listenerMissed[k]; ok && (!retry || now.Before(miss.at.Add(listenerRetry))) {
 			continue
 		}
-		var cookie uint64
-		// A port missed before is not in the map (a retry need not ask).
-		if !retry && m.Lookup(&k, &cookie) == nil {
-			delete(f.listenerMissed, k)
-			continue // handed over already, and open
+		// A port handed over before most likely still is: one lookup
+		// spares asking the namespace.
+		if _, ok := f.listenerHanded[k]; ok && inMap(k) {
+			continue
 		}
 		want[k] = foreign
 	}
 	if len(want) == 0 {
 		return
 	}
-	if f.listenerMissed == nil {
-		f.listenerMissed = make(map[bpfobj.ZfwListenerKey]listenerMiss)
-	}
 	// What the namespace holds on those ports: most often
 	// nothing (a port whose listener is not open yet), and then no
 	// descriptor needs reading.
 	candidates := f.socketsFor(want)
-	if len(candidates) == 0 {
-		for k, foreign := range want {
+	open := make(map[bpfobj.ZfwListenerKey]bool, len(candidates))
+	for _, c := range candidates {
+		open[c.key] = true
+	}
+	for k, foreign := range want {
+		// A port without a socket has none in listener_map either (a
+		// socket leaves it as it closes); one with a socket may be
+		// there already, put by this process or by one before it.
+		switch {
+		case !open[k]:
 			f.missed(k, now, foreign)
+			delete(want, k)
+		case inMap(k):
+			delete(want, k)
 		}
+	}
+	if len(want) == 0 {
 		return
 	}
 	put := func(k bpfobj.ZfwListenerKey, fd int) bool {
@@ -145,6 +168,7 @@ func (f *Firewall) handOver(keys map[bpfobj.ZfwListenerKey]bool, now time.Time, 
 			return false
 		}
 		delete(f.listenerMissed, k)
+		f.listenerHanded[k] = struct{}{}
 		delete(want, k)
 		return true
 	}

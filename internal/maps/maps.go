@@ -151,3 +151,87 @@ func (k kernelMap) Update(key, value any, flags ebpf.MapUpdateFlags) error {
 	}
 	return err
 }
+
+// batcher is a map that writes many keys in one system call.
+type batcher interface {
+	batchUpdate(keys, values any) (int, error)
+	batchDelete(keys any) (int, error)
+}
+
+func (k kernelMap) batchUpdate(keys, values any) (int, error) {
+	n, err := k.m.BatchUpdate(keys, values, nil)
+	if errors.Is(err, errE2BIG) {
+		err = fmt.Errorf("%w: %w", ErrFull, err)
+	}
+	return n, err
+}
+
+func (k kernelMap) batchDelete(keys any) (int, error) { return k.m.BatchDelete(keys, nil) }
+
+// UpdateAll writes keys[i] = values[i] for every i, in one system call
+// where m is a kernel map that batches (a kernel before 5.6 does not,
+// and the memory maps write one by one). It returns how many were
+// written, always the first ones, and the error that stopped it.
+func UpdateAll[K, V any](m Map, keys []K, values []V) (int, error) {
+	if len(keys) != len(values) {
+		return 0, fmt.Errorf("%d keys and %d values", len(keys), len(values))
+	}
+	if b, ok := m.(batcher); ok && len(keys) > 1 {
+		n, err := b.batchUpdate(keys, values)
+		if !errors.Is(err, ebpf.ErrNotSupported) {
+			return n, err
+		}
+	}
+	for i := range keys {
+		if err := m.Update(&keys[i], &values[i], ebpf.UpdateAny); err != nil {
+			return i, err
+		}
+	}
+	return len(keys), nil
+}
+
+// DeleteAll deletes every key present of keys, in as few system calls
+// as m allows (a missing key ends a kernel batch, which then goes on
+// after it). It returns the keys deleted and the error that stopped it;
+// missing keys are no error.
+func DeleteAll[K any](m Map, keys []K) ([]K, error) {
+	deleted, rest, err := deleteBatched(m, keys)
+	if err != nil {
+		return deleted, err
+	}
+	for i := range rest {
+		err := m.Delete(&rest[i])
+		switch {
+		case err == nil:
+			deleted = append(deleted, rest[i])
+		case !errors.Is(err, ErrKeyNotExist):
+			return deleted, err
+		}
+	}
+	return deleted, nil
+}
+
+// deleteBatched deletes keys in batches where m batches, returning the
+// keys deleted and those left to delete one by one (all of them, when m
+// does not batch).
+func deleteBatched[K any](m Map, keys []K) (deleted, rest []K, err error) {
+	b, ok := m.(batcher)
+	if !ok || len(keys) < 2 {
+		return nil, keys, nil
+	}
+	for len(keys) > 0 {
+		n, err := b.batchDelete(keys)
+		deleted = append(deleted, keys[:n]...)
+		switch {
+		case err == nil:
+			return deleted, nil, nil
+		case errors.Is(err, ErrKeyNotExist):
+			keys = keys[n+1:] // keys[n] is not there
+		case errors.Is(err, ebpf.ErrNotSupported) && n == 0:
+			return deleted, keys, nil
+		default:
+			return deleted, nil, err
+		}
+	}
+	return deleted, nil, nil
+}

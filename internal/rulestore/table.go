@@ -239,6 +239,55 @@ func del(u *undoLog, m zmaps.Map, name string, key, old any) error {
 	return nil
 }
 
+// putRecords writes the records of new rules (ids not in the map) in
+// one batch, recording how to delete those written.
+func (t *Table) putRecords(u *undoLog, rules []*policy.Rule) error {
+	ids, recs := make([]uint32, len(rules)), make([]bpfobj.ZfwRuleRecord, len(rules))
+	for i, r := range rules {
+		ids[i], recs[i] = r.ID, wire.Record(r)
+	}
+	n, err := zmaps.UpdateAll(t.Maps.RuleStore, ids, recs)
+	if n > 0 {
+		written := ids[:n]
+		u.push(func() error {
+			_, err := zmaps.DeleteAll(t.Maps.RuleStore, written)
+			return err
+		})
+	}
+	if err != nil {
+		return mapError("rule_store_map", err)
+	}
+	return nil
+}
+
+// deleteRecords deletes the records of the rules of ids in one batch,
+// recording how to put back those deleted.
+func (t *Table) deleteRecords(u *undoLog, ids []uint32) error {
+	present := make([]uint32, 0, len(ids))
+	recs := make(map[uint32]bpfobj.ZfwRuleRecord, len(ids))
+	for _, id := range ids {
+		if r := t.Rules[id]; r != nil {
+			present = append(present, id)
+			recs[id] = wire.Record(r)
+		}
+	}
+	deleted, err := zmaps.DeleteAll(t.Maps.RuleStore, present)
+	if len(deleted) > 0 {
+		u.push(func() error {
+			old := make([]bpfobj.ZfwRuleRecord, len(deleted))
+			for i, id := range deleted {
+				old[i] = recs[id]
+			}
+			_, err := zmaps.UpdateAll(t.Maps.RuleStore, deleted, old)
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("rule_store_map: delete: %w", err)
+	}
+	return nil
+}
+
 func mapError(name string, err error) error {
 	if errors.Is(err, zmaps.ErrFull) {
 		return &LimitError{Limit: name, Err: err}
@@ -411,11 +460,10 @@ func (t *Table) Apply(p *Change) (err error) {
 	}()
 	t.slots.release()
 
+	if err := t.putRecords(&u, p.add); err != nil {
+		return err
+	}
 	for _, r := range p.add {
-		rec := wire.Record(r)
-		if err := put(&u, t.Maps.RuleStore, "rule_store_map", r.ID, &rec, nil, false); err != nil {
-			return err
-		}
 		if len(r.Interfaces) > 0 {
 			l := wire.IfList(r)
 			if err := put(&u, t.Maps.IfLists, "if_list_extension_map", r.ID, &l, nil, false); err != nil {
@@ -461,11 +509,13 @@ func (t *Table) Apply(p *Change) (err error) {
 			return &LimitError{Limit: "range_map", Max: int(t.slots.capacity), Have: int(t.slots.used) + len(ids)}
 		}
 		allocated = append(allocated, extent{start, uint32(len(ids))})
+		// The slots are free ones: nothing to put back on failure.
+		slots, entries := make([]uint32, len(ids)), make([]bpfobj.ZfwRangeEntry, len(ids))
 		for i, id := range ids {
-			e := wire.RangeEntry(rule(id))
-			if err := t.Maps.Ranges.Update(start+uint32(i), &e, ebpf.UpdateAny); err != nil {
-				return mapError("range_map", err)
-			}
+			slots[i], entries[i] = start+uint32(i), wire.RangeEntry(rule(id))
+		}
+		if _, err := zmaps.UpdateAll(t.Maps.Ranges, slots, entries); err != nil {
+			return mapError("range_map", err)
 		}
 		nb := &block{start: start, count: uint32(len(ids)), ids: ids}
 		newBlocks[k] = nb
@@ -485,14 +535,13 @@ func (t *Table) Apply(p *Change) (err error) {
 			}
 		}
 	}
+	if err := t.deleteRecords(&u, p.remove); err != nil {
+		return err
+	}
 	for _, id := range p.remove {
 		r := t.Rules[id]
 		if r == nil {
 			continue
-		}
-		rec := wire.Record(r)
-		if err := del(&u, t.Maps.RuleStore, "rule_store_map", id, &rec); err != nil {
-			return err
 		}
 		if len(r.Interfaces) > 0 {
 			l := wire.IfList(r)

@@ -195,16 +195,29 @@ func (f *failingMap) Update(key, value any, flags ebpf.MapUpdateFlags) error {
 }
 
 func TestTableRollsBackAFailedChange(t *testing.T) {
+	// Fail somewhere in the record or the prefix writes of a change
+	// that adds two prefixes and replaces one.
+	for _, m := range []struct {
+		name string
+		of   func(*zmaps.Set) *zmaps.Map
+	}{
+		{"rule_store_map", func(s *zmaps.Set) *zmaps.Map { return &s.RuleStore }},
+		{"prefix4_map", func(s *zmaps.Set) *zmaps.Map { return &s.Prefix4 }},
+	} {
+		t.Run(m.name, func(t *testing.T) { testRollbackOf(t, m.of) })
+	}
+}
+
+func testRollbackOf(t *testing.T, of func(*zmaps.Set) *zmaps.Map) {
 	for failAfter := 0; failAfter < 6; failAfter++ {
 		tbl, set := memTable(t)
 		keep := mkRule("10.1.0.0/16", 80, 90, policy.ActionTProxy)
 		mustChange(t, tbl, []*policy.Rule{keep}, nil)
 		before := snap(t, set)
 
-		// Fail somewhere in the prefix writes of a change that adds two
-		// prefixes and replaces one.
-		real := set.Prefix4
-		set.Prefix4 = &failingMap{Map: real, left: failAfter}
+		failing := of(set)
+		real := *failing
+		*failing = &failingMap{Map: real, left: failAfter}
 		add := []*policy.Rule{mkRule("10.2.0.0/24", 1, 2, policy.ActionDeny), mkRule("10.3.0.0/28", 1, 2, policy.ActionDeny), mkRule("10.1.0.0/16", 100, 200, policy.ActionPass)}
 		tbl.Assign(add)
 		p, err := tbl.Plan(add, []uint32{keep.ID}, nil)
@@ -212,7 +225,7 @@ func TestTableRollsBackAFailedChange(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = tbl.Apply(p)
-		set.Prefix4 = real
+		*failing = real
 		if err == nil {
 			continue // the failure point was past the last write
 		}
