@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/zfw-go/zfw/testenv"
 )
@@ -18,7 +19,7 @@ func backends(t *testing.T) map[string]func(t *testing.T) Map {
 		"memory": func(t *testing.T) Map { return NewMemory("h", ebpf.Hash, 3) },
 		"kernel": func(t *testing.T) Map {
 			testenv.RequirePrivileged(t)
-			m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 3, Flags: 1 /* BPF_F_NO_PREALLOC */})
+			m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 3, Flags: unix.BPF_F_NO_PREALLOC})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -145,7 +145,12 @@ func (k kernelMap) MaxEntries() uint32             { return k.m.MaxEntries() }
 func (k kernelMap) Iterate() Iterator              { return k.m.Iterate() }
 
 func (k kernelMap) Update(key, value any, flags ebpf.MapUpdateFlags) error {
-	err := k.m.Update(key, value, flags)
+	return fullError(k.m.Update(key, value, flags))
+}
+
+// fullError marks the kernel's answer to an insert into a full hash map
+// (E2BIG) as ErrFull, which both backends return.
+func fullError(err error) error {
 	if errors.Is(err, errE2BIG) {
 		return fmt.Errorf("%w: %w", ErrFull, err)
 	}
@@ -160,10 +165,7 @@ type batcher interface {
 
 func (k kernelMap) batchUpdate(keys, values any) (int, error) {
 	n, err := k.m.BatchUpdate(keys, values, nil)
-	if errors.Is(err, errE2BIG) {
-		err = fmt.Errorf("%w: %w", ErrFull, err)
-	}
-	return n, err
+	return n, fullError(err)
 }
 
 func (k kernelMap) batchDelete(keys any) (int, error) { return k.m.BatchDelete(keys, nil) }
