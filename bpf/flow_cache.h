@@ -89,8 +89,10 @@ static __always_inline struct flow_entry *flow_cached(const struct packet *pkt, 
 		return NULL;
 	switch (e->kind) {
 	case ZFW_FLOW_STEERED:
-		return e;
 	case ZFW_FLOW_RULE:
+		/* Decided by the rules: after a change the slow path decides
+		 * again, and a steered connection is kept by its socket
+		 * (rule_verdict). */
 		return e->generation == cfg->generation ? e : NULL;
 	default:
 		return (__u32)now - e->checked < ZFW_FLOW_RECHECK_JIFFIES ? e : NULL;
@@ -173,24 +175,6 @@ static __always_inline void flow_forget(const struct packet *pkt, __u32 ifindex,
 	};
 
 	bpf_loop(cfg->ncpus < ZFW_MAX_CPUS ? cfg->ncpus : ZFW_MAX_CPUS, forget_on_cpu, &c, 0);
-}
-
-/*
- * forget_steering: a SYN that is not steered opens a new connection on a
- * tuple that may have been steered before, as when a client reuses its
- * port after the intercept was removed. The old connection's steering
- * (in matched_map and the flow cache, which keep it until it closes
- * whatever the rules) must not carry over to the new connection's later
- * segments. Only a tuple that was steered pays for the flow cache.
- */
-static __always_inline void forget_steering(const struct packet *pkt, __u32 ifindex, const struct config *cfg,
-					    const struct match_key *k4, const struct match6_key *k6)
-{
-	long err = pkt->family == 4 ? bpf_map_delete_elem(&matched_map, k4)
-				    : bpf_map_delete_elem(&matched6_map, k6);
-
-	if (!err)
-		flow_forget(pkt, ifindex, cfg, false);
 }
 
 /* flow_hit applies a cached verdict, with one counter for its outcome. */

@@ -110,20 +110,6 @@ struct {
 } rule_store_map SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, ZFW_MATCH_CACHE);
-	__type(key, struct match_key);
-	__type(value, struct match_value);
-} matched_map SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, ZFW_MATCH_CACHE);
-	__type(key, struct match6_key);
-	__type(value, struct match_value);
-} matched6_map SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, ZFW_FLOW_CACHE_SLOTS);
 	__type(key, __u32);
@@ -132,28 +118,28 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, ZFW_MATCH_CACHE);
+	__uint(max_entries, ZFW_SESSION_ENTRIES);
 	__type(key, struct tuple_key);
 	__type(value, struct tcp_state);
 } tcp_map SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, ZFW_MATCH_CACHE);
+	__uint(max_entries, ZFW_SESSION_ENTRIES);
 	__type(key, struct tuple_key);
 	__type(value, struct udp_state);
 } udp_map SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, ZFW_MATCH_CACHE);
+	__uint(max_entries, ZFW_SESSION_ENTRIES);
 	__type(key, struct tuple_key);
 	__type(value, struct inbound_state);
 } tcp_ingress_map SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, ZFW_MATCH_CACHE);
+	__uint(max_entries, ZFW_SESSION_ENTRIES);
 	__type(key, struct tuple_key);
 	__type(value, struct inbound_state);
 } udp_ingress_map SEC(".maps");
@@ -167,7 +153,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, ZFW_MATCH_CACHE);
+	__uint(max_entries, ZFW_SESSION_ENTRIES);
 	__type(key, struct masq_key);
 	__type(value, struct masq_value);
 } icmp_masquerade_map SEC(".maps");
@@ -181,7 +167,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, ZFW_MATCH_CACHE);
+	__uint(max_entries, ZFW_SESSION_ENTRIES);
 	__type(key, struct icmp_key);
 	__type(value, struct icmp_state);
 } icmp_echo_map SEC(".maps");
@@ -222,17 +208,22 @@ struct {
 } ddos_dport_map SEC(".maps");
 
 /*
- * A SYN the ingress program left to a socket of an earlier connection
- * on its tuple (the tunneler's side in TIME_WAIT): its listener port, for
- * zfw_sk_lookup, which hands the SYN to that listener when the kernel
- * lets the old socket go and looks for one.
+ * SYNs the ingress program left to a socket of an earlier connection on
+ * their tuple (the tunneler's side in TIME_WAIT), with their listener
+ * port, for zfw_sk_lookup, which hands such a SYN to that listener when
+ * the kernel lets the old socket go and looks for one. The kernel does
+ * that on the CPU that ran the ingress program, within the same receive
+ * batch, so a small per-CPU table indexed by a hash of the tuple holds
+ * every note long enough, and the lookup every listener lookup in the
+ * namespace makes is one array slot, not a hash-map walk. A note another
+ * SYN overwrites first costs that SYN the slower way (see tuple_in_use).
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct tw_key);
-	__type(value, struct tw_steer);
-} tw_steer_map SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ZFW_TW_NOTES);
+	__type(key, __u32);
+	__type(value, struct tw_note);
+} tw_note_map SEC(".maps");
 
 /* The TPROXY listeners userspace handed over (the sockets its tunneler
  * opened), by family and port: what zfw_sk_lookup can hand SYNs to. */

@@ -93,8 +93,8 @@ struct verdict {
 	__u32 rule_id;
 	__u16 tproxy_port;
 	__u8 action;
-	/* From matched_map: a connection steered before, which opens no
-	 * session (ingress_apply). */
+	/* A connection steered before a rule change, kept by its socket
+	 * (rule_verdict): it opens no session (ingress_apply). */
 	__u8 known;
 };
 

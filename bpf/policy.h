@@ -8,27 +8,6 @@
 
 #include "maps.h"
 
-/* match_keys fills the matched_map key of the packet's family. */
-static __always_inline void match_keys(const struct packet *pkt, __u32 ifindex, struct match_key *k4,
-				       struct match6_key *k6)
-{
-	if (pkt->family == 4) {
-		k4->saddr = pkt->saddr[0];
-		k4->daddr = pkt->daddr[0];
-		k4->sport = pkt->sport;
-		k4->dport = pkt->dport;
-		k4->ifindex = ifindex;
-		k4->proto = pkt->proto;
-	} else {
-		__builtin_memcpy(k6->saddr, pkt->saddr, 16);
-		__builtin_memcpy(k6->daddr, pkt->daddr, 16);
-		k6->sport = pkt->sport;
-		k6->dport = pkt->dport;
-		k6->ifindex = ifindex;
-		k6->proto = pkt->proto;
-	}
-}
-
 /* policy_result is what policy_lookup found. __u8, not bool: clang
  * assumes a loaded bool is 0 or 1 and returns it as is, which the
  * verifier cannot prove for a callback. */

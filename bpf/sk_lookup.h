@@ -9,6 +9,7 @@
 #include <linux/socket.h>
 
 #include "maps.h"
+#include "tw_note.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -22,13 +23,12 @@
  * whose tuple the ingress program noted, it gets the tunneler's listener
  * of that port from listener_map. Every other lookup goes on as without
  * this program: the program sees all of them in the namespace, so it
- * reads one hash entry and changes nothing else.
+ * reads one slot of this CPU's notes and changes nothing else.
  */
 static __always_inline int sk_lookup_steer(struct bpf_sk_lookup *ctx)
 {
 	struct listener_key lk = {};
 	struct tw_key k = {};
-	struct tw_steer *ts;
 	struct config *cfg;
 	struct bpf_sock *sk;
 	__u32 zero = 0;
@@ -36,31 +36,32 @@ static __always_inline int sk_lookup_steer(struct bpf_sk_lookup *ctx)
 
 	if (ctx->protocol != IPPROTO_TCP)
 		return SK_PASS;
+	/* The barriers keep clang from merging the two branches' loads into
+	 * one through a computed context pointer, which the verifier
+	 * refuses: context fields are read at constant offsets only. */
 	if (ctx->family == AF_INET) {
 		k.saddr[0] = ctx->remote_ip4;
 		k.daddr[0] = ctx->local_ip4;
 		k.family = 4;
+		asm volatile("" ::: "memory");
 	} else if (ctx->family == AF_INET6) {
 		__builtin_memcpy(k.saddr, (const void *)ctx->remote_ip6, 16);
 		__builtin_memcpy(k.daddr, (const void *)ctx->local_ip6, 16);
 		k.family = 6;
+		asm volatile("" ::: "memory");
 	} else {
 		return SK_PASS;
 	}
 	k.sport = bpf_ntohs(ctx->remote_port);
 	k.dport = ctx->local_port;
-	ts = bpf_map_lookup_elem(&tw_steer_map, &k);
-	if (!ts)
-		return SK_PASS;
-	lk.port = ts->port;
-	lk.family = k.family;
-	lk.proto = IPPROTO_TCP;
 	cfg = bpf_map_lookup_elem(&config_map, &zero);
-	if (!cfg || cfg->generation != ts->generation)
-		lk.port = 0; /* decided under other rules */
-	bpf_map_delete_elem(&tw_steer_map, &k);
+	if (!cfg)
+		return SK_PASS;
+	lk.port = tw_note_take(&k, cfg->generation);
 	if (!lk.port)
 		return SK_PASS;
+	lk.family = k.family;
+	lk.proto = IPPROTO_TCP;
 	sk = bpf_map_lookup_elem(&listener_map, &lk);
 	if (!sk)
 		return SK_PASS;

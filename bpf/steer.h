@@ -6,6 +6,7 @@
 #define ZFW_STEER_H
 
 #include "events.h"
+#include "tw_note.h"
 
 /* sock_tuple fills t for a socket lookup in family and returns the
  * length of its part of the union. */
@@ -27,6 +28,28 @@ static __always_inline __u32 sock_tuple(struct bpf_sock_tuple *t, __u8 family, c
 }
 
 /*
+ * tuple_owner returns the state (BPF_TCP_*) of the socket that holds the
+ * packet's tuple in this namespace, or -1 if none does. With no socket on
+ * the tuple the lookup falls back to a listener on the packet's
+ * destination, which holds nothing: callers treat BPF_TCP_LISTEN as no
+ * owner. t is scratch space.
+ */
+static __always_inline int tuple_owner(struct __sk_buff *skb, const struct packet *pkt,
+				       struct bpf_sock_tuple *t)
+{
+	__u32 tlen = sock_tuple(t, pkt->family, pkt->saddr, pkt->daddr, pkt->sport, pkt->dport);
+	struct bpf_sock *sk;
+	int state;
+
+	sk = (struct bpf_sock *)bpf_skc_lookup_tcp(skb, t, tlen, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return -1;
+	state = sk->state;
+	bpf_sk_release(sk);
+	return state;
+}
+
+/*
  * tuple_in_use: is the SYN's own tuple held by a socket of an earlier
  * connection? Most often that is the tunneler's side in TIME_WAIT after it
  * closed first, and the client reuses its port. Assigned to the listener,
@@ -43,18 +66,27 @@ static __always_inline __u32 sock_tuple(struct bpf_sock_tuple *t, __u8 family, c
 static __always_inline bool tuple_in_use(struct __sk_buff *skb, const struct packet *pkt,
 					 struct bpf_sock_tuple *t)
 {
-	__u32 tlen = sock_tuple(t, pkt->family, pkt->saddr, pkt->daddr, pkt->sport, pkt->dport);
-	struct bpf_sock *sk;
-	bool in_use;
+	int state = tuple_owner(skb, pkt, t);
 
-	sk = (struct bpf_sock *)bpf_skc_lookup_tcp(skb, t, tlen, BPF_F_CURRENT_NETNS, 0);
-	if (!sk)
-		return false;
-	/* With no socket on the tuple the lookup falls back to a listener on
-	 * the original destination, which holds nothing. */
-	in_use = sk->state != BPF_TCP_LISTEN;
-	bpf_sk_release(sk);
-	return in_use;
+	return state >= 0 && state != BPF_TCP_LISTEN;
+}
+
+/*
+ * held_by_connection: does a live connection of this host hold the TCP
+ * segment's tuple? A connection steered under earlier rules is one: its
+ * accepted socket lives on in the tunneler until it closes, so its
+ * segments must still be delivered to it (marked) after the intercept
+ * changed or went. The kernel's socket table is the record of which
+ * connections were steered, so no map remembers them per flow, and a new
+ * flow costs no insert. A socket in TIME_WAIT is over: a new connection
+ * reusing the tuple follows its own rules.
+ */
+static __always_inline bool held_by_connection(struct __sk_buff *skb, const struct packet *pkt)
+{
+	struct bpf_sock_tuple t = {};
+	int state = tuple_owner(skb, pkt, &t);
+
+	return state >= 0 && state != BPF_TCP_LISTEN && state != BPF_TCP_TIME_WAIT;
 }
 
 /*
@@ -68,7 +100,6 @@ static __always_inline bool tuple_in_use(struct __sk_buff *skb, const struct pac
  */
 static __always_inline void remember_tw_steer(const struct packet *pkt, __u16 tproxy_port, __u32 generation)
 {
-	struct tw_steer v = { .port = tproxy_port, .generation = generation };
 	struct tw_key k = {
 		.sport = bpf_ntohs(pkt->sport),
 		.dport = bpf_ntohs(pkt->dport),
@@ -77,7 +108,7 @@ static __always_inline void remember_tw_steer(const struct packet *pkt, __u16 tp
 
 	__builtin_memcpy(k.saddr, pkt->saddr, 16);
 	__builtin_memcpy(k.daddr, pkt->daddr, 16);
-	bpf_map_update_elem(&tw_steer_map, &k, &v, BPF_ANY);
+	tw_note_put(&k, tproxy_port, generation);
 }
 
 /*
@@ -127,16 +158,6 @@ ZFW_STAGE int steer(struct __sk_buff *skb, const struct packet *pkt, const struc
 	if (iface_flags & ZFW_IFACE_VERBOSE)
 		emit(skb, pkt, ZFW_EVENT_STEER, 0, v);
 	return TC_ACT_OK;
-}
-
-/*
- * keeps_steering: a TCP connection that was steered stays steered after a
- * rule change, until it closes. Its accepted socket lives on in the
- * tunneler; only new connections (SYNs) see the new rules.
- */
-static __always_inline bool keeps_steering(const struct packet *pkt, const struct match_value *mv)
-{
-	return mv->action == ZFW_ACTION_TPROXY && pkt->proto == IPPROTO_TCP && !opens_connection(pkt);
 }
 
 #endif /* ZFW_STEER_H */

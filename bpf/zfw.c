@@ -11,9 +11,9 @@
  * sends the Ziti tun's replies back out.
  *
  * Each stage lives in the header its name says (parse.h, flow_cache.h,
- * host.h, policy.h, steer.h, sessions.h, masquerade.h, ddos.h, ot.h,
- * tunnel.h, events.h); shared structs are in include/zfw.h. Stages marked
- * ZFW_STAGE are global functions, verified once each (see packet.h).
+ * host.h, policy.h, steer.h, tw_note.h, sessions.h, masquerade.h, ddos.h,
+ * ot.h, tunnel.h, events.h); shared structs are in include/zfw.h. Stages
+ * marked ZFW_STAGE are global functions, verified once each (see packet.h).
  * Parse and the flow cache are inlined into zfw_ingress instead, by
  * measurement: a packet the cache settles then pays no call, and together
  * they cost the verifier some 3,000 instructions of the entry's total
@@ -208,48 +208,29 @@ ZFW_STAGE int ingress_sessions(struct __sk_buff *skb, struct packet *pkt, const 
 }
 
 /*
- * rule_verdict decides a TCP or UDP packet by the rules: from matched_map
- * for a steered connection past its SYN, else from the rule tables. The
- * verdict is in v; ingress_apply carries it out. Two stages, not one, so
- * that the rule tables' call chain stays within the kernel's 512 bytes of
- * stack for all frames together.
+ * rule_verdict decides a TCP or UDP packet by the rules; the verdict is
+ * in v and ingress_apply carries it out. Two stages, not one, so that the
+ * rule tables' call chain stays within the kernel's 512 bytes of stack
+ * for all frames together.
+ *
+ * No map remembers steered connections: a later segment the flow cache
+ * does not hold is decided by the rules again, which costs less than
+ * looking a flow up in a map of its own and, for a new flow, saves the
+ * insert (measured: an LRU insert was most of a new flow's cost). Only a
+ * segment the rules pass asks the kernel whether a connection of this
+ * host holds its tuple, and is then marked for it: one steered before a
+ * rule change is kept until it closes, and the host's own is delivered
+ * as routing would. A deny rule cuts either like any other connection.
  */
-ZFW_STAGE int rule_verdict(const struct packet *pkt, __u32 ifindex, const struct config *cfg, __u32 flags,
-			   struct verdict *v)
+ZFW_STAGE int rule_verdict(struct __sk_buff *skb, const struct packet *pkt, const struct config *cfg,
+			   __u32 flags, struct verdict *v)
 {
 	struct policy_result c = {};
-	/* One family's key at a time: the union keeps this stage's stack,
-	 * and so the deepest call chain's, small. */
-	union {
-		struct match_key k4;
-		struct match6_key k6;
-	} key = {};
-	struct match_key *k4 = &key.k4;
-	struct match6_key *k6 = &key.k6;
-	struct match_value *cached = NULL, mv = {};
+	__u32 ifindex;
 
-	if (!pkt || !cfg || !v)
+	if (!skb || !pkt || !cfg || !v)
 		return 0;
-	/*
-	 * Only steered TCP connections are remembered in matched_map: their
-	 * later segments skip the rule tables and keep their socket across
-	 * rule changes. Any other verdict costs less to recompute than a
-	 * cache insert (measured: an LRU insert is most of a new flow).
-	 */
-	if (pkt->proto == IPPROTO_TCP) {
-		match_keys(pkt, ifindex, k4, k6);
-		if (!opens_connection(pkt))
-			cached = pkt->family == 4 ? bpf_map_lookup_elem(&matched_map, k4)
-						  : bpf_map_lookup_elem(&matched6_map, k6);
-	}
-	if (cached && (cached->generation == cfg->generation || keeps_steering(pkt, cached))) {
-		count(ZFW_STAT_CACHE_HIT);
-		v->action = cached->action;
-		v->rule_id = cached->rule_id;
-		v->tproxy_port = cached->tproxy_port;
-		v->known = 1;
-		return 0;
-	}
+	ifindex = skb->ifindex;
 	count(ZFW_STAT_POLICY_LOOKUP);
 	policy_lookup(pkt, ifindex, flags, 0, &c);
 	if (c.done) {
@@ -261,17 +242,15 @@ ZFW_STAGE int rule_verdict(const struct packet *pkt, __u32 ifindex, const struct
 			v->action = ZFW_ACTION_DENY;
 	}
 	v->known = 0;
-	if (pkt->proto == IPPROTO_TCP && v->action == ZFW_ACTION_TPROXY) {
-		mv.generation = cfg->generation;
-		mv.rule_id = v->rule_id;
-		mv.action = v->action;
-		mv.tproxy_port = v->tproxy_port;
-		if (pkt->family == 4)
-			bpf_map_update_elem(&matched_map, k4, &mv, BPF_ANY);
-		else
-			bpf_map_update_elem(&matched6_map, k6, &mv, BPF_ANY);
-	} else if (opens_connection(pkt)) {
-		forget_steering(pkt, ifindex, cfg, k4, k6);
+	if (v->action == ZFW_ACTION_PASS && pkt->proto == IPPROTO_TCP && !opens_connection(pkt) &&
+	    held_by_connection(skb, pkt)) {
+		/* Marked, the segment reaches its socket whether that is the
+		 * tunneler's (a non-local destination) or the host's own. */
+		count(ZFW_STAT_KEPT_STEERING);
+		v->action = ZFW_ACTION_TPROXY;
+		v->rule_id = 0;
+		v->tproxy_port = 0;
+		v->known = 1;
 	}
 	return 0;
 }
@@ -355,7 +334,7 @@ ZFW_STAGE int ingress_decide(struct __sk_buff *skb, struct packet *pkt, const st
 		if (rc != ZFW_GO_ON)
 			return rc;
 	}
-	rule_verdict(pkt, ifindex, cfg, flags, &v);
+	rule_verdict(skb, pkt, cfg, flags, &v);
 	return ingress_apply(skb, pkt, cfg, flags, &v);
 }
 

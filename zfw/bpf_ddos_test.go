@@ -27,7 +27,7 @@ func TestSYNFloodBansTheSource(t *testing.T) {
 	attacker, other := addr("192.168.9.9"), addr("192.168.9.10")
 	syn := func(src string, port uint16, sport uint16) uint32 {
 		s := packet.Spec{Src: addr(src), Dst: addr("10.9.0.5"), Proto: packet.TCP, SrcPort: sport, DstPort: port, TCPFlags: packet.SYN}
-		return h.runFrame(packet.Build(s), packet.Spec{}, 1).code
+		return h.runFrame(packet.Build(s), 1).code
 	}
 	for i := range limit {
 		if code := syn(attacker.String(), 80, uint16(20000+i)); code != tcOK {
@@ -41,7 +41,7 @@ func TestSYNFloodBansTheSource(t *testing.T) {
 		t.Errorf("ban event %+v", ev)
 	}
 	udp := packet.Spec{Src: attacker, Dst: addr("10.9.0.5"), Proto: packet.UDP, SrcPort: 5, DstPort: 53}
-	if code := h.runFrame(packet.Build(udp), packet.Spec{}, 1).code; code != tcShot {
+	if code := h.runFrame(packet.Build(udp), 1).code; code != tcShot {
 		t.Errorf("banned source's UDP: code %d, want drop", code)
 	}
 	if code := syn(other.String(), 80, 20000); code != tcOK {
@@ -92,14 +92,14 @@ func TestBansEnd(t *testing.T) {
 	h := newHarnessWith(t, Options{SYNFlood: ddos.SYNFlood{SYNsPerSecond: 1, BanDuration: time.Millisecond}})
 	h.manage("lo", InterfaceSettings{DDoSProtection: true})
 	s := packet.Spec{Src: addr("192.168.9.9"), Dst: addr("10.9.0.5"), Proto: packet.TCP, SrcPort: 1000, DstPort: 80, TCPFlags: packet.SYN}
-	h.runFrame(packet.Build(s), packet.Spec{}, 1)
+	h.runFrame(packet.Build(s), 1)
 	s.SrcPort++
-	if code := h.runFrame(packet.Build(s), packet.Spec{}, 1).code; code != tcShot {
+	if code := h.runFrame(packet.Build(s), 1).code; code != tcShot {
 		t.Fatalf("second SYN: code %d, want the ban", code)
 	}
 	time.Sleep(5 * time.Millisecond)
 	s.SrcPort++
-	if code := h.runFrame(packet.Build(s), packet.Spec{}, 1).code; code != tcOK {
+	if code := h.runFrame(packet.Build(s), 1).code; code != tcOK {
 		t.Errorf("after the ban ended: code %d", code)
 	}
 }
@@ -121,7 +121,7 @@ func TestDDoSAllowListGatesProtectedPorts(t *testing.T) {
 	friend, stranger := addr("192.168.7.1"), addr("192.168.7.2")
 	send := func(src string, port, sport uint16, flags uint8) uint32 {
 		s := packet.Spec{Src: addr(src), Dst: addr("10.9.0.5"), Proto: packet.TCP, SrcPort: sport, DstPort: port, TCPFlags: flags}
-		return h.runFrame(packet.Build(s), packet.Spec{}, 1).code
+		return h.runFrame(packet.Build(s), 1).code
 	}
 	d := h.f.DDoS()
 	if err := d.AllowSources(ctx, friend, friend); err != nil {

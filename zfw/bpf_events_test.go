@@ -53,7 +53,7 @@ func TestEventsReportDropsAndSessions(t *testing.T) {
 	}()
 
 	before := time.Now().Add(-time.Second)
-	h.runFrame(packet.Build(tcpTo("10.9.0.5", 80)), packet.Spec{}, 1)
+	h.runFrame(packet.Build(tcpTo("10.9.0.5", 80)), 1)
 	ev := next(t, ch, event.Drop)
 	if ev.Reason != event.ReasonDefaultDeny || ev.Interface != "lo" || ev.Egress || ev.Protocol != packet.TCP ||
 		ev.Dst.String() != "10.9.0.5:80" || ev.Src.String() != "192.168.7.10:40000" {
@@ -75,18 +75,18 @@ func TestEventsReportDropsAndSessions(t *testing.T) {
 		t.Errorf("session event %+v", ev)
 	}
 	// The server answers, the host acknowledges: established; then a RST.
-	h.runFrame(packet.Build(packet.Spec{Src: serverAddr, Dst: hostAddr, Proto: packet.TCP, SrcPort: 443, DstPort: 40000, TCPFlags: packet.SYN | packet.ACK, Seq: 5000, Ack: 1001}), packet.Spec{}, 1)
+	h.runFrame(packet.Build(packet.Spec{Src: serverAddr, Dst: hostAddr, Proto: packet.TCP, SrcPort: 443, DstPort: 40000, TCPFlags: packet.SYN | packet.ACK, Seq: 5000, Ack: 1001}), 1)
 	h.egress(packet.Spec{Src: hostAddr, Dst: serverAddr, Proto: packet.TCP, SrcPort: 40000, DstPort: 443, TCPFlags: packet.ACK, Seq: 1001, Ack: 5001}, 1)
 	if ev = next(t, ch, event.Session); ev.Session != event.Established {
 		t.Errorf("after the handshake: %+v", ev)
 	}
-	h.runFrame(packet.Build(packet.Spec{Src: serverAddr, Dst: hostAddr, Proto: packet.TCP, SrcPort: 443, DstPort: 40000, TCPFlags: packet.RST, Seq: 5001}), packet.Spec{}, 1)
+	h.runFrame(packet.Build(packet.Spec{Src: serverAddr, Dst: hostAddr, Proto: packet.TCP, SrcPort: 443, DstPort: 40000, TCPFlags: packet.RST, Seq: 5001}), 1)
 	if ev = next(t, ch, event.Session); ev.Session != event.Reset || !strings.Contains(ev.String(), "session reset") {
 		t.Errorf("after the RST: %+v (%s)", ev, ev)
 	}
 
 	h.add(steer("10.9.0.6/32", 80, 80, 7999))
-	h.runFrame(packet.Build(tcpTo("10.9.0.6", 80)), packet.Spec{}, 1)
+	h.runFrame(packet.Build(tcpTo("10.9.0.6", 80)), 1)
 	ev = next(t, ch, event.Drop)
 	if ev.Reason != event.ReasonNoListener || ev.TProxyPort != 7999 {
 		t.Errorf("no-listener drop %+v", ev)
@@ -121,7 +121,7 @@ func TestEventRateLimit(t *testing.T) {
 	frame := packet.Build(tcpTo("10.9.0.5", 80))
 	start := time.Now()
 	for range flood {
-		h.runFrame(frame, packet.Spec{}, 1)
+		h.runFrame(frame, 1)
 	}
 	elapsed := time.Since(start)
 	// Windows are one second per CPU; the runs may span a few.
@@ -201,7 +201,7 @@ func TestEventsReachEveryReaderAndASlowOneHoldsBackNone(t *testing.T) {
 	const sent = eventBuffer + 500
 	frame := packet.Build(tcpTo("10.9.0.5", 80))
 	for range sent {
-		h.runFrame(frame, packet.Spec{}, 1)
+		h.runFrame(frame, 1)
 	}
 	st := h.stats()
 	delivered := sent - int(st.EventsLost) // what the ring buffer held for the reader
@@ -225,6 +225,6 @@ func TestEventsReachEveryReaderAndASlowOneHoldsBackNone(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Events after every reader left: %v", err)
 	}
-	h.runFrame(frame, packet.Spec{}, 1)
+	h.runFrame(frame, 1)
 	next(t, again, event.Drop)
 }

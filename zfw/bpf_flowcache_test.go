@@ -21,7 +21,7 @@ import (
 func (h *harness) flowHit(spec packet.Spec, ifindex int) (result, bool) {
 	h.t.Helper()
 	before := h.stats().FlowCacheHits
-	res := h.runFrame(packet.Build(spec), packet.Spec{}, ifindex)
+	res := h.runFrame(packet.Build(spec), ifindex)
 	return res, h.stats().FlowCacheHits > before
 }
 

@@ -86,7 +86,7 @@ func TestDefaultDenyHostPassthroughs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := h.with(t)
 			h.manage("lo", tc.settings)
-			if res := h.runFrame(tc.frame, packet.Spec{}, 1); res.code != tc.want {
+			if res := h.runFrame(tc.frame, 1); res.code != tc.want {
 				t.Errorf("code = %d, want %d", res.code, tc.want)
 			}
 		})
@@ -97,7 +97,7 @@ func TestDefaultDenyHostPassthroughs(t *testing.T) {
 		h.manage("lo", deny)
 		id := h.add(Rule{Action: Deny, Protocol: intercept.TCP, Destination: pfx("127.0.0.1/32"), Ports: intercept.PortRange{Low: 22, High: 22}})
 		defer h.f.Rules().Delete(t.Context(), id)
-		if res := h.runFrame(ssh4, packet.Spec{}, 1); res.code != tcShot {
+		if res := h.runFrame(ssh4, 1); res.code != tcShot {
 			t.Errorf("code = %d, want drop", res.code)
 		}
 	})

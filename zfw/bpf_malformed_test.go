@@ -70,7 +70,7 @@ func TestProgramDropsMalformedPackets(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := h.with(t)
 			before := h.stats().Malformed
-			res := h.runFrame(tc.frame(), packet.Spec{}, 1)
+			res := h.runFrame(tc.frame(), 1)
 			if res.code != tcShot {
 				t.Errorf("code = %d, want drop", res.code)
 			}
@@ -85,7 +85,7 @@ func TestProgramDropsMalformedPackets(t *testing.T) {
 
 	t.Run("twins are steered", func(t *testing.T) {
 		for _, frame := range [][]byte{v4(), v6()} {
-			if res := h.runFrame(frame, packet.Spec{}, 1); res.mark != defaultMark {
+			if res := h.runFrame(frame, 1); res.mark != defaultMark {
 				t.Errorf("well-formed twin not steered: code %d mark %#x", res.code, res.mark)
 			}
 		}
@@ -134,9 +134,6 @@ func TestProgramFragments(t *testing.T) {
 			if res.code != tc.want || res.mark != 0 {
 				t.Errorf("code = %d mark %#x, want %d unmarked", res.code, res.mark, tc.want)
 			}
-			if res.cached != nil {
-				t.Errorf("fragment verdict was cached: %+v", *res.cached)
-			}
 			if got := h.stats().Fragments; got != before+1 {
 				t.Errorf("fragment counter %d -> %d, want +1", before, got)
 			}
@@ -168,7 +165,7 @@ func TestProgramOtherTraffic(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if res := h.runFrame(tc.frame, packet.Spec{}, tc.ifindex); res.code != tc.want {
+			if res := h.runFrame(tc.frame, tc.ifindex); res.code != tc.want {
 				t.Errorf("code = %d, want %d", res.code, tc.want)
 			}
 		})
@@ -181,7 +178,7 @@ func TestProgramOtherTraffic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res := h.runFrame(packet.Build(tcpTo("10.9.0.5", 80)), packet.Spec{}, otherIdx); res.code != tcNext {
+		if res := h.runFrame(packet.Build(tcpTo("10.9.0.5", 80)), otherIdx); res.code != tcNext {
 			t.Errorf("code = %#x, want TC_ACT_UNSPEC", res.code)
 		}
 	})

@@ -57,7 +57,7 @@ func TestMasquerade(t *testing.T) {
 	}
 	back := func(t *testing.T, s packet.Spec) netip.AddrPort {
 		t.Helper()
-		res := h.runFrame(packet.Build(s), packet.Spec{}, 1)
+		res := h.runFrame(packet.Build(s), 1)
 		if res.code != tcOK {
 			t.Fatalf("ingress code %d", res.code)
 		}
@@ -140,7 +140,7 @@ func TestMasquerade(t *testing.T) {
 				seg[2], seg[3] = 0, 0
 				binary.BigEndian.PutUint16(reply[14+40+2:], packet.L4Checksum(tc.remote, tc.nat, packet.ICMPv6, seg))
 			}
-			in := h.runFrame(reply, packet.Spec{}, 1)
+			in := h.runFrame(reply, 1)
 			_, dst := frameAddrs(in.data)
 			if dst.Addr() != tc.c || binary.BigEndian.Uint16(in.data[len(in.data)-4:]) != 1 {
 				t.Errorf("echo reply went to %s id %d, want %s id 1", dst.Addr(), binary.BigEndian.Uint16(in.data[len(in.data)-4:]), tc.c)
@@ -191,7 +191,7 @@ func TestMasqueradeManyFlows(t *testing.T) {
 		clients[src.Port()] = c
 	}
 	for port, c := range clients {
-		res := h.runFrame(packet.Build(packet.Spec{Src: remote, Dst: addr("127.0.0.1"), Proto: packet.UDP, SrcPort: 53, DstPort: port}), packet.Spec{}, 1)
+		res := h.runFrame(packet.Build(packet.Spec{Src: remote, Dst: addr("127.0.0.1"), Proto: packet.UDP, SrcPort: 53, DstPort: port}), 1)
 		if _, dst := frameAddrs(res.data); dst != netip.AddrPortFrom(c, 5000) {
 			t.Fatalf("reply to port %d went to %s, want %s", port, dst, fmt.Sprint(c, ":5000"))
 		}
@@ -261,7 +261,7 @@ func TestMasqueradeTranslatesICMPErrors(t *testing.T) {
 				t.Fatalf("the flow was not masqueraded: left as %s", src)
 			}
 			icmpErr := packet.Build(packet.Spec{Src: tc.hop, Dst: nat, Proto: proto, ICMPType: tc.errType, Payload: quoted})
-			res := h.runFrame(icmpErr, packet.Spec{}, 1)
+			res := h.runFrame(icmpErr, 1)
 			if res.code != tcOK {
 				t.Fatalf("ingress code %d", res.code)
 			}
@@ -287,7 +287,7 @@ func TestMasqueradeTranslatesICMPErrors(t *testing.T) {
 	t.Run("an error about an unknown flow is left alone", func(t *testing.T) {
 		quoted := packet.Build(packet.Spec{Src: addr("127.0.0.1"), Dst: addr("10.60.0.2"), Proto: packet.UDP, SrcPort: 61001, DstPort: 53})[14 : 14+28]
 		frame := packet.Build(packet.Spec{Src: addr("10.60.0.2"), Dst: addr("127.0.0.1"), Proto: packet.ICMP, ICMPType: 3, Payload: quoted})
-		res := h.runFrame(frame, packet.Spec{}, 1)
+		res := h.runFrame(frame, 1)
 		if res.code != tcOK || string(res.data) != string(frame) {
 			t.Errorf("code %d, frame changed: %v", res.code, string(res.data) != string(frame))
 		}

@@ -27,11 +27,11 @@ func TestDNP3Filtering(t *testing.T) {
 	master, outstation := addr("10.70.0.1"), addr("10.70.0.2")
 	toOutstation := func(payload []byte) uint32 {
 		s := packet.Spec{Src: master, Dst: outstation, Proto: packet.TCP, SrcPort: 40000, DstPort: 20000, TCPFlags: packet.ACK | packet.PSH, Payload: payload}
-		return h.runFrame(packet.Build(s), packet.Spec{}, 1).code
+		return h.runFrame(packet.Build(s), 1).code
 	}
 	fromOutstation := func(payload []byte) uint32 {
 		s := packet.Spec{Src: outstation, Dst: master, Proto: packet.TCP, SrcPort: 20000, DstPort: 40000, TCPFlags: packet.ACK | packet.PSH, Payload: payload}
-		return h.runFrame(packet.Build(s), packet.Spec{}, 1).code
+		return h.runFrame(packet.Build(s), 1).code
 	}
 	cases := []struct {
 		name string
@@ -71,7 +71,7 @@ func TestModbusResponsesMustAnswerRequests(t *testing.T) {
 	}
 	response := func(tid uint16, unit, fcode uint8) uint32 {
 		s := packet.Spec{Src: slave, Dst: master, Proto: packet.TCP, SrcPort: 502, DstPort: 40000, TCPFlags: packet.ACK | packet.PSH, Payload: modbus(tid, unit, fcode)}
-		return h.runFrame(packet.Build(s), packet.Spec{}, 1).code
+		return h.runFrame(packet.Build(s), 1).code
 	}
 	if code := response(7, 1, 3); code != tcShot {
 		t.Errorf("response with no request: code %d", code)
@@ -95,7 +95,7 @@ func TestModbusResponsesMustAnswerRequests(t *testing.T) {
 	}
 	// Plain TCP to and from 502 without a Modbus header is not judged.
 	s := packet.Spec{Src: slave, Dst: master, Proto: packet.TCP, SrcPort: 502, DstPort: 40000, TCPFlags: packet.ACK}
-	if code := h.runFrame(packet.Build(s), packet.Spec{}, 1).code; code != tcOK {
+	if code := h.runFrame(packet.Build(s), 1).code; code != tcOK {
 		t.Errorf("bare ACK from 502: code %d", code)
 	}
 	if st := h.stats(); st.OTDropped != 4 {

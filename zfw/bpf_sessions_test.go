@@ -44,7 +44,7 @@ func (c conv) out(flags uint8, seq, ack uint32) result {
 func (c conv) in(flags uint8, seq, ack uint32) uint32 {
 	s := c.peer
 	s.TCPFlags, s.Seq, s.Ack = flags, seq, ack
-	return c.h.runFrame(packet.Build(s), packet.Spec{}, 1).code
+	return c.h.runFrame(packet.Build(s), 1).code
 }
 
 func (c conv) expect(t *testing.T, step string, got, want uint32) {
@@ -129,7 +129,7 @@ func TestSessionsOpenedOutwardAdmitReplies(t *testing.T) {
 		c.expect(t, "reply", c.in(0, 0, 0), tcOK)
 		other := c.peer
 		other.SrcPort = 444
-		if code := h.runFrame(packet.Build(other), packet.Spec{}, 1).code; code != tcShot {
+		if code := h.runFrame(packet.Build(other), 1).code; code != tcShot {
 			t.Errorf("datagram from another port: code %d, want drop", code)
 		}
 	})
@@ -140,7 +140,7 @@ func TestSessionsOpenedOutwardAdmitReplies(t *testing.T) {
 		c.host.SrcPort = 40003
 		c.peer.DstPort = 40003
 		c.out(0, 0, 0) // left through lo
-		if code := h.runFrame(packet.Build(c.peer), packet.Spec{}, otherIdx); code.code != tcShot {
+		if code := h.runFrame(packet.Build(c.peer), otherIdx); code.code != tcShot {
 			t.Errorf("reply on another interface: code %d, want drop", code.code)
 		}
 	})
@@ -253,7 +253,7 @@ func TestEchoRepliesToEchoesSentOut(t *testing.T) {
 			src, dst, proto, req, rep = host6, server6, packet.ICMPv6, 128, 129
 		}
 		reply := func(seq uint16) uint32 {
-			return h.runFrame(packet.Build(packet.Spec{Src: dst, Dst: src, Proto: proto, ICMPType: rep, ICMPSeq: seq}), packet.Spec{}, 1).code
+			return h.runFrame(packet.Build(packet.Spec{Src: dst, Dst: src, Proto: proto, ICMPType: rep, ICMPSeq: seq}), 1).code
 		}
 		if code := reply(7); code != tcShot {
 			t.Errorf("v6=%v unsolicited echo reply: code %d, want drop", v6, code)
@@ -290,7 +290,7 @@ func TestInboundSessionsTakeTheFastPath(t *testing.T) {
 	in := func(flags uint8, seq, ackn uint32) result {
 		s := client
 		s.TCPFlags, s.Seq, s.Ack = flags, seq, ackn
-		return h.runFrame(packet.Build(s), packet.Spec{}, 1)
+		return h.runFrame(packet.Build(s), 1)
 	}
 	out := func(flags uint8, seq, ackn uint32) {
 		s := server
@@ -346,20 +346,20 @@ func TestInboundSessionsTakeTheFastPath(t *testing.T) {
 		h.add(withAction(steer("10.50.0.1/32", 81, 81, 0), Pass))
 		c := client
 		c.DstPort, c.SrcPort = 81, 42000
-		h.runFrame(packet.Build(c), packet.Spec{}, 1)
+		h.runFrame(packet.Build(c), 1)
 		c.TCPFlags = rst
-		h.runFrame(packet.Build(c), packet.Spec{}, 1)
+		h.runFrame(packet.Build(c), 1)
 		if got, _ := h.f.Sessions().List(conntrack.Filter{Direction: conntrack.Inbound, Protocol: intercept.TCP}); len(got) != 0 {
 			t.Errorf("sessions after RST: %+v", got)
 		}
 	})
 	t.Run("UDP", func(t *testing.T) {
 		d := packet.Spec{Src: serverAddr, Dst: hostAddr, Proto: packet.UDP, SrcPort: 5000, DstPort: 53}
-		if res := h.runFrame(packet.Build(d), packet.Spec{}, 1); res.code != tcOK {
+		if res := h.runFrame(packet.Build(d), 1); res.code != tcOK {
 			t.Fatalf("first datagram: code %d", res.code)
 		}
 		before := fast()
-		if res := h.runFrame(packet.Build(d), packet.Spec{}, 1); res.code != tcOK || fast() != before+1 {
+		if res := h.runFrame(packet.Build(d), 1); res.code != tcOK || fast() != before+1 {
 			t.Errorf("second datagram: code %d, fast path %d -> %d", res.code, before, fast())
 		}
 	})
@@ -477,7 +477,7 @@ func TestOutboundFilter(t *testing.T) {
 	}
 	// Replies of a session opened inwards need no egress rule.
 	h.add(withAction(steer("10.50.0.1/32", 22, 22, 0), Pass))
-	h.runFrame(packet.Build(packet.Spec{Src: serverAddr, Dst: hostAddr, Proto: packet.TCP, SrcPort: 41000, DstPort: 22, TCPFlags: packet.SYN}), packet.Spec{}, 1)
+	h.runFrame(packet.Build(packet.Spec{Src: serverAddr, Dst: hostAddr, Proto: packet.TCP, SrcPort: 41000, DstPort: 22, TCPFlags: packet.SYN}), 1)
 	if res := h.egress(packet.Spec{Src: hostAddr, Dst: serverAddr, Proto: packet.TCP, SrcPort: 22, DstPort: 41000, TCPFlags: packet.SYN | packet.ACK}, 1); res.code != tcNext {
 		t.Errorf("reply of an inbound session: code %#x", res.code)
 	}

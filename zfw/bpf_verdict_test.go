@@ -1,12 +1,16 @@
 package zfw
 
 import (
+	"net"
 	"net/netip"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/zfw-go/zfw/intercept"
 	"github.com/zfw-go/zfw/internal/packet"
 	"github.com/zfw-go/zfw/internal/policy"
+	"github.com/zfw-go/zfw/testenv"
 )
 
 var (
@@ -250,12 +254,6 @@ func TestProgramVerdicts(t *testing.T) {
 			}
 			res := h.run(tc.pkt, ifindex)
 			got := res.decision()
-			// Only steered TCP connections are remembered.
-			if wantCached := tc.pkt.Proto == packet.TCP && tc.want.action == policy.ActionTProxy; (res.cached != nil) != wantCached {
-				t.Errorf("cached = %v, want %v", res.cached != nil, wantCached)
-			} else if res.cached != nil && (res.cached.RuleId != got.RuleID || res.cached.TproxyPort != got.TProxyPort) {
-				t.Errorf("cache holds %+v, decision %+v", *res.cached, got)
-			}
 			var wantID uint32
 			if tc.want.rule >= 0 {
 				wantID = ids[tc.want.rule]
@@ -285,38 +283,108 @@ func TestProgramVerdicts(t *testing.T) {
 	}
 }
 
+// loopbackConnection opens a TCP connection on 127.0.0.1 and returns its
+// two ends and the tuple a segment from the client to the server has,
+// as a packet spec without flags.
+func loopbackConnection(t *testing.T) (client, server net.Conn, seg packet.Spec) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	from := client.LocalAddr().(*net.TCPAddr).AddrPort()
+	to := server.LocalAddr().(*net.TCPAddr).AddrPort()
+	return client, server, packet.Spec{Src: from.Addr(), Dst: to.Addr(), Proto: packet.TCP,
+		SrcPort: from.Port(), DstPort: to.Port()}
+}
+
 // TestSteeredConnectionsSurviveRuleChanges: after a rule change, segments
-// of a TCP connection that was steered keep being steered (its socket
-// lives on in the tunneler); new connections and UDP datagrams follow the
-// new rules.
+// of a TCP connection that was steered keep reaching its socket: the
+// program finds the live connection on their tuple in the kernel's socket
+// table, where a tunneler's accepted socket lives on. New connections and
+// UDP datagrams follow the new rules, and so does a tuple whose socket is
+// gone or only in TIME_WAIT; a deny rule cuts the connection.
 func TestSteeredConnectionsSurviveRuleChanges(t *testing.T) {
 	h := newHarness(t)
 	h.manage("lo", InterfaceSettings{})
-	h.add(steer("10.9.0.5/32", 80, 80, 7300))
-	h.add(withProto(steer("10.9.0.5/32", 53, 53, 7301), intercept.UDP))
-
-	ack := tcpTo("10.9.0.5", 80)
+	client, server, ack := loopbackConnection(t)
 	ack.TCPFlags = packet.ACK
-	dgram := udpTo("10.9.0.5", 53)
-	// Seed the verdict cache as the connection's first packets would.
+	rule := steer("127.0.0.1/32", ack.DstPort, ack.DstPort, 7300)
+	h.add(rule)
+	h.add(withProto(steer("127.0.0.1/32", 53, 53, 7301), intercept.UDP))
+	dgram := packet.Spec{Src: ack.Src, Dst: ack.Dst, Proto: packet.UDP, SrcPort: 5353, DstPort: 53}
 	for _, s := range []packet.Spec{ack, dgram} {
-		if res := h.runFrame(packet.Build(s), packet.Spec{}, 1); res.mark != defaultMark {
+		if res := h.run(s, 1); res.mark != defaultMark {
 			t.Fatalf("%v not steered before the change: mark %#x", s.Proto, res.mark)
 		}
 	}
 	if err := h.f.Rules().Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if res := h.runFrame(packet.Build(ack), packet.Spec{}, 1); res.mark != defaultMark || res.code != tcOK {
+
+	before := h.stats()
+	if res := h.run(ack, 1); res.mark != defaultMark || res.code != tcOK {
 		t.Errorf("established segment after the change: code %d mark %#x, want steered", res.code, res.mark)
+	}
+	if got := h.stats(); got.KeptSteering != before.KeptSteering+1 || got.Steered != before.Steered+1 {
+		t.Errorf("KeptSteering %d -> %d, Steered %d -> %d, want +1 each",
+			before.KeptSteering, got.KeptSteering, before.Steered, got.Steered)
 	}
 	if res := h.run(dgram, 1); res.mark != 0 || res.code != tcOK {
 		t.Errorf("UDP datagram after the change: code %d mark %#x, want passed unmarked", res.code, res.mark)
 	}
-	syn := tcpTo("10.9.0.5", 80)
-	syn.SrcPort = 40001
+	syn := ack
+	syn.TCPFlags = packet.SYN
+	syn.SrcPort++
 	if res := h.run(syn, 1); res.mark != 0 || res.code != tcOK {
 		t.Errorf("new connection after the change: code %d mark %#x, want passed unmarked", res.code, res.mark)
+	}
+	stray := ack
+	stray.SrcPort++
+	if res := h.run(stray, 1); res.mark != 0 || res.code != tcOK {
+		t.Errorf("segment of a tuple no socket holds: code %d mark %#x, want passed unmarked", res.code, res.mark)
+	}
+
+	deny := withAction(rule, Deny)
+	deny.TProxyPort = 0
+	id := h.add(deny)
+	if res := h.run(ack, 1); res.code != tcShot {
+		t.Errorf("established segment under a deny rule: code %d mark %#x, want dropped", res.code, res.mark)
+	}
+	if err := h.f.Rules().Delete(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+
+	// The server closes first, so its side of the tuple ends in
+	// TIME_WAIT: the connection is over, and the tuple is free for a new
+	// one that follows the rules.
+	server.Close()
+	if _, err := client.Read(make([]byte, 1)); err == nil {
+		t.Fatal("client read data, want the server's FIN")
+	}
+	client.Close()
+	local := netip.AddrPortFrom(ack.Dst, ack.DstPort)
+	remote := netip.AddrPortFrom(ack.Src, ack.SrcPort)
+	testenv.WaitFor(t, 10*time.Second, "the server's side in TIME_WAIT", func() bool {
+		table, err := os.ReadFile("/proc/thread-self/net/tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testenv.InTimeWait(table, local, remote)
+	})
+	if res := h.run(ack, 1); res.mark != 0 || res.code != tcOK {
+		t.Errorf("segment of a tuple in TIME_WAIT: code %d mark %#x, want passed unmarked", res.code, res.mark)
 	}
 }
 
@@ -331,10 +399,10 @@ func TestAReusedTupleFollowsTheRulesOfItsNewConnection(t *testing.T) {
 	h.add(steer("10.9.0.5/32", 80, 80, 7300))
 	ack := tcpTo("10.9.0.5", 80)
 	ack.TCPFlags = packet.ACK
-	// The old connection's segments: the first decides it from the rules
-	// (matched_map), the second is served by the flow cache.
+	// The old connection's segments: the first decides it from the rules,
+	// the second is served by the flow cache.
 	for range 2 {
-		if res := h.runFrame(packet.Build(ack), packet.Spec{}, 1); res.mark != defaultMark {
+		if res := h.runFrame(packet.Build(ack), 1); res.mark != defaultMark {
 			t.Fatalf("old connection not steered: mark %#x", res.mark)
 		}
 	}
@@ -343,11 +411,11 @@ func TestAReusedTupleFollowsTheRulesOfItsNewConnection(t *testing.T) {
 	}
 	syn := tcpTo("10.9.0.5", 80)
 	syn.SrcPort = ack.SrcPort
-	if res := h.runFrame(packet.Build(syn), packet.Spec{}, 1); res.mark != 0 || res.code != tcOK {
+	if res := h.runFrame(packet.Build(syn), 1); res.mark != 0 || res.code != tcOK {
 		t.Fatalf("new connection's SYN: code %d mark %#x, want passed unmarked", res.code, res.mark)
 	}
 	for i := range 2 {
-		if res := h.runFrame(packet.Build(ack), packet.Spec{}, 1); res.mark != 0 || res.code != tcOK {
+		if res := h.runFrame(packet.Build(ack), 1); res.mark != 0 || res.code != tcOK {
 			t.Errorf("new connection's segment %d: code %d mark %#x, want passed unmarked", i+1, res.code, res.mark)
 		}
 	}

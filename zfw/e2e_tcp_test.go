@@ -3,17 +3,18 @@ package zfw_test
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/zfw-go/zfw/testenv"
 	"github.com/zfw-go/zfw/tproxy"
@@ -148,8 +149,24 @@ func TestEndToEndUnregisterWhileTrafficFlows(t *testing.T) {
 		}
 	}()
 	time.Sleep(100 * time.Millisecond)
+	before, err := r.fw.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := r.fw.Unregister(ctx, "svc"); err != nil {
 		t.Fatal(err)
+	}
+	// A route change voids the input route the kernel cached in each
+	// socket (early demux delivers an established segment by it,
+	// marked or not), so from here on the connection's segments reach
+	// its socket only if the program still marks them.
+	_, dst, _ := net.ParseCIDR("198.18.97.0/24")
+	bump := &netlink.Route{Dst: dst, Type: unix.RTN_BLACKHOLE}
+	if err := topo.Router.Netlink().RouteAdd(bump); err != nil {
+		t.Fatalf("add a route in the router's namespace: %v", err)
+	}
+	if err := topo.Router.Netlink().RouteDel(bump); err != nil {
+		t.Fatalf("delete the route: %v", err)
 	}
 	refused(t, topo.Client, "10.97.0.1:7070", 2*time.Second, "a new connection was steered after Unregister")
 	close(stop)
@@ -158,6 +175,13 @@ func TestEndToEndUnregisterWhileTrafficFlows(t *testing.T) {
 	}
 	if got, err := testenv.AskLine(c, "after"); err != nil || got != "after 10.97.0.1:7070" {
 		t.Errorf("established connection after Unregister: %q, %v", got, err)
+	}
+	after, err := r.fw.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.KeptSteering == before.KeptSteering {
+		t.Errorf("KeptSteering stayed %d: the connection's segments were not kept by its socket", after.KeptSteering)
 	}
 }
 
@@ -261,15 +285,5 @@ func inTimeWait(t *testing.T, ns *testenv.Namespace, procfs string, local, remot
 	if err != nil {
 		t.Fatal(err)
 	}
-	hexAddr := func(ap netip.AddrPort) string {
-		// procfs prints each 32-bit word of the address in host order.
-		b := ap.Addr().AsSlice()
-		var s strings.Builder
-		for i := 0; i < len(b); i += 4 {
-			fmt.Fprintf(&s, "%08X", binary.NativeEndian.Uint32(b[i:i+4]))
-		}
-		return fmt.Sprintf("%s:%04X", s.String(), ap.Port())
-	}
-	want := hexAddr(local) + " " + hexAddr(remote) + " 06"
-	return strings.Contains(string(table), want)
+	return testenv.InTimeWait(table, local, remote)
 }

@@ -570,8 +570,18 @@ func (f *Firewall) Usage() Usage {
 // Stats are the dataplane's packet counters, summed over CPUs.
 type Stats struct {
 	Unmanaged, NotIP, Malformed, Fragments, OtherProtocols uint64
-	CacheHits, PolicyLookups, NoMatch                      uint64
-	Passed, Denied, Steered, NoListener, AssignFailed      uint64
+	// CacheHits packets got a rule's verdict from the flow cache, without
+	// a rule lookup; PolicyLookups looked the rules up, NoMatch found no
+	// rule.
+	CacheHits, PolicyLookups, NoMatch uint64
+	// KeptSteering TCP segments the rules pass, not steer, were marked
+	// for the live connection of this host that holds their tuple: a
+	// connection steered before a rule change, kept until it closes, or
+	// the host's own, which the mark delivers as routing would (counted
+	// under Steered too; only segments the flow cache did not decide).
+	KeptSteering uint64
+
+	Passed, Denied, Steered, NoListener, AssignFailed uint64
 	// Replies admitted by a session opened outwards, and egress packets
 	// recorded in such sessions.
 	Replies, Tracked uint64
@@ -652,7 +662,7 @@ func readStats(m *ebpf.Map) (Stats, error) {
 		{&s.Malformed, bpfobj.ZfwStatZFW_STAT_MALFORMED},
 		{&s.Fragments, bpfobj.ZfwStatZFW_STAT_FRAGMENT},
 		{&s.OtherProtocols, bpfobj.ZfwStatZFW_STAT_OTHER_PROTO},
-		{&s.CacheHits, bpfobj.ZfwStatZFW_STAT_CACHE_HIT},
+		{&s.KeptSteering, bpfobj.ZfwStatZFW_STAT_KEPT_STEERING},
 		{&s.PolicyLookups, bpfobj.ZfwStatZFW_STAT_POLICY_LOOKUP},
 		{&s.NoMatch, bpfobj.ZfwStatZFW_STAT_NO_MATCH},
 		{&s.Passed, bpfobj.ZfwStatZFW_STAT_PASS},

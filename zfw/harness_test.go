@@ -11,10 +11,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
-	"github.com/zfw-go/zfw/internal/bpfobj"
 	"github.com/zfw-go/zfw/internal/packet"
 	"github.com/zfw-go/zfw/internal/policy"
-	"github.com/zfw-go/zfw/internal/wire"
 	"github.com/zfw-go/zfw/testenv"
 )
 
@@ -158,30 +156,29 @@ func (h *harness) add(r Rule) uint32 {
 
 // result is what one run of the program shows.
 type result struct {
-	code   uint32
-	mark   uint32
-	cb     [2]uint32             // the decision the program recorded
-	data   []byte                // the packet as the program left it
-	cached *bpfobj.ZfwMatchValue // matched_map entry, if one was written
+	code uint32
+	mark uint32
+	cb   [2]uint32 // the decision the program recorded
+	data []byte    // the packet as the program left it
 }
 
 func (h *harness) run(spec packet.Spec, ifindex int) result {
 	h.t.Helper()
-	return h.runFrame(packet.Build(spec), spec, ifindex)
+	return h.runFrame(packet.Build(spec), ifindex)
 }
 
-func (h *harness) runFrame(frame []byte, spec packet.Spec, ifindex int) result {
+func (h *harness) runFrame(frame []byte, ifindex int) result {
 	h.t.Helper()
-	return h.runProgram(h.prog, frame, spec, ifindex)
+	return h.runProgram(h.prog, frame, ifindex)
 }
 
 // egress runs the egress program on a packet leaving ifindex.
 func (h *harness) egress(spec packet.Spec, ifindex int) result {
 	h.t.Helper()
-	return h.runProgram(h.f.dp.Objects().ZfwEgress, packet.Build(spec), packet.Spec{}, ifindex)
+	return h.runProgram(h.f.dp.Objects().ZfwEgress, packet.Build(spec), ifindex)
 }
 
-func (h *harness) runProgram(prog *ebpf.Program, frame []byte, spec packet.Spec, ifindex int) result {
+func (h *harness) runProgram(prog *ebpf.Program, frame []byte, ifindex int) result {
 	h.t.Helper()
 	ctx := make([]byte, h.skb.size)
 	binary.NativeEndian.PutUint32(ctx[h.skb.ifindex:], uint32(ifindex))
@@ -194,39 +191,7 @@ func (h *harness) runProgram(prog *ebpf.Program, frame []byte, spec packet.Spec,
 	res := result{code: code, mark: binary.NativeEndian.Uint32(out[h.skb.mark:]), data: data[:len(frame)]}
 	res.cb[0] = binary.NativeEndian.Uint32(out[h.skb.cb:])
 	res.cb[1] = binary.NativeEndian.Uint32(out[h.skb.cb+4:])
-	if spec.Src.IsValid() && spec.Proto == packet.TCP {
-		if v, ok := h.cached(spec, ifindex); ok {
-			res.cached = &v
-		}
-	}
 	return res
-}
-
-// cached reads (and deletes, so runs stay independent) the verdict the
-// program stored for the packet's flow.
-func (h *harness) cached(spec packet.Spec, ifindex int) (bpfobj.ZfwMatchValue, bool) {
-	var v bpfobj.ZfwMatchValue
-	objs := h.f.dp.Objects()
-	if spec.Dst.Is4() {
-		k := bpfobj.ZfwMatchKey{
-			Saddr: wire.Addr(spec.Src)[0], Daddr: wire.Addr(spec.Dst)[0],
-			Sport: wire.Port16(spec.SrcPort), Dport: wire.Port16(spec.DstPort),
-			Ifindex: uint32(ifindex), Proto: spec.Proto,
-		}
-		if err := objs.MatchedMap.LookupAndDelete(&k, &v); err != nil {
-			return v, false
-		}
-		return v, true
-	}
-	k := bpfobj.ZfwMatch6Key{
-		Saddr: wire.Addr(spec.Src), Daddr: wire.Addr(spec.Dst),
-		Sport: wire.Port16(spec.SrcPort), Dport: wire.Port16(spec.DstPort),
-		Ifindex: uint32(ifindex), Proto: spec.Proto,
-	}
-	if err := objs.Matched6Map.LookupAndDelete(&k, &v); err != nil {
-		return v, false
-	}
-	return v, true
 }
 
 func (h *harness) stats() Stats {

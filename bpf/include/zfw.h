@@ -5,7 +5,7 @@
  *
  * Byte order: addresses are kept as they appear on the wire (network
  * order); ports in rule entries are host order (the program converts the
- * packet's port once); ports in packet-derived keys (match_key) are wire
+ * packet's port once); ports in packet-derived keys (tuple_key) are wire
  * order.
  */
 #ifndef ZFW_H
@@ -19,7 +19,8 @@
 #define ZFW_MAX_RANGES_PER_PREFIX 128 /* rules sharing one prefix key     */
 #define ZFW_MAX_RULE_IFACES 8         /* if_list_extension_map entries    */
 #define ZFW_MAX_IFACES 256            /* diag_map                         */
-#define ZFW_MATCH_CACHE 65536         /* matched_map / matched6_map       */
+#define ZFW_SESSION_ENTRIES 65536     /* each session map                 */
+#define ZFW_TW_NOTES 64               /* tw_note_map slots per CPU        */
 #define ZFW_SERVICE_ID_LEN 32
 #define ZFW_SERVICE_NAME_LEN 64
 #define ZFW_MAX_IPV6_EXT_HDRS 8 /* longer chains are dropped        */
@@ -198,8 +199,8 @@ struct config {
  */
 enum flow_kind {
 	ZFW_FLOW_EMPTY = 0,
-	/* A steered TCP connection (matched_map): keeps steering until it
-	 * closes, whatever the rules, as matched_map does. */
+	/* A steered TCP connection, valid for one rule generation; after a
+	 * change its socket keeps it steered (rule_verdict). */
 	ZFW_FLOW_STEERED,
 	/* A rule's verdict on a non-tracking interface, valid for one rule
 	 * generation. */
@@ -367,16 +368,8 @@ struct listener_key {
 	__u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
 };
 
-/* tw_steer is tw_steer_map's value: the listener port, and the rules'
- * generation it was decided under (a later rule change voids it). */
-struct tw_steer {
-	__u16 port;
-	__u16 pad;
-	__u32 generation;
-};
-
 /* tw_key is a connection's tuple as its SYN carries it (addresses as on
- * the wire, v4 in word 0; ports in host order), in tw_steer_map. */
+ * the wire, v4 in word 0; ports in host order). */
 struct tw_key {
 	__u32 saddr[4];
 	__u32 daddr[4];
@@ -384,6 +377,16 @@ struct tw_key {
 	__u16 dport;
 	__u8 family;
 	__u8 pad[3];
+};
+
+/* tw_note is a slot of tw_note_map: a SYN's tuple, its listener port (0:
+ * the slot is free) and the rules' generation it was decided under (a
+ * later rule change voids it). */
+struct tw_note {
+	struct tw_key key;
+	__u16 port;
+	__u16 pad;
+	__u32 generation;
 };
 
 /* TCP session state bits. */
@@ -483,35 +486,6 @@ struct masq_reverse_value {
 	__u64 tstamp;
 };
 
-/* matched_map / matched6_map: per-flow verdict cache (LRU). */
-struct match_key {
-	__u32 saddr;
-	__u32 daddr;
-	__u16 sport;
-	__u16 dport;
-	__u32 ifindex;
-	__u8 proto;
-	__u8 pad[3];
-};
-
-struct match6_key {
-	__u32 saddr[4];
-	__u32 daddr[4];
-	__u16 sport;
-	__u16 dport;
-	__u32 ifindex;
-	__u8 proto;
-	__u8 pad[3];
-};
-
-struct match_value {
-	__u32 generation;
-	__u32 rule_id; /* 0: no rule matched (interface default) */
-	__u16 tproxy_port;
-	__u8 action;
-	__u8 pad;
-};
-
 /* stats_map (per-CPU array) indexes. */
 enum stat {
 	ZFW_STAT_UNMANAGED = 0, /* no diag_map entry                    */
@@ -519,7 +493,7 @@ enum stat {
 	ZFW_STAT_MALFORMED,     /* dropped                              */
 	ZFW_STAT_FRAGMENT,      /* decided port-agnostically            */
 	ZFW_STAT_OTHER_PROTO,   /* IP but neither TCP nor UDP           */
-	ZFW_STAT_CACHE_HIT,     /* verdict from matched_map             */
+	ZFW_STAT_KEPT_STEERING, /* a connection steered before a rule change */
 	ZFW_STAT_POLICY_LOOKUP, /* verdict from the rule tables         */
 	ZFW_STAT_NO_MATCH,      /* no rule: interface default applied   */
 	ZFW_STAT_PASS,

@@ -302,37 +302,6 @@ type ZfwMasqValue struct {
 	Tstamp uint64
 }
 
-type ZfwMatch6Key struct {
-	_       structs.HostLayout
-	Saddr   [4]uint32
-	Daddr   [4]uint32
-	Sport   uint16
-	Dport   uint16
-	Ifindex uint32
-	Proto   uint8
-	Pad     [3]uint8
-}
-
-type ZfwMatchKey struct {
-	_       structs.HostLayout
-	Saddr   uint32
-	Daddr   uint32
-	Sport   uint16
-	Dport   uint16
-	Ifindex uint32
-	Proto   uint8
-	Pad     [3]uint8
-}
-
-type ZfwMatchValue struct {
-	_          structs.HostLayout
-	Generation uint32
-	RuleId     uint32
-	TproxyPort uint16
-	Action     uint8
-	Pad        uint8
-}
-
 type ZfwModbusKey struct {
 	_          structs.HostLayout
 	Master     [4]uint32
@@ -452,7 +421,7 @@ const (
 	ZfwStatZFW_STAT_MALFORMED           ZfwStat = 2
 	ZfwStatZFW_STAT_FRAGMENT            ZfwStat = 3
 	ZfwStatZFW_STAT_OTHER_PROTO         ZfwStat = 4
-	ZfwStatZFW_STAT_CACHE_HIT           ZfwStat = 5
+	ZfwStatZFW_STAT_KEPT_STEERING       ZfwStat = 5
 	ZfwStatZFW_STAT_POLICY_LOOKUP       ZfwStat = 6
 	ZfwStatZFW_STAT_NO_MATCH            ZfwStat = 7
 	ZfwStatZFW_STAT_PASS                ZfwStat = 8
@@ -575,18 +544,17 @@ type ZfwTupleKey struct {
 	Pad     [2]uint8
 }
 
-type ZfwTwKey struct {
-	_      structs.HostLayout
-	Saddr  [4]uint32
-	Daddr  [4]uint32
-	Sport  uint16
-	Dport  uint16
-	Family uint8
-	Pad    [3]uint8
-}
-
-type ZfwTwSteer struct {
-	_          structs.HostLayout
+type ZfwTwNote struct {
+	_   structs.HostLayout
+	Key struct {
+		_      structs.HostLayout
+		Saddr  [4]uint32
+		Daddr  [4]uint32
+		Sport  uint16
+		Dport  uint16
+		Family uint8
+		Pad    [3]uint8
+	}
 	Port       uint16
 	Pad        uint16
 	Generation uint32
@@ -619,8 +587,6 @@ const (
 	ZfwMapListenerMap          = "listener_map"
 	ZfwMapMasqueradeMap        = "masquerade_map"
 	ZfwMapMasqueradeReverseMap = "masquerade_reverse_map"
-	ZfwMapMatched6Map          = "matched6_map"
-	ZfwMapMatchedMap           = "matched_map"
 	ZfwMapModbusStateMap       = "modbus_state_map"
 	ZfwMapPrefixLenMap         = "prefix_len_map"
 	ZfwMapRangeMap             = "range_map"
@@ -633,7 +599,7 @@ const (
 	ZfwMapTcpMap               = "tcp_map"
 	ZfwMapTproxyExtensionMap   = "tproxy_extension_map"
 	ZfwMapTunMap               = "tun_map"
-	ZfwMapTwSteerMap           = "tw_steer_map"
+	ZfwMapTwNoteMap            = "tw_note_map"
 	ZfwMapUdpIngressMap        = "udp_ingress_map"
 	ZfwMapUdpMap               = "udp_map"
 	ZfwMapZtEgress6Map         = "zt_egress6_map"
@@ -717,8 +683,6 @@ type ZfwMapSpecs struct {
 	ListenerMap          *ebpf.MapSpec `ebpf:"listener_map"`
 	MasqueradeMap        *ebpf.MapSpec `ebpf:"masquerade_map"`
 	MasqueradeReverseMap *ebpf.MapSpec `ebpf:"masquerade_reverse_map"`
-	Matched6Map          *ebpf.MapSpec `ebpf:"matched6_map"`
-	MatchedMap           *ebpf.MapSpec `ebpf:"matched_map"`
 	ModbusStateMap       *ebpf.MapSpec `ebpf:"modbus_state_map"`
 	PrefixLenMap         *ebpf.MapSpec `ebpf:"prefix_len_map"`
 	RangeMap             *ebpf.MapSpec `ebpf:"range_map"`
@@ -731,7 +695,7 @@ type ZfwMapSpecs struct {
 	TcpMap               *ebpf.MapSpec `ebpf:"tcp_map"`
 	TproxyExtensionMap   *ebpf.MapSpec `ebpf:"tproxy_extension_map"`
 	TunMap               *ebpf.MapSpec `ebpf:"tun_map"`
-	TwSteerMap           *ebpf.MapSpec `ebpf:"tw_steer_map"`
+	TwNoteMap            *ebpf.MapSpec `ebpf:"tw_note_map"`
 	UdpIngressMap        *ebpf.MapSpec `ebpf:"udp_ingress_map"`
 	UdpMap               *ebpf.MapSpec `ebpf:"udp_map"`
 	ZtEgress6Map         *ebpf.MapSpec `ebpf:"zt_egress6_map"`
@@ -785,8 +749,6 @@ type ZfwMaps struct {
 	ListenerMap          *ebpf.Map `ebpf:"listener_map"`
 	MasqueradeMap        *ebpf.Map `ebpf:"masquerade_map"`
 	MasqueradeReverseMap *ebpf.Map `ebpf:"masquerade_reverse_map"`
-	Matched6Map          *ebpf.Map `ebpf:"matched6_map"`
-	MatchedMap           *ebpf.Map `ebpf:"matched_map"`
 	ModbusStateMap       *ebpf.Map `ebpf:"modbus_state_map"`
 	PrefixLenMap         *ebpf.Map `ebpf:"prefix_len_map"`
 	RangeMap             *ebpf.Map `ebpf:"range_map"`
@@ -799,7 +761,7 @@ type ZfwMaps struct {
 	TcpMap               *ebpf.Map `ebpf:"tcp_map"`
 	TproxyExtensionMap   *ebpf.Map `ebpf:"tproxy_extension_map"`
 	TunMap               *ebpf.Map `ebpf:"tun_map"`
-	TwSteerMap           *ebpf.Map `ebpf:"tw_steer_map"`
+	TwNoteMap            *ebpf.Map `ebpf:"tw_note_map"`
 	UdpIngressMap        *ebpf.Map `ebpf:"udp_ingress_map"`
 	UdpMap               *ebpf.Map `ebpf:"udp_map"`
 	ZtEgress6Map         *ebpf.Map `ebpf:"zt_egress6_map"`
@@ -828,8 +790,6 @@ func (m *ZfwMaps) Close() error {
 		m.ListenerMap,
 		m.MasqueradeMap,
 		m.MasqueradeReverseMap,
-		m.Matched6Map,
-		m.MatchedMap,
 		m.ModbusStateMap,
 		m.PrefixLenMap,
 		m.RangeMap,
@@ -842,7 +802,7 @@ func (m *ZfwMaps) Close() error {
 		m.TcpMap,
 		m.TproxyExtensionMap,
 		m.TunMap,
-		m.TwSteerMap,
+		m.TwNoteMap,
 		m.UdpIngressMap,
 		m.UdpMap,
 		m.ZtEgress6Map,

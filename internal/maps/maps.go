@@ -48,8 +48,6 @@ type Set struct {
 	IfLists    Map // if_list_extension_map
 	TProxyExt  Map // tproxy_extension_map
 	RuleStore  Map // rule_store_map
-	Matched    Map // matched_map
-	Matched6   Map // matched6_map
 	RuleHits   Map // rule_hits_map (per CPU; the control plane only deletes)
 }
 
@@ -67,8 +65,6 @@ func FromObjects(m *bpfobj.ZfwMaps) *Set {
 		IfLists:    kernelMap{m.IfListExtensionMap},
 		TProxyExt:  kernelMap{m.TproxyExtensionMap},
 		RuleStore:  kernelMap{m.RuleStoreMap},
-		Matched:    kernelMap{m.MatchedMap},
-		Matched6:   kernelMap{m.Matched6Map},
 		RuleHits:   kernelMap{m.RuleHitsMap},
 	}
 }
@@ -124,8 +120,6 @@ func NewMemorySet(maxRules, maxPrefixes uint32) (*Set, error) {
 		IfLists:    mk("if_list_extension_map"),
 		TProxyExt:  mk("tproxy_extension_map"),
 		RuleStore:  mk("rule_store_map"),
-		Matched:    mk("matched_map"),
-		Matched6:   mk("matched6_map"),
 		RuleHits:   mk("rule_hits_map"),
 	}
 	if err != nil {

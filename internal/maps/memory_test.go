@@ -92,7 +92,7 @@ func TestMemorySetMatchesTheObject(t *testing.T) {
 	if s.Ranges.MaxEntries() != 1000 || s.Prefix4.MaxEntries() != 500 || s.Prefix6.MaxEntries() != 500 {
 		t.Errorf("sizes %d/%d/%d", s.Ranges.MaxEntries(), s.Prefix4.MaxEntries(), s.Prefix6.MaxEntries())
 	}
-	if s.Matched.MaxEntries() != 65536 {
-		t.Errorf("matched_map holds %d, want the object's 65536", s.Matched.MaxEntries())
+	if s.Diag.MaxEntries() != 256 {
+		t.Errorf("diag_map holds %d, want the object's 256", s.Diag.MaxEntries())
 	}
 }

@@ -98,7 +98,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for outcome, v := range map[string]uint64{
 			"unmanaged": st.Unmanaged, "not_ip": st.NotIP, "malformed": st.Malformed,
 			"fragment": st.Fragments, "other_protocol": st.OtherProtocols,
-			"cache_hit": st.CacheHits, "policy_lookup": st.PolicyLookups, "no_match": st.NoMatch,
+			"cache_hit": st.CacheHits, "policy_lookup": st.PolicyLookups, "no_match": st.NoMatch, "kept_steering": st.KeptSteering,
 			"passed": st.Passed, "denied": st.Denied, "steered": st.Steered,
 			"no_listener": st.NoListener, "assign_failed": st.AssignFailed, "tuple_in_use": st.TupleInUse, "tuple_handed_over": st.TupleHandedOver,
 			"reply": st.Replies, "tracked": st.Tracked, "echo_reply": st.EchoReplies,

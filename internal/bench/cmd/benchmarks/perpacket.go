@@ -30,6 +30,7 @@ const (
 	steeredHit
 	steeredHitPerCall
 	steeredMiss
+	passedMiss
 	inboundHit
 	inboundMiss
 	replyHit
@@ -67,7 +68,9 @@ var paths = [numPaths]pathInfo{
 	steeredHitPerCall: {label: "established steered TCP (intercept), flow cache hit, to compare with the miss", perCall: true, established: true,
 		counter: func(s zfw.Stats) uint64 { return s.CacheHits }},
 	steeredMiss: {label: "established steered TCP (intercept), flow cache miss", perCall: true, established: true, cacheMiss: true,
-		counter: func(s zfw.Stats) uint64 { return s.CacheHits }},
+		counter: func(s zfw.Stats) uint64 { return s.PolicyLookups }},
+	passedMiss: {label: "established TCP the rules pass (no socket holds its tuple), flow cache miss", perCall: true, established: true, cacheMiss: true,
+		counter: func(s zfw.Stats) uint64 { return s.Passed }},
 	inboundHit: {label: "established inbound session (fast path, default-deny interface), flow cache hit", established: true,
 		counter: func(s zfw.Stats) uint64 { return s.FastPath }},
 	inboundMiss: {label: "established inbound session (fast path, default-deny interface), flow cache miss", perCall: true, established: true, cacheMiss: true,
@@ -77,7 +80,7 @@ var paths = [numPaths]pathInfo{
 	replyMiss: {label: "reply to an outbound session (default-deny interface), flow cache miss", perCall: true, established: true, cacheMiss: true,
 		counter: func(s zfw.Stats) uint64 { return s.Replies }},
 	protectedEstablished: {label: "established steered TCP on a DDoS + OT filtering interface (never cached)", established: true, cacheMiss: true,
-		counter: func(s zfw.Stats) uint64 { return s.CacheHits }},
+		counter: func(s zfw.Stats) uint64 { return s.PolicyLookups }},
 	newTProxy: {label: "new flow to a TPROXY intercept, TCP SYN", perCall: true,
 		counter: func(s zfw.Stats) uint64 { return s.NoListener }},
 	newPass: {label: "new flow, no rule matches, PASS (UDP)", perCall: true,
@@ -393,7 +396,7 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 	}
 
 	// Steered TCP past its SYN: the first ACK decides the flow from the
-	// rules and caches it (matched_map, flow cache).
+	// rules and caches it in the flow cache.
 	frame := packet.Build(steered)
 	if _, _, err := plain.Run(frame, 1); err != nil {
 		return row, err
@@ -409,6 +412,16 @@ func (dp *packetDataplane) measureFamily(cfg config, fam family, n int, empty *e
 		return row, err
 	}
 	if row[steeredMiss], err = dp.measure(steeredMiss, plain, perCall(plain, cycled(frames))); err != nil {
+		return row, err
+	}
+	// Segments of flows no rule matches, as a router forwards: the
+	// rules pass them, and the program asks whether a connection of the
+	// host holds the tuple (one steered before a rule change would).
+	frames = cycle(cfg.missFlows, func(i int) packet.Spec { return ack(fam.client, fam.other, uint16(1024+i), 5000) })
+	if err := warm(plain, frames); err != nil {
+		return row, err
+	}
+	if row[passedMiss], err = dp.measure(passedMiss, plain, perCall(plain, cycled(frames))); err != nil {
 		return row, err
 	}
 
