@@ -228,11 +228,17 @@ func (ls *listenerSet) track(f *flow) bool {
 	return true
 }
 
-// activeFlows counts the flows running now.
-func (ls *listenerSet) activeFlows() int {
+// openFlows describes the flows running now, each as its network, client
+// and intercepted destination ("udp 10.0.0.2:40000->10.99.1.10:53").
+func (ls *listenerSet) openFlows() []string {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	return len(ls.flows)
+	open := make([]string, 0, len(ls.flows))
+	for f := range ls.flows {
+		c := f.client
+		open = append(open, fmt.Sprintf("%s %s->%s", c.LocalAddr().Network(), c.RemoteAddr(), c.LocalAddr()))
+	}
+	return open
 }
 
 func (ls *listenerSet) untrack(f *flow) {
