@@ -31,7 +31,7 @@ static __always_inline int sk_lookup_steer(struct bpf_sk_lookup *ctx)
 	struct tw_key k = {};
 	struct config *cfg;
 	struct bpf_sock *sk;
-	__u32 zero = 0;
+	__u32 zero = 0, generation = 0;
 	long err;
 
 	if (ctx->protocol != IPPROTO_TCP)
@@ -54,12 +54,13 @@ static __always_inline int sk_lookup_steer(struct bpf_sk_lookup *ctx)
 	}
 	k.sport = bpf_ntohs(ctx->remote_port);
 	k.dport = ctx->local_port;
-	cfg = bpf_map_lookup_elem(&config_map, &zero);
-	if (!cfg)
-		return SK_PASS;
-	lk.port = tw_note_take(&k, cfg->generation);
+	/* Most lookups find no note: the config is read only for one. */
+	lk.port = tw_note_take(&k, &generation);
 	if (!lk.port)
 		return SK_PASS;
+	cfg = bpf_map_lookup_elem(&config_map, &zero);
+	if (!cfg || cfg->generation != generation)
+		return SK_PASS; /* decided under other rules */
 	lk.family = k.family;
 	lk.proto = IPPROTO_TCP;
 	sk = bpf_map_lookup_elem(&listener_map, &lk);

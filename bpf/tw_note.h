@@ -11,14 +11,7 @@
 /* tw_note_slot spreads tuples over this CPU's notes. */
 static __always_inline __u32 tw_note_slot(const struct tw_key *k)
 {
-	__u32 h = k->saddr[0] * 0x9e3779b1u;
-
-	h ^= k->daddr[0] * 0x85ebca77u;
-	h ^= (((__u32)k->sport << 16) | k->dport) * 0xc2b2ae3du;
-	h ^= (k->saddr[1] ^ k->saddr[2] ^ k->saddr[3]) * 0x165667b1u;
-	h ^= (k->daddr[1] ^ k->daddr[2] ^ k->daddr[3]) * 0xd3a2646cu;
-	h ^= h >> 15;
-	return h & (ZFW_TW_NOTES - 1);
+	return tuple_mix(k->saddr, k->daddr, k->sport, k->dport, 0, k->family == 6) & (ZFW_TW_NOTES - 1);
 }
 
 static __always_inline bool tw_key_same(const struct tw_key *a, const struct tw_key *b)
@@ -43,11 +36,10 @@ static __always_inline void tw_note_put(const struct tw_key *k, __u16 port, __u3
 }
 
 /*
- * tw_note_take returns the listener port noted for k under the rules of
- * generation, and frees its slot; 0 if there is none, or if it was noted
- * under other rules.
+ * tw_note_take returns the listener port noted for k (0 if there is none)
+ * and the rules' generation it was noted under, and frees its slot.
  */
-static __always_inline __u16 tw_note_take(const struct tw_key *k, __u32 generation)
+static __always_inline __u16 tw_note_take(const struct tw_key *k, __u32 *generation)
 {
 	__u32 slot = tw_note_slot(k);
 	struct tw_note *n = bpf_map_lookup_elem(&tw_note_map, &slot);
@@ -55,7 +47,8 @@ static __always_inline __u16 tw_note_take(const struct tw_key *k, __u32 generati
 
 	if (!n || !n->port || !tw_key_same(&n->key, k))
 		return 0;
-	port = n->generation == generation ? n->port : 0;
+	port = n->port;
+	*generation = n->generation;
 	n->port = 0;
 	return port;
 }
