@@ -41,8 +41,16 @@ static __always_inline __u32 flow_slot(const struct packet *pkt, __u32 ifindex, 
 	const __u32 *src = flow_src(pkt, reverse), *dst = flow_dst(pkt, reverse);
 	__u16 sport = reverse ? pkt->dport : pkt->sport;
 	__u16 dport = reverse ? pkt->sport : pkt->dport;
-	__u32 h = tuple_mix(src, dst, sport, dport, ifindex ^ ((__u32)pkt->proto << 24), pkt->family == 6);
+	__u32 h = src[0] * 0x9e3779b1u;
 
+	h ^= dst[0] * 0x85ebca77u;
+	h ^= (((__u32)sport << 16) | dport) * 0xc2b2ae3du;
+	h ^= (ifindex ^ ((__u32)pkt->proto << 24)) * 0x27d4eb2fu;
+	if (pkt->family == 6) {
+		h ^= (src[1] ^ src[2] ^ src[3]) * 0x165667b1u;
+		h ^= (dst[1] ^ dst[2] ^ dst[3]) * 0xd3a2646cu;
+	}
+	h ^= h >> 15;
 	return h & (ZFW_FLOW_CACHE_SLOTS - 1);
 }
 

@@ -98,27 +98,6 @@ struct verdict {
 	__u8 known;
 };
 
-/*
- * tuple_mix hashes a flow's addresses and ports with a cheap
- * multiplicative mix, for the slot tables keyed by a tuple (the flow
- * cache, tw_note_map). extra is mixed in too; v6 adds the addresses'
- * other three words.
- */
-static __always_inline __u32 tuple_mix(const __u32 *src, const __u32 *dst, __u16 sport, __u16 dport,
-				       __u32 extra, bool v6)
-{
-	__u32 h = src[0] * 0x9e3779b1u;
-
-	h ^= dst[0] * 0x85ebca77u;
-	h ^= (((__u32)sport << 16) | dport) * 0xc2b2ae3du;
-	h ^= extra * 0x27d4eb2fu;
-	if (v6) {
-		h ^= (src[1] ^ src[2] ^ src[3]) * 0x165667b1u;
-		h ^= (dst[1] ^ dst[2] ^ dst[3]) * 0xd3a2646cu;
-	}
-	return h ^ (h >> 15);
-}
-
 /* opens_connection: a TCP SYN without ACK, the first packet of a flow. */
 static __always_inline bool opens_connection(const struct packet *pkt)
 {

@@ -11,7 +11,14 @@
 /* tw_note_slot spreads tuples over this CPU's notes. */
 static __always_inline __u32 tw_note_slot(const struct tw_key *k)
 {
-	return tuple_mix(k->saddr, k->daddr, k->sport, k->dport, 0, k->family == 6) & (ZFW_TW_NOTES - 1);
+	__u32 h = k->saddr[0] * 0x9e3779b1u;
+
+	h ^= k->daddr[0] * 0x85ebca77u;
+	h ^= (((__u32)k->sport << 16) | k->dport) * 0xc2b2ae3du;
+	h ^= (k->saddr[1] ^ k->saddr[2] ^ k->saddr[3]) * 0x165667b1u;
+	h ^= (k->daddr[1] ^ k->daddr[2] ^ k->daddr[3]) * 0xd3a2646cu;
+	h ^= h >> 15;
+	return h & (ZFW_TW_NOTES - 1);
 }
 
 static __always_inline bool tw_key_same(const struct tw_key *a, const struct tw_key *b)
